@@ -1,0 +1,1 @@
+"""zoo's built-in backbone plugins, one module per family (installed as `zoo_plugins`)."""

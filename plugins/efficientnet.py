@@ -1,0 +1,11 @@
+"""The EfficientNet family: TF Hub feature-vector backbones, loaded as a plain hub.KerasLayer."""
+
+from zoo.backbone import Backbone
+from zoo.hookspecs import hookimpl
+from zoo.plugins import entries_for
+
+
+@hookimpl
+def register_backbones(registry, register):
+    for entry in entries_for(registry, "efficientnet"):
+        register(Backbone.from_entry(entry))

@@ -1,0 +1,80 @@
+"""Shared fixtures: an isolated zoo home per test, tiny SavedModel backbones and tiny registries."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY_FEATURES = 8
+TINY_INPUT = 32
+
+
+@pytest.fixture(autouse=True)
+def zoo_home(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own empty zoo home; nothing touches ~/.cache."""
+    home = tmp_path / "zoo-home"
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    for variable in ("TFHUB_CACHE_DIR", "ZOO_REGISTRY", "ZOO_PLUGINS"):
+        monkeypatch.delenv(variable, raising=False)
+    return home
+
+
+def export_tiny_savedmodel(folder: Path, feature_dim: int = TINY_FEATURES, seed: int = 0) -> Path:
+    """A hub-format SavedModel: images -> a fixed random projection of their 4x4 thumbnails."""
+    import tensorflow as tf
+
+    module = tf.train.Checkpoint()
+    module.kernel = tf.Variable(tf.random.stateless_normal([48, feature_dim], seed=[seed, 7]))
+    module.variables = [module.kernel]
+    module.trainable_variables = [module.kernel]
+    module.regularization_losses = []
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def call(images):
+        thumbnails = tf.reshape(tf.image.resize(images, [4, 4]), [-1, 48])
+        return tf.matmul(thumbnails, module.kernel)
+
+    module.__call__ = call
+    tf.saved_model.save(module, str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_savedmodel(tmp_path_factory) -> Path:
+    return export_tiny_savedmodel(tmp_path_factory.mktemp("tiny") / "savedmodel")
+
+
+def registry_text(handle: str, name: str = "tiny", plugin: str = "resnet", **extra) -> str:
+    fields = {
+        "plugin": plugin,
+        "handle": handle,
+        "input_size": [TINY_INPUT, TINY_INPUT],
+        "input_range": [0.0, 1.0],
+        "feature_dim": TINY_FEATURES,
+        **extra,
+    }
+    body = "\n".join(f"{key} = {_toml(value)}" for key, value in fields.items())
+    return f"[backbones.{name}]\n{body}\n"
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+@pytest.fixture
+def tiny_registry(tmp_path, tiny_savedmodel, monkeypatch) -> Path:
+    """A registry with one tiny local backbone, made the active registry."""
+    path = tmp_path / "registry.toml"
+    path.write_text(registry_text(str(tiny_savedmodel)))
+    monkeypatch.setenv("ZOO_REGISTRY", str(path))
+    return path

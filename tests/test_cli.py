@@ -1,0 +1,82 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from zoo.cli import app, main
+
+runner = CliRunner()
+
+
+def run_main(args, capsys):
+    """Run the real entry point (with its error handling) and return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+        sys.exit(0)
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
+
+
+def test_list_shows_every_backbone():
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in ("resnet50v2", "efficientnet_b0", "mobilenet_v2", "mobilenet_v3_large",
+                 "mobilenet_v3_small", "scratch_cnn"):
+        assert name in result.stdout
+
+
+def test_list_json_parses_and_carries_facts():
+    result = runner.invoke(app, ["list", "--json"])
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["resnet50v2"]["feature_dim"] == 2048
+    assert rows["resnet50v2"]["ready"] is False  # nothing downloaded in this fresh home
+    assert rows["scratch_cnn"]["ready"] is True
+
+
+def test_show_json_one_backbone():
+    result = runner.invoke(app, ["show", "efficientnet_b0", "--json"])
+    facts = json.loads(result.stdout)
+    assert facts["input_size"] == [224, 224] and facts["imagenet_top1"] == pytest.approx(77.1)
+
+
+def test_plugins_lists_builtins_with_hooks():
+    result = runner.invoke(app, ["plugins", "--json"])
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["resnet"]["version"] == "built-in"
+    assert "register_backbones" in rows["resnet"]["hooks"]
+
+
+def test_unknown_backbone_is_one_line_with_close_matches_and_exit_2(capsys):
+    code, _, err = run_main(["show", "resnet50"], capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert "unknown backbone 'resnet50'" in err and "resnet50v2" in err
+    assert "Traceback" not in err
+
+
+def test_broken_registry_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[backbones.x]\nplugin = \n")
+    code, _, err = run_main(["--registry", str(bad), "list"], capsys)
+    assert code == 2 and "invalid TOML" in err and "line 2" in err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(capsys):
+    from zoo.errors import UsageError
+
+    with pytest.raises(UsageError):
+        main(["--debug", "show", "nope"])
+
+
+def test_fast_commands_do_not_import_tensorflow():
+    code = (
+        "import sys; from zoo.cli import main\n"
+        "try:\n    main(['list', '--json'])\nexcept SystemExit: pass\n"
+        "assert 'tensorflow' not in sys.modules, 'list imported tensorflow'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

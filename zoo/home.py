@@ -1,0 +1,73 @@
+"""Where zoo keeps things on disk, and how it writes them without leaving half-written files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def zoo_home() -> Path:
+    """The cache root: $ZOO_HOME, else ~/.cache/zoo."""
+    configured = os.environ.get("ZOO_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "zoo"
+
+
+def hub_cache_dir() -> Path:
+    """Where TF Hub downloads live ($TFHUB_CACHE_DIR wins when the user set it)."""
+    configured = os.environ.get("TFHUB_CACHE_DIR")
+    return Path(configured).expanduser() if configured else zoo_home() / "hub"
+
+
+def converted_dir() -> Path:
+    """Backbones that a plugin builds locally (e.g. from PyTorch weights) live here."""
+    return zoo_home() / "converted"
+
+
+def features_dir() -> Path:
+    return zoo_home() / "features"
+
+
+def runs_dir() -> Path:
+    return zoo_home() / "runs"
+
+
+def store_path() -> Path:
+    return zoo_home() / "runs.sqlite"
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a scratch folder beside `final`; on success rename it into place in one step.
+
+    If the body raises (or the process dies), `final` is untouched and the scratch folder is
+    removed (or left under a `.tmp-` name that nothing reads).
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        yield scratch
+        if final.exists():  # another process finished first; its copy is as good as ours
+            shutil.rmtree(scratch)
+        else:
+            os.replace(scratch, final)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(final: Path, data: bytes) -> None:
+    """Write `data` to `final` via a temp file and rename, so readers never see a partial file."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=final.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,94 @@
+"""Keras models around a backbone.
+
+Every model that holds a hub layer is built with tf_keras (Keras 2): hub.KerasLayer is a tf_keras
+layer and a Keras 3 model rejects it (tensorflow/hub#903). Never mix in Keras 3 objects here.
+
+Each model takes raw pixels (0..255, resized to the backbone's input size) and scales them to the
+backbone's own value range inside the model, so preprocessing travels with the saved model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.backbone import Backbone
+from zoo.errors import BackboneUnavailable
+from zoo.hub import resolve
+
+
+def _keras():
+    import tf_keras
+
+    return tf_keras
+
+
+def feature_layer(backbone: Backbone, trainable: bool = False) -> Any:
+    """The backbone as a Keras layer: hub.KerasLayer over its local SavedModel by default."""
+    if backbone.make_layer is not None:
+        return backbone.make_layer(backbone, trainable)
+    folder = resolve(backbone)
+    import tensorflow_hub as hub
+
+    try:
+        return hub.KerasLayer(str(folder), trainable=trainable, name="feature_extraction_layer")
+    except Exception as error:  # a SavedModel that does not load is a backbone we cannot use
+        raise BackboneUnavailable(
+            f"{backbone.name}: {folder} does not load as a SavedModel ({type(error).__name__}); "
+            "remove that folder and run `zoo pull` again"
+        ) from None
+
+
+def scale_pixels(backbone: Backbone) -> Any:
+    """Map pixel values 0..255 linearly onto the backbone's input range."""
+    low, high = backbone.input_range
+    return _keras().layers.Rescaling(scale=(high - low) / 255.0, offset=low, name="scale_pixels")
+
+
+def _image_input(backbone: Backbone) -> Any:
+    height, width = backbone.input_size
+    return _keras().layers.InputLayer(input_shape=(height, width, 3), name="pixels")
+
+
+def feature_extractor(backbone: Backbone) -> Any:
+    """Raw pixels in, frozen feature vectors out."""
+    keras = _keras()
+    return keras.Sequential(
+        [_image_input(backbone), scale_pixels(backbone), feature_layer(backbone, trainable=False)],
+        name=f"{backbone.name}_features",
+    )
+
+
+def classifier_head(num_classes: int, feature_dim: int | None = None) -> Any:
+    """The new softmax layer trained on top of the features."""
+    keras = _keras()
+    dense = keras.layers.Dense(num_classes, activation="softmax", name="output_layer")
+    if feature_dim is None:
+        return dense
+    return keras.Sequential([keras.layers.InputLayer(input_shape=(feature_dim,)), dense], name="head")
+
+
+def create_model(backbone: Backbone, num_classes: int, trainable: bool = False) -> Any:
+    """The classic recipe's model: frozen (or trainable) backbone + a new softmax head, uncompiled."""
+    keras = _keras()
+    return keras.Sequential(
+        [
+            _image_input(backbone),
+            scale_pixels(backbone),
+            feature_layer(backbone, trainable=trainable),
+            classifier_head(num_classes),
+        ],
+        name=backbone.name,
+    )
+
+
+def check_feature_size(backbone: Backbone) -> None:
+    """Load the backbone and make sure it yields the feature size the registry declares."""
+    import numpy as np
+
+    height, width = backbone.input_size
+    features = feature_extractor(backbone)(np.zeros((1, height, width, 3), "float32"))
+    if features.shape[-1] != backbone.feature_dim:
+        raise BackboneUnavailable(
+            f"{backbone.name}: the model yields {features.shape[-1]} features but the registry "
+            f"says feature_dim = {backbone.feature_dim}; fix the registry entry"
+        )

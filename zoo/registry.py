@@ -1,0 +1,165 @@
+"""Read and validate registry.toml: the catalogue of backbones and their facts.
+
+Nothing here imports TensorFlow: `zoo list` must answer instantly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import RegistryError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+HANDLE_PREFIXES = ("https://", "http://", "file://", "zoo:", "/", "~")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_pair(check):
+    return lambda value: (
+        isinstance(value, list) and len(value) == 2 and all(check(v) for v in value)
+    )
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+# field -> (required, check, what the check wants)
+FIELDS: dict[str, tuple[bool, Any, str]] = {
+    "plugin": (True, lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "handle": (True, lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "input_size": (True, _is_pair(_is_positive_int), "two positive integers [height, width]"),
+    "input_range": (True, _is_pair(_is_number), "two numbers [low, high]"),
+    "feature_dim": (True, _is_positive_int, "a positive integer"),
+    "params_m": (False, _is_number, "a number (millions of parameters)"),
+    "imagenet_top1": (False, _is_number, "a number (percent)"),
+    "paper": (False, lambda v: isinstance(v, str), "a string"),
+    "description": (False, lambda v: isinstance(v, str), "a string"),
+    "pretrained": (False, lambda v: isinstance(v, bool), "true or false"),
+    "fallback_handles": (
+        False,
+        lambda v: isinstance(v, list) and all(isinstance(h, str) and h for h in v),
+        "a list of handle strings",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One validated `[backbones.NAME]` table."""
+
+    name: str
+    source: Path
+    fields: dict[str, Any]
+
+    @property
+    def plugin(self) -> str:
+        return self.fields["plugin"]
+
+
+def default_registry_path() -> Path:
+    """$ZOO_REGISTRY if set, else the registry.toml that ships with zoo."""
+    configured = os.environ.get("ZOO_REGISTRY")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(str(resources.files("zoo") / "registry.toml"))
+
+
+def load_registry(path: Path | None = None) -> dict[str, Entry]:
+    """Parse and validate a registry file; every problem is a RegistryError naming the spot."""
+    path = path or default_registry_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RegistryError(
+            f"{path}: cannot read the registry ({error.strerror}); "
+            "check the path given by --registry or ZOO_REGISTRY"
+        ) from None
+    _reject_duplicate_tables(path, text)
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise RegistryError(f"{path}: invalid TOML: {error}; fix the syntax there") from None
+    return parse_registry(document, path)
+
+
+def parse_registry(document: dict[str, Any], path: Path) -> dict[str, Entry]:
+    """Validate an already-parsed registry document."""
+    unknown_top = sorted(set(document) - {"backbones"})
+    if unknown_top:
+        raise RegistryError(
+            f"{path}: unknown top-level key {unknown_top[0]!r}; only [backbones.NAME] tables belong here"
+        )
+    tables = document.get("backbones", {})
+    if not isinstance(tables, dict):
+        raise RegistryError(f"{path}: 'backbones' must be tables, written [backbones.NAME]")
+    return {name: _validate_entry(path, name, table) for name, table in tables.items()}
+
+
+def _validate_entry(path: Path, name: str, table: Any) -> Entry:
+    where = f"{path}: backbone {name!r}"
+    if not NAME_PATTERN.match(name):
+        raise RegistryError(
+            f"{where}: names use lowercase letters, digits, '_' and '-' (e.g. resnet50v2)"
+        )
+    if not isinstance(table, dict):
+        raise RegistryError(f"{where}: must be a table, written [backbones.{name}]")
+    for key in table:
+        if key not in FIELDS:
+            raise RegistryError(
+                f"{where}: unknown field {key!r}; known fields: {', '.join(FIELDS)}"
+            )
+    for field, (required, check, wanted) in FIELDS.items():
+        if field not in table:
+            if required:
+                raise RegistryError(f"{where}: missing field {field!r} ({wanted})")
+            continue
+        if not check(table[field]):
+            raise RegistryError(
+                f"{where}: field {field!r} must be {wanted}, got {table[field]!r}"
+            )
+    for field in ("handle", "fallback_handles"):
+        for handle in _as_list(table.get(field, [])):
+            if not handle.startswith(HANDLE_PREFIXES):
+                raise RegistryError(
+                    f"{where}: field {field!r} has unsupported handle {handle!r}; use an "
+                    "https:// URL, a file:// URL, an absolute path, or zoo:NAME"
+                )
+    low, high = table["input_range"]
+    if not low < high:
+        raise RegistryError(f"{where}: field 'input_range' must have low < high, got {[low, high]}")
+    return Entry(name=name, source=path, fields=dict(table))
+
+
+def _as_list(value: Any) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def _reject_duplicate_tables(path: Path, text: str) -> None:
+    """TOML already forbids a repeated table; this names the backbone in zoo's own words."""
+    seen: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = re.match(r"\s*\[\s*backbones\.([^\]\s]+)\s*\]", line)
+        if not match:
+            continue
+        name = match.group(1).strip("\"'")
+        if name in seen:
+            raise RegistryError(
+                f"{path}: backbone {name!r} is defined twice (lines {seen[name]} and {number}); "
+                "keep one table per name"
+            )
+        seen[name] = number
