@@ -1,0 +1,1 @@
+"""Package data: the embedded Fashion-MNIST demo subset (fashion_mnist_demo.npz) and its licence."""
