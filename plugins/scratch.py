@@ -21,7 +21,9 @@ def make_small_cnn(backbone: Backbone, trainable: bool):
             keras.layers.MaxPooling2D(),
         ]
     layers.append(keras.layers.GlobalAveragePooling2D())
-    return keras.Sequential(layers, name=backbone.name, trainable=trainable)
+    model = keras.Sequential(layers, name=backbone.name)
+    model.trainable = trainable
+    return model
 
 
 @hookimpl

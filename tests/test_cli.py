@@ -22,8 +22,14 @@ def run_main(args, capsys):
 def test_list_shows_every_backbone():
     result = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for name in ("resnet50v2", "efficientnet_b0", "mobilenet_v2", "mobilenet_v3_large",
-                 "mobilenet_v3_small", "scratch_cnn"):
+    for name in (
+        "resnet50v2",
+        "efficientnet_b0",
+        "mobilenet_v2",
+        "mobilenet_v3_large",
+        "mobilenet_v3_small",
+        "scratch_cnn",
+    ):
         assert name in result.stdout
 
 

@@ -45,6 +45,8 @@ def test_wrong_feature_dim_is_caught(tmp_path, tiny_savedmodel):
     from zoo.errors import BackboneUnavailable
 
     path = tmp_path / "registry.toml"
-    path.write_text(registry_text(str(tiny_savedmodel)).replace("feature_dim = 8", "feature_dim = 9"))
+    path.write_text(
+        registry_text(str(tiny_savedmodel)).replace("feature_dim = 8", "feature_dim = 9")
+    )
     with pytest.raises(BackboneUnavailable, match="yields 8 features but the registry says"):
         check_feature_size(load_catalog(path).get("tiny"))

@@ -2,7 +2,7 @@ import textwrap
 
 from zoo.plugins import load_catalog
 
-PLUGIN_ADDING_A_BACKBONE = '''
+PLUGIN_ADDING_A_BACKBONE = """
 from zoo.backbone import Backbone
 from zoo.hookspecs import hookimpl
 
@@ -10,7 +10,7 @@ from zoo.hookspecs import hookimpl
 def register_backbones(registry, register):
     register(Backbone(name="{name}", plugin="{plugin}", handle="/models/x",
                       input_size=(224, 224), input_range=(0.0, 1.0), feature_dim=4))
-'''
+"""
 
 
 def write_plugin(folder, name, body):
@@ -22,8 +22,15 @@ def write_plugin(folder, name, body):
 def test_builtin_plugins_register_the_registry_backbones():
     catalog = load_catalog()
     assert catalog.problems == []
-    assert {"resnet50v2", "efficientnet_b0", "mobilenet_v2", "mobilenet_v3_large",
-            "mobilenet_v3_small", "efficientnet_lite0", "scratch_cnn"} <= set(catalog.backbones)
+    assert {
+        "resnet50v2",
+        "efficientnet_b0",
+        "mobilenet_v2",
+        "mobilenet_v3_large",
+        "mobilenet_v3_small",
+        "efficientnet_lite0",
+        "scratch_cnn",
+    } <= set(catalog.backbones)
     assert catalog.backbones["resnet50v2"].plugin == "resnet"
     assert {"resnet", "efficientnet", "efficientnet_lite", "mobilenet", "scratch"} <= set(
         catalog.plugins.versions
@@ -31,7 +38,9 @@ def test_builtin_plugins_register_the_registry_backbones():
 
 
 def test_entry_point_plugin_is_discovered(tmp_path, monkeypatch):
-    write_plugin(tmp_path, "zoo_fancy", PLUGIN_ADDING_A_BACKBONE.format(name="fancy", plugin="fancy"))
+    write_plugin(
+        tmp_path, "zoo_fancy", PLUGIN_ADDING_A_BACKBONE.format(name="fancy", plugin="fancy")
+    )
     dist = tmp_path / "zoo_fancy-1.2.3.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-fancy\nVersion: 1.2.3\n")
@@ -43,7 +52,9 @@ def test_entry_point_plugin_is_discovered(tmp_path, monkeypatch):
 
 
 def test_local_plugin_file_via_environment(tmp_path, monkeypatch):
-    path = write_plugin(tmp_path, "mine", PLUGIN_ADDING_A_BACKBONE.format(name="mine", plugin="mine"))
+    path = write_plugin(
+        tmp_path, "mine", PLUGIN_ADDING_A_BACKBONE.format(name="mine", plugin="mine")
+    )
     monkeypatch.setenv("ZOO_PLUGINS", str(path))
     assert load_catalog().backbones["mine"].handle == "/models/x"
 
@@ -57,13 +68,17 @@ def test_plugin_that_fails_to_import_is_skipped_by_name(tmp_path, monkeypatch):
 
 
 def test_plugin_whose_hook_raises_is_skipped_by_name(tmp_path, monkeypatch):
-    path = write_plugin(tmp_path, "raiser", """
+    path = write_plugin(
+        tmp_path,
+        "raiser",
+        """
         from zoo.hookspecs import hookimpl
 
         @hookimpl
         def register_backbones(registry, register):
             raise ValueError("hook exploded")
-    """)
+    """,
+    )
     monkeypatch.setenv("ZOO_PLUGINS", str(path))
     catalog = load_catalog()
     assert any("'raiser'" in p and "hook exploded" in p for p in catalog.problems)
@@ -77,7 +92,9 @@ def test_two_plugins_registering_one_name_keeps_the_first(tmp_path, monkeypatch)
     monkeypatch.setenv("ZOO_PLUGINS", str(path))
     catalog = load_catalog()
     assert catalog.backbones["resnet50v2"].plugin == "resnet"
-    assert any("'copycat'" in p and "'resnet50v2'" in p and "skipped" in p for p in catalog.problems)
+    assert any(
+        "'copycat'" in p and "'resnet50v2'" in p and "skipped" in p for p in catalog.problems
+    )
 
 
 def test_registry_entry_naming_a_missing_plugin_is_reported(tmp_path, monkeypatch):

@@ -27,10 +27,19 @@ def error_for(tmp_path: Path, text: str) -> str:
 
 def test_shipped_registry_has_the_classic_backbones():
     registry = load_registry(default_registry_path())
-    assert {"resnet50v2", "efficientnet_b0", "mobilenet_v2", "mobilenet_v3_large",
-            "mobilenet_v3_small", "efficientnet_lite0", "scratch_cnn"} <= set(registry)
+    assert {
+        "resnet50v2",
+        "efficientnet_b0",
+        "mobilenet_v2",
+        "mobilenet_v3_large",
+        "mobilenet_v3_small",
+        "efficientnet_lite0",
+        "scratch_cnn",
+    } <= set(registry)
     resnet = registry["resnet50v2"].fields
-    assert resnet["handle"].startswith("https://tfhub.dev/google/imagenet/resnet_v2_50/feature_vector/")
+    assert resnet["handle"].startswith(
+        "https://tfhub.dev/google/imagenet/resnet_v2_50/feature_vector/"
+    )
     assert resnet["feature_dim"] == 2048 and resnet["input_size"] == [224, 224]
 
 
@@ -53,8 +62,14 @@ def test_missing_field_names_backbone_and_field(tmp_path):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("feature_dim", "big"), ("input_size", [224]), ("input_range", ["a", "b"]),
-     ("params_m", True), ("pretrained", "yes"), ("feature_dim", -3)],
+    [
+        ("feature_dim", "big"),
+        ("input_size", [224]),
+        ("input_range", ["a", "b"]),
+        ("params_m", True),
+        ("pretrained", "yes"),
+        ("feature_dim", -3),
+    ],
 )
 def test_wrong_type_names_backbone_and_field(tmp_path, field, value):
     message = error_for(tmp_path, registry_text("/m", **{field: value}))
@@ -96,8 +111,14 @@ def test_registry_strings_are_never_evaluated(tmp_path):
 
 
 toml_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=False) | st.text(max_size=12),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5000)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
     max_leaves=8,
 )
 field_names = st.sampled_from(
@@ -110,9 +131,11 @@ field_names = st.sampled_from(
     st.dictionaries(
         st.text(max_size=10) | st.just("backbones"),
         st.dictionaries(
-            st.text(max_size=10), st.dictionaries(field_names, toml_values, max_size=8) | toml_values,
+            st.text(max_size=10),
+            st.dictionaries(field_names, toml_values, max_size=8) | toml_values,
             max_size=3,
-        ) | toml_values,
+        )
+        | toml_values,
         max_size=3,
     )
 )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -14,32 +14,57 @@ from zoo import tables
 from zoo.errors import UsageError, ZooError
 from zoo.plugins import Catalog, load_catalog
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+
 app = typer.Typer(
     help="Find which pretrained backbone transfers best to your images.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+# Piped output gets a wide table rather than Rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 
 class Settings:
     """Options given before the command (`zoo --registry F list`)."""
 
-    registry: Optional[Path] = None
+    registry: Path | None = None
     debug: bool = False
 
 
 @app.callback()
 def _global_options(
-    registry: Optional[Path] = typer.Option(
-        None, "--registry", envvar="ZOO_REGISTRY", help="Use this registry file instead of zoo's own."
+    registry: Path | None = typer.Option(
+        None,
+        "--registry",
+        envvar="ZOO_REGISTRY",
+        help="Use this registry file instead of zoo's own.",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     Settings.registry = registry
     Settings.debug = debug
+
+
+def load_tensorflow() -> None:
+    """Import TensorFlow with its C++ start-up chatter (printed before logging is set up) hidden."""
+    if Settings.debug or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+            import tensorflow_hub  # noqa: F401
+            import tf_keras  # noqa: F401
+
+            tensorflow.config.list_physical_devices()  # device probing logs here too
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def catalog() -> Catalog:
@@ -100,7 +125,184 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
         out.print(tables.plugins_table(rows))
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+@app.command()
+def run(
+    names: list[str] | None = typer.Argument(None, help="Backbones to run (see `zoo list`)."),
+    all_backbones: bool = typer.Option(
+        False, "--all", help="Run every backbone that can be loaded."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Folder holding train/ and test/ (default: the demo)."
+    ),
+    train: Path | None = typer.Option(None, "--train", help="Training image folder (with --test)."),
+    test: Path | None = typer.Option(None, "--test", help="Test image folder (with --train)."),
+    epochs: int = typer.Option(5, "--epochs", help="Training epochs."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Training batch size."),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Learning rate [default: 1e-3; 1e-4 to fine-tune]."
+    ),
+    seed: int = typer.Option(42, "--seed", help="Seed for the validation split and training."),
+    mode: str = typer.Option(
+        "feature-extraction", "--mode", help="feature-extraction or fine-tune."
+    ),
+    val_fraction: float = typer.Option(
+        0.1, "--val-fraction", help="Share of train held out for validation."
+    ),
+    patience: int = typer.Option(3, "--patience", help="Early-stopping patience, in epochs."),
+    max_bad: int = typer.Option(
+        50, "--max-bad", help="Most unreadable files to skip before refusing."
+    ),
+    logdir: Path | None = typer.Option(
+        None, "--logdir", help="TensorBoard root [default: ZOO_HOME/tensorboard]."
+    ),
+    experiment: str | None = typer.Option(
+        None, "--experiment", help="TensorBoard experiment name."
+    ),
+    head_from: int | None = typer.Option(
+        None, "--head-from", help="Fine-tune: start from this run's head."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+) -> None:
+    """Train and evaluate backbones; ends with a comparison table. Exit 1 if any failed."""
+    from zoo.api import run_backbones
+    from zoo.progress import Reporter, RichReporter
+    from zoo.runner import RunSettings
+
+    settings = RunSettings(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        seed=seed,
+        mode=mode,
+        val_fraction=val_fraction,
+        patience=patience,
+        max_bad=max_bad,
+        logdir=logdir,
+        experiment=experiment,
+        head_from=head_from,
+    )
+    reporter = Reporter() if as_json else RichReporter(err)
+    load_tensorflow()
+    summary = run_backbones(
+        names or [],
+        all_backbones=all_backbones,
+        data=data,
+        train=train,
+        test=test,
+        settings=settings,
+        catalog=catalog(),
+        reporter=reporter,
+    )
+    rows = [_result_row(result) for result in summary.results]
+    if as_json:
+        print_json(
+            {"data": summary.data, "skipped": [str(p) for p, _ in summary.skipped], "runs": rows}
+        )
+    else:
+        out.print(tables.comparison_table(rows, title=f"zoo run on {summary.data}"))
+        for row in rows:
+            if row["status"] != "ok":
+                err.print(f"[red]{row['backbone']} failed:[/] {row['reason']}", highlight=False)
+    raise typer.Exit(summary.exit_code)
+
+
+def _result_row(result) -> dict:
+    metrics = {
+        **result.metrics,
+        "epochs_run": result.epochs_run,
+        "seconds": result.seconds,
+        "images_per_second": result.images_per_second,
+        "computed_features": result.computed_features,
+        "params_m": result.params_m,
+    }
+    return {
+        "run_id": result.run_id,
+        "backbone": result.backbone,
+        "mode": result.mode,
+        "status": result.status,
+        "reason": result.reason,
+        "metrics": metrics,
+    }
+
+
+@app.command()
+def runs(
+    limit: int = typer.Option(20, "--limit", help="How many runs to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Stored runs, newest first."""
+    from zoo.store import list_runs
+
+    stored = list_runs(limit)
+    if as_json:
+        print_json(stored)
+    else:
+        out.print(tables.runs_table(stored))
+
+
+@app.command()
+def compare(
+    run_ids: list[int] = typer.Argument(..., help="Run ids (see `zoo runs`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Chosen runs side by side."""
+    from zoo.store import get_run
+
+    stored = [get_run(run_id) for run_id in run_ids]
+    if as_json:
+        print_json(stored)
+    else:
+        rows = [{**record, "run_id": record["id"]} for record in stored]
+        out.print(tables.comparison_table(rows, title="Runs compared"))
+        for row in rows:
+            if row["status"] != "ok":
+                out.print(
+                    f"run {row['id']} ({row['backbone']}) failed: {row['reason']}", highlight=False
+                )
+
+
+@app.command()
+def report(
+    run_id: int = typer.Argument(..., help="Run id (see `zoo runs`)."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Folder for the PNGs [default: the run's folder]."
+    ),
+) -> None:
+    """Write loss/accuracy curves and the confusion matrix of a run as PNG files."""
+    from zoo.report import write_report
+    from zoo.store import get_run
+
+    record = get_run(run_id)
+    folder = out_dir or Path(record["artifacts"]["run_folder"]) / "report"
+    for path in write_report(record, folder):
+        out.print(str(path))
+
+
+@app.command()
+def predict(
+    images: list[Path] = typer.Argument(..., help="Image files to classify."),
+    run_id: int = typer.Option(..., "--run", help="Run whose saved model to use."),
+    top_k: int = typer.Option(3, "--top-k", help="How many classes to show per image."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Top-k classes, with probabilities, for each image."""
+    from zoo.predict import predict as predict_images
+    from zoo.store import get_run
+
+    if top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+    record = get_run(run_id)
+    load_tensorflow()
+    predictions = predict_images(record, images, top_k)
+    if as_json:
+        print_json(predictions)
+        return
+    for prediction in predictions:
+        ranked = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in prediction["top"])
+        out.print(f"{prediction['image']}: {ranked}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a ZooError is one line on stderr, never a traceback."""
     try:
         app(args=argv, standalone_mode=False)

@@ -119,7 +119,7 @@ def _download(handle: str) -> Path:
         raise BackboneUnavailable(f"HTTP {error.code} {error.reason} from {handle}") from None
     except urllib.error.URLError as error:
         raise BackboneUnavailable(f"network unreachable: {error.reason}") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise BackboneUnavailable(f"no answer within {NETWORK_TIMEOUT_S:.0f} s") from None
     except ValueError as error:  # tensorflow_hub refuses members outside the archive's folder
         raise BackboneUnavailable(f"archive refused: {error}") from None

@@ -64,7 +64,9 @@ def classifier_head(num_classes: int, feature_dim: int | None = None) -> Any:
     dense = keras.layers.Dense(num_classes, activation="softmax", name="output_layer")
     if feature_dim is None:
         return dense
-    return keras.Sequential([keras.layers.InputLayer(input_shape=(feature_dim,)), dense], name="head")
+    return keras.Sequential(
+        [keras.layers.InputLayer(input_shape=(feature_dim,)), dense], name="head"
+    )
 
 
 def create_model(backbone: Backbone, num_classes: int, trainable: bool = False) -> Any:

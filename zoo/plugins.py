@@ -61,7 +61,9 @@ def _register(plugins: PluginSet, name: str, version: str, load) -> None:
     try:
         plugins.manager.register(load(), name=name)
     except Exception as error:  # a broken plugin must not take the others down
-        plugins.problems.append(f"plugin {name!r} failed to load and was skipped: {_describe(error)}")
+        plugins.problems.append(
+            f"plugin {name!r} failed to load and was skipped: {_describe(error)}"
+        )
         return
     plugins.versions[name] = version
 
@@ -120,7 +122,9 @@ def load_catalog(registry_path: Path | None = None, plugins: PluginSet | None = 
         try:
             implementation.function(registry=registry, register=register)
         except Exception as error:
-            problems.append(f"plugin {plugin_name!r} raised while registering backbones and was skipped: {_describe(error)}")
+            problems.append(
+                f"plugin {plugin_name!r} raised while registering backbones and was skipped: {_describe(error)}"
+            )
     problems += _orphaned_entries(registry, backbones, plugins)
     return Catalog(backbones=dict(sorted(backbones.items())), problems=problems, plugins=plugins)
 
@@ -143,7 +147,9 @@ def _registrar(plugin_name: str, backbones: dict[str, Backbone], problems: list[
     return register
 
 
-def _orphaned_entries(registry: dict[str, Entry], backbones: dict[str, Backbone], plugins: PluginSet) -> list[str]:
+def _orphaned_entries(
+    registry: dict[str, Entry], backbones: dict[str, Backbone], plugins: PluginSet
+) -> list[str]:
     loaded = set(plugins.versions)
     return [
         f"{entry.source}: backbone {name!r} names plugin {entry.plugin!r}, which is not installed; "

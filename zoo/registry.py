@@ -129,9 +129,7 @@ def _validate_entry(path: Path, name: str, table: Any) -> Entry:
                 raise RegistryError(f"{where}: missing field {field!r} ({wanted})")
             continue
         if not check(table[field]):
-            raise RegistryError(
-                f"{where}: field {field!r} must be {wanted}, got {table[field]!r}"
-            )
+            raise RegistryError(f"{where}: field {field!r} must be {wanted}, got {table[field]!r}")
     for field in ("handle", "fallback_handles"):
         for handle in _as_list(table.get(field, [])):
             if not handle.startswith(HANDLE_PREFIXES):

@@ -53,3 +53,64 @@ def plugins_table(rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         table.add_row(row["name"], row["version"], ", ".join(row["hooks"]))
     return table
+
+
+MODE_LABELS = {"feature-extraction": "frozen", "fine-tune": "fine-tune", "from-scratch": "scratch"}
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> Table:
+    """One row a run: the best test accuracy in bold; failed runs show their reason."""
+    table = Table(title=title)
+    table.add_column("run", justify="right")
+    table.add_column("backbone", no_wrap=True, style="bold")
+    table.add_column("mode")
+    for column in ("test acc", "F1", "loss", "epochs", "time", "img/s", "params M"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    accuracies = [row["metrics"].get("accuracy") for row in rows if row["status"] == "ok"]
+    best = max(accuracies) if accuracies else None
+    for row in rows:
+        metrics = row["metrics"]
+        accuracy = metrics.get("accuracy")
+        shown = _fmt(accuracy, ".3f")
+        if accuracy is not None and accuracy == best:
+            shown = f"[bold green]{shown}[/]"
+        status = "[green]ok[/]" if row["status"] == "ok" else "[red]failed[/]"
+        table.add_row(
+            _fmt(row.get("run_id")),
+            row["backbone"],
+            MODE_LABELS.get(row["mode"], row["mode"]),
+            shown,
+            _fmt(metrics.get("macro_f1"), ".3f"),
+            _fmt(metrics.get("loss"), ".3f"),
+            _fmt(metrics.get("epochs_run")),
+            _seconds(metrics.get("seconds")),
+            "cached"
+            if metrics.get("computed_features") == 0
+            else _fmt(metrics.get("images_per_second"), ".0f"),
+            _fmt(metrics.get("params_m"), ".1f"),
+            status,
+        )
+    return table
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(title="Runs (newest first)")
+    for column in ("run", "when", "backbone", "mode", "test acc", "epochs", "data", "status"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            str(run["id"]),
+            run["created_at"],
+            run["backbone"],
+            run["mode"],
+            _fmt(run["metrics"].get("accuracy"), ".3f"),
+            _fmt(run["metrics"].get("epochs_run")),
+            _fmt(run["data_fingerprint"]),
+            run["status"] if run["status"] == "ok" else f"failed: {run['reason']}",
+        )
+    return table

@@ -1,0 +1,108 @@
+"""The Python API for notebooks: the same engine the CLI drives.
+
+import zoo
+zoo.list_backbones()
+model = zoo.create_model("efficientnet_lite0", num_classes=10)
+summary = zoo.run(["efficientnet_lite0"], data="my_images/")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from zoo.backbone import Backbone
+from zoo.errors import UsageError
+from zoo.plugins import Catalog, load_catalog
+from zoo.progress import Reporter
+from zoo.runner import RunSettings, RunSummary
+
+
+def list_backbones(registry: str | Path | None = None) -> list[dict[str, Any]]:
+    """Facts about every available backbone, with whether it is ready offline."""
+    from zoo.hub import is_ready
+
+    backbones = load_catalog(_path(registry)).backbones.values()
+    return [{**backbone.facts(), "ready": is_ready(backbone)} for backbone in backbones]
+
+
+def get_backbone(name_or_handle: str, catalog: Catalog | None = None) -> Backbone:
+    """A registered backbone by name, or an ad-hoc one for a hub handle (224x224, inputs in 0..1)."""
+    catalog = catalog or load_catalog()
+    if name_or_handle in catalog.backbones or "/" not in name_or_handle:
+        return catalog.get(name_or_handle)
+    return Backbone(
+        name="custom",
+        plugin="api",
+        handle=name_or_handle,
+        input_size=(224, 224),
+        input_range=(0.0, 1.0),
+        feature_dim=0,
+    )
+
+
+def create_model(name_or_handle: str, num_classes: int = 10, trainable: bool = False) -> Any:
+    """The classic `create_model(model_url, num_classes)`: frozen extractor + softmax head, uncompiled.
+
+    The model takes raw pixels (0..255) and scales them to the backbone's own range itself.
+    """
+    from zoo.models import create_model as build
+
+    return build(get_backbone(name_or_handle), num_classes, trainable=trainable)
+
+
+def run(
+    names: list[str] | None = None,
+    *,
+    all_backbones: bool = False,
+    data: str | Path | None = None,
+    train: str | Path | None = None,
+    test: str | Path | None = None,
+    registry: str | Path | None = None,
+    reporter: Reporter | None = None,
+    **settings: Any,
+) -> RunSummary:
+    """Train, evaluate and store runs; settings as on the command line (epochs=5, ...)."""
+    return run_backbones(
+        names or [],
+        all_backbones=all_backbones,
+        data=_path(data),
+        train=_path(train),
+        test=_path(test),
+        settings=RunSettings(**settings),
+        catalog=load_catalog(_path(registry)),
+        reporter=reporter,
+    )
+
+
+def run_backbones(
+    names: list[str],
+    *,
+    all_backbones: bool,
+    data: Path | None,
+    train: Path | None,
+    test: Path | None,
+    settings: RunSettings,
+    catalog: Catalog,
+    reporter: Reporter | None = None,
+) -> RunSummary:
+    from zoo.data import find_splits
+    from zoo.demo import demo_data_dir
+    from zoo.runner import run as run_all
+
+    settings.check()
+    if all_backbones and names:
+        raise UsageError("give backbone names or --all, not both")
+    if not all_backbones and not names:
+        raise UsageError("name the backbones to run (see `zoo list`) or pass --all")
+    backbones = (
+        list(catalog.backbones.values()) if all_backbones else [catalog.get(n) for n in names]
+    )
+    if data is None and train is None and test is None:
+        data = demo_data_dir()
+    train_dir, test_dir = find_splits(data, train, test)
+    return run_all(backbones, train_dir, test_dir, settings, reporter)
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return Path(value).expanduser() if value is not None else None

@@ -1,0 +1,178 @@
+"""Image folders in, labelled file lists and decoded pixels out.
+
+A dataset is `train/<class>/*` and `test/<class>/*`; class names are the sub-folder names.
+Pixels are decoded with Pillow (JPEG, PNG, BMP, GIF and more; any mode: grayscale, RGBA, CMYK,
+palette, 16-bit), resized to the backbone's input size, and kept as raw 0..255 values: each model
+scales them to its own range. Files that cannot be decoded are skipped and reported, never a
+crash mid-epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from zoo.errors import DataError
+
+# Pillow refuses bigger images as decompression bombs; a 12000x12000 photo is 144 M pixels.
+Image.MAX_IMAGE_PIXELS = 250_000_000
+SHOWN_BAD_FILES = 3
+
+
+class BadImage(Exception):
+    """One file that is not a decodable image."""
+
+
+@dataclass
+class ImageSet:
+    """Files with integer labels; `classes[label]` is the class name."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    classes: list[str]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, indices: np.ndarray) -> ImageSet:
+        return ImageSet([self.paths[i] for i in indices], self.labels[indices], self.classes)
+
+    def without(self, bad: set[Path], reasons: dict[Path, str]) -> ImageSet:
+        keep = np.array([i for i, path in enumerate(self.paths) if path not in bad], dtype=int)
+        kept = self.subset(keep)
+        kept.skipped = self.skipped + [(p, reasons[p]) for p in self.paths if p in bad]
+        return kept
+
+
+@dataclass
+class Splits:
+    train: ImageSet
+    validation: ImageSet
+    test: ImageSet
+
+    @property
+    def classes(self) -> list[str]:
+        return self.train.classes
+
+
+def find_splits(data: Path | None, train: Path | None, test: Path | None) -> tuple[Path, Path]:
+    """Resolve --data DIR or --train/--test into the two folders, with one-line errors."""
+    if data is not None and (train or test):
+        raise DataError("give either --data DIR or --train DIR --test DIR, not both")
+    if data is not None:
+        if not data.is_dir():
+            raise DataError(
+                f"data folder {data} does not exist; give a folder holding train/ and test/"
+            )
+        train, test = data / "train", data / "test"
+        for split in (train, test):
+            if not split.is_dir():
+                raise DataError(
+                    f"{data} has no {split.name}/ folder; lay it out as {data}/{split.name}/<class>/*.jpg"
+                )
+    if train is None or test is None:
+        raise DataError("give both --train DIR and --test DIR (or --data DIR)")
+    for split in (train, test):
+        if not split.is_dir():
+            raise DataError(f"folder {split} does not exist")
+    return train, test
+
+
+def scan_folder(folder: Path, classes: list[str] | None = None) -> ImageSet:
+    """Every file under `folder/<class>/`, labelled by class, in a stable order."""
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise DataError(f"{folder} has no class folders; put images in {folder}/<class>/")
+    if classes is not None and found != classes:
+        missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
+        raise DataError(
+            f"the classes of {folder} differ from train's (missing: {', '.join(missing) or '-'}; "
+            f"extra: {', '.join(extra) or '-'}); use the same class folders in train/ and test/"
+        )
+    paths, labels = [], []
+    for label, name in enumerate(found):
+        files = sorted(
+            p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+        if not files:
+            raise DataError(
+                f"class folder {folder / name} is empty; add images or remove the folder"
+            )
+        paths += files
+        labels += [label] * len(files)
+    return ImageSet(paths, np.array(labels, dtype=np.int64), found)
+
+
+def stratified_split(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Carve a validation set from training images: the same fraction of every class, seeded."""
+    rng = np.random.default_rng(seed)
+    validation = []
+    for label in range(len(images.classes)):
+        members = np.flatnonzero(images.labels == label)
+        count = int(round(len(members) * fraction))
+        if fraction > 0 and len(members) > 1:
+            count = min(max(count, 1), len(members) - 1)  # every class keeps one of each
+        validation += list(rng.choice(members, size=count, replace=False))
+    chosen = np.zeros(len(images), dtype=bool)
+    chosen[validation] = True
+    return images.subset(np.flatnonzero(~chosen)), images.subset(np.flatnonzero(chosen))
+
+
+def load_splits(train_dir: Path, test_dir: Path, val_fraction: float, seed: int) -> Splits:
+    train = scan_folder(train_dir)
+    test = scan_folder(test_dir, classes=train.classes)
+    fit, validation = stratified_split(train, val_fraction, seed)
+    return Splits(fit, validation, test)
+
+
+def file_digest(path: Path) -> str:
+    """Content hash of one file: the feature cache's key for the image."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+
+
+def fingerprint(splits: Splits, digests: dict[Path, str]) -> str:
+    """One hash of the whole dataset: which images, which split, which class."""
+    hasher = hashlib.sha256()
+    for split_name in ("train", "validation", "test"):
+        split = getattr(splits, split_name)
+        for path, label in zip(split.paths, split.labels):
+            hasher.update(f"{split_name}|{split.classes[label]}|{digests[path]}\n".encode())
+    return hasher.hexdigest()[:16]
+
+
+def load_pixels(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Decode any image file to uint8 RGB pixels [height, width, 3] at `size`."""
+    height, width = size
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (width, height))  # JPEG: decode huge photos at a reduced scale
+            image = _to_rgb(ImageOps.exif_transpose(image))
+            return np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.uint8)
+    except Exception as error:  # Pillow raises many types for broken files; all mean "skip it"
+        raise BadImage(f"{type(error).__name__}: {error}") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(values / peak * 255.0, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def describe_skipped(skipped: list[tuple[Path, str]]) -> str:
+    """'3 unreadable files skipped: a.jpg, b.txt, c.png' (first few names)."""
+    names = ", ".join(path.name for path, _ in skipped[:SHOWN_BAD_FILES])
+    more = f" and {len(skipped) - SHOWN_BAD_FILES} more" if len(skipped) > SHOWN_BAD_FILES else ""
+    return (
+        f"{len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} skipped: {names}{more}"
+    )

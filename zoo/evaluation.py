@@ -1,0 +1,28 @@
+"""Test-set metrics from predicted class probabilities (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def evaluate(probabilities: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, loss, macro-F1, per-class accuracy and the confusion matrix (rows: true class)."""
+    predicted = probabilities.argmax(axis=1)
+    count = len(classes)
+    confusion = np.zeros((count, count), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    true_totals, predicted_totals = confusion.sum(axis=1), confusion.sum(axis=0)
+    hits = np.diag(confusion)
+    recall = np.divide(hits, true_totals, out=np.zeros(count), where=true_totals > 0)
+    precision = np.divide(hits, predicted_totals, out=np.zeros(count), where=predicted_totals > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros(count), where=denominator > 0)
+    chosen = probabilities[np.arange(len(labels)), labels]
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "loss": float(-np.log(np.clip(chosen, 1e-7, 1.0)).mean()),
+        "macro_f1": float(f1.mean()),
+        "per_class_accuracy": {name: float(r) for name, r in zip(classes, recall)},
+        "confusion_matrix": confusion.tolist(),
+        "test_images": int(len(labels)),
+    }

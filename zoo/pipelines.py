@@ -1,0 +1,188 @@
+"""The two ways a backbone is trained.
+
+- feature extraction: frozen backbone, features computed once and cached, only the head trains;
+- end to end: fine-tuning a pretrained backbone (low learning rate), or a model with no
+  pretrained weights trained from scratch; pixels are decoded once per run and kept in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.backbone import Backbone
+from zoo.data import ImageSet, Splits
+from zoo.features import FeatureCache, backbone_key, decoded_batches, extract
+from zoo.hub import resolve
+from zoo.progress import Reporter
+from zoo.training import FitSettings, fit, tensorboard_dir
+
+INFERENCE_BATCH = 64
+
+
+@dataclass
+class Outcome:
+    model: Any  # the full image-to-class tf_keras model
+    history: dict[str, list[float]]
+    test_probabilities: np.ndarray
+    test_labels: np.ndarray
+    skipped: list[tuple[Path, str]]
+    log_dir: Path
+    extract_seconds: float | None = None
+    images_per_second: float | None = None
+    computed_features: int | None = None
+
+
+def _fit_settings(settings, mode: str) -> FitSettings:
+    return FitSettings(
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate_for(mode),
+        patience=settings.patience,
+        seed=settings.seed,
+    )
+
+
+def _log_dir(settings, backbone: Backbone) -> Path:
+    from zoo.runner import default_logdir
+
+    return tensorboard_dir(
+        settings.logdir or default_logdir(), settings.experiment or backbone.name
+    )
+
+
+def _epoch_progress(reporter: Reporter, epochs: int):
+    return reporter.task("training", epochs)
+
+
+def make_encoder(extractor: Any):
+    """A compiled forward pass over one batch of raw pixels."""
+    import tensorflow as tf
+
+    height, width = extractor.input_shape[1:3]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)])
+    def encode(pixels):
+        return extractor(tf.cast(pixels, tf.float32), training=False)
+
+    return lambda pixels: encode(pixels).numpy()
+
+
+def feature_extraction(
+    backbone: Backbone,
+    splits: Splits,
+    digests: dict[Path, str],
+    settings,
+    reporter: Reporter,
+    checkpoint: Path,
+) -> Outcome:
+    from zoo.models import classifier_head, create_model, feature_extractor
+
+    folder = resolve(backbone)
+    cache = FeatureCache(backbone_key(backbone, folder))
+    encoder = None
+    parts, skipped, seconds, computed = {}, [], 0.0, 0
+    for name in ("train", "validation", "test"):
+        images: ImageSet = getattr(splits, name)
+        keys = [digests[path] for path in images.paths]
+        if encoder is None and any(key not in cache.vectors for key in keys):
+            encoder = make_encoder(
+                feature_extractor(backbone)
+            )  # load the backbone only when needed
+        with reporter.task(f"features ({name})", len(images)) as advance:
+            extraction = extract(
+                images.paths, keys, backbone.input_size, encoder, cache, INFERENCE_BATCH, advance
+            )
+        parts[name] = (extraction.features, images.labels[extraction.good])
+        skipped += list(extraction.bad.items())
+        seconds += extraction.seconds
+        computed += extraction.computed
+    num_classes = len(splits.classes)
+    head = classifier_head(num_classes, backbone.feature_dim)
+    log_dir = _log_dir(settings, backbone)
+    with _epoch_progress(reporter, settings.epochs) as advance:
+        history = fit(
+            head,
+            parts["train"],
+            parts["validation"],
+            num_classes,
+            _fit_settings(settings, "feature-extraction"),
+            checkpoint,
+            log_dir,
+            lambda *_: advance(1),
+        )
+    probabilities = head.predict(parts["test"][0], batch_size=1024, verbose=0)
+    model = create_model(backbone, num_classes)
+    model.get_layer("output_layer").set_weights(head.get_layer("output_layer").get_weights())
+    return Outcome(
+        model,
+        history,
+        probabilities,
+        parts["test"][1],
+        skipped,
+        log_dir,
+        extract_seconds=seconds,
+        images_per_second=computed / seconds if computed else None,
+        computed_features=computed,
+    )
+
+
+def decode_all(images: ImageSet, size: tuple[int, int], reporter: Reporter, name: str):
+    """Every image of a split as uint8 pixels, plus labels of those that decoded and the skipped."""
+    batches, good, skipped = [], [], []
+    with reporter.task(f"decoding ({name})", len(images)) as advance:
+        for indices, pixels, failures in decoded_batches(images.paths, size, INFERENCE_BATCH):
+            batches.append(pixels)
+            good += indices
+            skipped += [(images.paths[i], reason) for i, reason in failures.items()]
+            advance(len(indices) + len(failures))
+    pixels = np.concatenate(batches) if batches else np.zeros((0, *size, 3), np.uint8)
+    return pixels, images.labels[np.array(good, dtype=int)], skipped
+
+
+def end_to_end(
+    backbone: Backbone, mode: str, splits: Splits, settings, reporter: Reporter, checkpoint: Path
+) -> Outcome:
+    from zoo.models import create_model
+
+    parts, skipped = {}, []
+    for name in ("train", "validation", "test"):
+        pixels, labels, bad = decode_all(getattr(splits, name), backbone.input_size, reporter, name)
+        parts[name] = (pixels, labels)
+        skipped += bad
+    num_classes = len(splits.classes)
+    model = create_model(backbone, num_classes, trainable=True)
+    if settings.head_from is not None:
+        _load_head(model, settings.head_from)
+    log_dir = _log_dir(settings, backbone)
+    with _epoch_progress(reporter, settings.epochs) as advance:
+        history = fit(
+            model,
+            parts["train"],
+            parts["validation"],
+            num_classes,
+            _fit_settings(settings, mode),
+            checkpoint,
+            log_dir,
+            lambda *_: advance(1),
+        )
+    probabilities = model.predict(parts["test"][0], batch_size=INFERENCE_BATCH, verbose=0)
+    return Outcome(model, history, probabilities, parts["test"][1], skipped, log_dir)
+
+
+def _load_head(model: Any, run_id: int) -> None:
+    from zoo.errors import UsageError
+    from zoo.store import get_run
+
+    record = get_run(run_id)
+    head_path = record["artifacts"].get("head")
+    if not head_path or not Path(head_path).is_file():
+        raise UsageError(f"run {run_id} has no saved head to start from; pick a successful run")
+    with np.load(head_path) as head:
+        try:
+            model.get_layer("output_layer").set_weights([head["kernel"], head["bias"]])
+        except ValueError:
+            raise UsageError(f"run {run_id}'s head does not fit this backbone and data") from None

@@ -1,0 +1,45 @@
+"""Top-k predictions from a stored run's saved model (no zoo cache or hub download needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.data import BadImage, load_pixels
+from zoo.errors import DataError, UsageError
+
+
+def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[dict[str, Any]]:
+    """For each image: the top-k classes with probabilities."""
+    import tensorflow as tf
+
+    model_dir = record["artifacts"].get("model")
+    if record["status"] != "ok" or not model_dir or not Path(model_dir).is_dir():
+        raise UsageError(
+            f"run {record['id']} has no saved model; pick a successful run (`zoo runs`)"
+        )
+    model = tf.saved_model.load(model_dir)
+    serve = model.signatures["serving_default"]
+    spec = next(iter(serve.structured_input_signature[1].values()))
+    size = tuple(spec.shape[1:3])
+    classes = record["metrics"]["classes"]
+    results = []
+    for path in images:
+        try:
+            pixels = load_pixels(path, size)
+        except BadImage as error:
+            raise DataError(f"cannot read {path}: {error}") from None
+        outputs = serve(tf.constant(pixels[np.newaxis].astype(np.float32)))
+        probabilities = next(iter(outputs.values())).numpy()[0]
+        best = np.argsort(probabilities)[::-1][:top_k]
+        results.append(
+            {
+                "image": str(path),
+                "top": [
+                    {"class": classes[i], "probability": float(probabilities[i])} for i in best
+                ],
+            }
+        )
+    return results

@@ -1,0 +1,271 @@
+"""The runner: for each backbone, train a new head (or the whole model), evaluate, store.
+
+Data flows top to bottom: image folders -> splits -> features (cached) or pixels -> fit ->
+test metrics -> saved model + run record.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo import __version__
+from zoo.backbone import Backbone
+from zoo.data import Splits, describe_skipped, file_digest, fingerprint, load_splits
+from zoo.errors import DataError, UsageError, ZooError
+from zoo.home import atomic_dir, runs_dir, zoo_home
+from zoo.progress import Reporter
+from zoo.store import save_run
+
+MODES = ("feature-extraction", "fine-tune")
+
+
+@dataclass
+class RunSettings:
+    epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float | None = (
+        None  # None: 1e-3 to train a head or a model from scratch, 1e-4 to fine-tune
+    )
+    seed: int = 42
+    mode: str = "feature-extraction"
+    val_fraction: float = 0.1
+    patience: int = 3
+    max_bad: int = 50
+    logdir: Path | None = None
+    experiment: str | None = None
+    head_from: int | None = None  # fine-tune: start from this feature-extraction run's head
+
+    def check(self) -> None:
+        """Out-of-range settings are usage errors (exit 2), caught before any work starts."""
+        rules = [
+            (1 <= self.epochs <= 10_000, "--epochs must be between 1 and 10000"),
+            (1 <= self.batch_size <= 65_536, "--batch-size must be between 1 and 65536"),
+            (self.learning_rate is None or 0 < self.learning_rate <= 1, "--lr must be in (0, 1]"),
+            (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1), e.g. 0.1"),
+            (self.patience >= 1, "--patience must be at least 1"),
+            (self.max_bad >= 0, "--max-bad must be 0 or more"),
+            (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise UsageError(message)
+
+    def mode_for(self, backbone: Backbone) -> str:
+        return "from-scratch" if backbone.trains_end_to_end else self.mode
+
+    def learning_rate_for(self, mode: str) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1e-4 if mode == "fine-tune" else 1e-3
+
+
+@dataclass
+class RunResult:
+    backbone: str
+    status: str  # "ok" or "failed"
+    mode: str
+    reason: str | None = None
+    run_id: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epochs_run: int = 0
+    seconds: float = 0.0
+    extract_seconds: float | None = None
+    images_per_second: float | None = None
+    computed_features: int | None = None
+    params_m: float | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunSummary:
+    results: list[RunResult]
+    data: str
+    skipped: list[tuple[Path, str]]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if all(result.ok for result in self.results) else 1
+
+
+def run(
+    backbones: list[Backbone],
+    train_dir: Path,
+    test_dir: Path,
+    settings: RunSettings,
+    reporter: Reporter | None = None,
+) -> RunSummary:
+    """Train and evaluate each backbone on the same splits; a failing backbone becomes a failed row."""
+    settings.check()
+    if not backbones:
+        raise UsageError("nothing to run: no backbone is available (see `zoo list`)")
+    reporter = reporter or Reporter()
+    splits = load_splits(train_dir, test_dir, settings.val_fraction, settings.seed)
+    digests = _digests(splits, reporter)
+    context = _Context(splits, digests, fingerprint(splits, digests), settings, reporter)
+    results = [_run_and_store(backbone, context) for backbone in backbones]
+    return RunSummary(results, str(train_dir.parent), context.skipped)
+
+
+@dataclass
+class _Context:
+    splits: Splits
+    digests: dict[Path, str]
+    fingerprint: str
+    settings: RunSettings
+    reporter: Reporter
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _digests(splits: Splits, reporter: Reporter) -> dict[Path, str]:
+    paths = [*splits.train.paths, *splits.validation.paths, *splits.test.paths]
+    digests = {}
+    with reporter.task("hashing images", len(paths)) as advance:
+        for path in paths:
+            try:
+                digests[path] = file_digest(path)
+            except OSError as error:  # unreadable file: hash the error so it still has a key
+                digests[path] = f"unreadable-{error.errno}-{path}"
+            advance(1)
+    return digests
+
+
+def _run_and_store(backbone: Backbone, context: _Context) -> RunResult:
+    settings = context.settings
+    mode = settings.mode_for(backbone)
+    run_folder = (
+        runs_dir()
+        / f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{backbone.name}-{uuid.uuid4().hex[:6]}"
+    )
+    started = time.perf_counter()
+    context.reporter.note(f"[bold]{backbone.name}[/] ({mode})")
+    try:
+        result = _train_and_evaluate(backbone, mode, run_folder, context)
+    except (DataError, KeyboardInterrupt, SystemExit):
+        shutil.rmtree(run_folder, ignore_errors=True)
+        raise
+    except Exception as error:  # one backbone failing must not stop the others
+        shutil.rmtree(run_folder, ignore_errors=True)
+        reason = str(error) if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
+        result = RunResult(
+            backbone.name, "failed", mode, reason=reason.splitlines()[0] if reason else "failed"
+        )
+    result.seconds = time.perf_counter() - started
+    result.params_m = backbone.params_m
+    result.run_id = save_run(_record(result, backbone, context))
+    return result
+
+
+def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[str, Any]:
+    import tensorflow as tf
+
+    settings = {
+        k: str(v) if isinstance(v, Path) else v for k, v in asdict(context.settings).items()
+    }
+    return {
+        "created_at": datetime.datetime.now().isoformat(timespec="seconds"),
+        "backbone": backbone.name,
+        "mode": result.mode,
+        "status": result.status,
+        "reason": result.reason,
+        "settings": {**settings, "learning_rate": context.settings.learning_rate_for(result.mode)},
+        "data_fingerprint": context.fingerprint,
+        "metrics": {
+            **result.metrics,
+            "epochs_run": result.epochs_run,
+            "seconds": result.seconds,
+            "extract_seconds": result.extract_seconds,
+            "images_per_second": result.images_per_second,
+            "computed_features": result.computed_features,
+            "params_m": result.params_m,
+            "classes": context.splits.classes,
+        },
+        "history": result.history,
+        "artifacts": result.artifacts,
+        "versions": {
+            "zoo": __version__,
+            "tensorflow": tf.__version__,
+            "backbone_handle": backbone.handle,
+        },
+    }
+
+
+def _train_and_evaluate(
+    backbone: Backbone, mode: str, run_folder: Path, context: _Context
+) -> RunResult:
+    from zoo import pipelines
+
+    checkpoint = run_folder / "checkpoint" / "best.h5"
+    if mode == "feature-extraction":
+        outcome = pipelines.feature_extraction(
+            backbone,
+            context.splits,
+            context.digests,
+            context.settings,
+            context.reporter,
+            checkpoint,
+        )
+    else:
+        outcome = pipelines.end_to_end(
+            backbone, mode, context.splits, context.settings, context.reporter, checkpoint
+        )
+    _check_bad_files(outcome.skipped, context)
+    return _finish(backbone, mode, outcome, run_folder, context)
+
+
+def _check_bad_files(skipped: list[tuple[Path, str]], context: _Context) -> None:
+    if len(skipped) > context.settings.max_bad:
+        raise DataError(
+            f"too many unreadable files ({len(skipped)} > --max-bad {context.settings.max_bad}); "
+            f"{describe_skipped(skipped)}; fix or remove them, or raise --max-bad"
+        )
+    if skipped and not context.skipped:
+        context.skipped = skipped
+        context.reporter.note(f"[yellow]warning:[/] {describe_skipped(skipped)}")
+
+
+def _finish(
+    backbone: Backbone, mode: str, outcome, run_folder: Path, context: _Context
+) -> RunResult:
+    from zoo.evaluation import evaluate
+
+    splits = context.splits
+    metrics = evaluate(outcome.test_probabilities, outcome.test_labels, splits.classes)
+    artifacts = {"run_folder": str(run_folder), "tensorboard": str(outcome.log_dir)}
+    with atomic_dir(run_folder / "model") as scratch:
+        outcome.model.save(str(scratch), save_format="tf", include_optimizer=False)
+    artifacts["model"] = str(run_folder / "model")
+    kernel, bias = outcome.model.get_layer("output_layer").get_weights()
+    np.savez(run_folder / "head.npz", kernel=kernel, bias=bias)
+    artifacts["head"] = str(run_folder / "head.npz")
+    return RunResult(
+        backbone.name,
+        "ok",
+        mode,
+        metrics=metrics,
+        history=outcome.history,
+        epochs_run=len(outcome.history.get("loss", [])),
+        extract_seconds=outcome.extract_seconds,
+        images_per_second=outcome.images_per_second,
+        computed_features=outcome.computed_features,
+        artifacts=artifacts,
+    )
+
+
+def default_logdir() -> Path:
+    return zoo_home() / "tensorboard"

@@ -1,0 +1,88 @@
+"""Fitting: the softmax head on cached features, or a whole model end to end.
+
+Adam + categorical cross-entropy, as in the classic recipe. Early stopping and checkpoint
+selection watch the validation split, never the test set.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class FitSettings:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int
+    seed: int
+
+
+def tensorboard_dir(logdir: Path, experiment: str) -> Path:
+    """<logdir>/<experiment>/<timestamp>, unique even when two runs start in the same second."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = logdir / experiment / stamp
+    return folder if not folder.exists() else folder.with_name(f"{stamp}-{os.getpid()}")
+
+
+def _callbacks(
+    has_validation: bool, patience: int, checkpoint: Path, log_dir: Path, on_epoch: Callable
+) -> list[Any]:
+    import tf_keras as keras
+
+    monitor = "val_loss" if has_validation else "loss"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    return [
+        keras.callbacks.TensorBoard(log_dir=str(log_dir)),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=patience, restore_best_weights=True
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoint), monitor=monitor, save_best_only=True, save_weights_only=True
+        ),
+        keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: on_epoch(epoch, logs or {})
+        ),
+    ]
+
+
+def fit(
+    model: Any,
+    train: tuple[Any, np.ndarray],
+    validation: tuple[Any, np.ndarray],
+    num_classes: int,
+    settings: FitSettings,
+    checkpoint: Path,
+    log_dir: Path,
+    on_epoch: Callable[[int, dict], None] = lambda epoch, logs: None,
+) -> dict[str, list[float]]:
+    """Compile and fit `model` on (inputs, integer labels); returns the per-epoch history."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(settings.seed)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    has_validation = len(validation[1]) > 0
+    history = model.fit(
+        train[0],
+        keras.utils.to_categorical(train[1], num_classes),
+        validation_data=(validation[0], keras.utils.to_categorical(validation[1], num_classes))
+        if has_validation
+        else None,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=_callbacks(has_validation, settings.patience, checkpoint, log_dir, on_epoch),
+    )
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
