@@ -78,3 +78,27 @@ def tiny_registry(tmp_path, tiny_savedmodel, monkeypatch) -> Path:
     path.write_text(registry_text(str(tiny_savedmodel)))
     monkeypatch.setenv("ZOO_REGISTRY", str(path))
     return path
+
+
+def write_image_folders(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
+    """Class folders of small PNGs whose dominant colour is the class: trivially learnable."""
+    import numpy as np
+    from PIL import Image
+
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 210)}
+    rng = np.random.default_rng(seed)
+    for split, count in per_class.items():
+        for name, colour in colours.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                noise = rng.integers(-25, 25, size=(TINY_INPUT, TINY_INPUT, 3))
+                pixels = np.clip(np.array(colour) + noise, 0, 255).astype("uint8")
+                Image.fromarray(pixels).save(folder / f"{name}_{index}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_images(tmp_path) -> Path:
+    """data/train/<red|green|blue>/ with 10 images each, data/test/ with 5 each."""
+    return write_image_folders(tmp_path / "data", {"train": 10, "test": 5})

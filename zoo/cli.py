@@ -62,6 +62,7 @@ def load_tensorflow() -> None:
             import tf_keras  # noqa: F401
 
             tensorflow.config.list_physical_devices()  # device probing logs here too
+            tensorflow.get_logger().setLevel("ERROR")
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -126,6 +127,29 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
 
 
 @app.command()
+def pull(
+    names: list[str] | None = typer.Argument(None, help="Backbones to fetch (see `zoo list`)."),
+    all_backbones: bool = typer.Option(False, "--all", help="Fetch every backbone."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Download (or build) backbones into the local cache and check that each one loads."""
+    from zoo.pull import pull_backbones
+
+    loaded = catalog()
+    if all_backbones == bool(names):
+        raise UsageError("name the backbones to pull (see `zoo list`) or pass --all")
+    backbones = list(loaded.backbones.values()) if all_backbones else [loaded.get(n) for n in names]
+    load_tensorflow()
+    with err.status("") as status:
+        reports = pull_backbones(backbones, lambda name: status.update(f"fetching {name} ..."))
+    if as_json:
+        print_json(reports)
+    else:
+        out.print(tables.pull_table(reports))
+    raise typer.Exit(0 if all(r["ready"] for r in reports) else 1)
+
+
+@app.command()
 def run(
     names: list[str] | None = typer.Argument(None, help="Backbones to run (see `zoo list`)."),
     all_backbones: bool = typer.Option(
@@ -139,7 +163,9 @@ def run(
     epochs: int = typer.Option(5, "--epochs", help="Training epochs."),
     batch_size: int = typer.Option(32, "--batch-size", help="Training batch size."),
     lr: float | None = typer.Option(
-        None, "--lr", help="Learning rate [default: 1e-3; 1e-4 to fine-tune]."
+        None,
+        "--lr",
+        help="Learning rate [default: 3e-3 for a head, 1e-3 from scratch, 1e-4 to fine-tune].",
     ),
     seed: int = typer.Option(42, "--seed", help="Seed for the validation split and training."),
     mode: str = typer.Option(
@@ -171,7 +197,7 @@ def run(
     settings = RunSettings(
         epochs=epochs,
         batch_size=batch_size,
-        learning_rate=lr,
+        lr=lr,
         seed=seed,
         mode=mode,
         val_fraction=val_fraction,
@@ -305,21 +331,19 @@ def predict(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a ZooError is one line on stderr, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        returned = app(args=argv, standalone_mode=False)  # typer.Exit(code) comes back as `code`
+        sys.exit(returned if isinstance(returned, int) else 0)
     except ZooError as error:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted; runs and caches already stored are intact", 130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        _fail("aborted", 130)
     except Exception as error:
-        import click
-
-        if isinstance(error, click.exceptions.Exit):
-            sys.exit(error.exit_code)
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(UsageError.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            _fail("aborted", 130)
+        if hasattr(error, "format_message") and hasattr(error, "exit_code"):  # typer/click usage
+            _fail(error.format_message(), UsageError.exit_code)
         raise
 
 

@@ -2,13 +2,14 @@
 
 Downloads go through tensorflow_hub's own resolver (atomic: temp folder + rename, and it refuses
 archive members that escape their folder); zoo adds one persistent cache, fallback handles,
-a network timeout, and one-line errors.
+a network timeout, a check that the download arrived whole, and one-line errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import shutil
 import socket
@@ -64,19 +65,25 @@ def cached_location(handle: str) -> Path | None:
     return folder if folder is not None and (folder / "saved_model.pb").is_file() else None
 
 
+def cached_folder(backbone: Backbone) -> Path | None:
+    """The first of the backbone's handles that is on disk now, without touching the network."""
+    return next(filter(None, map(cached_location, backbone.handles)), None)
+
+
 def is_ready(backbone: Backbone) -> bool:
     """Can this backbone be loaded with no network?"""
-    if backbone.make_layer is not None:
-        return True
-    return any(cached_location(handle) for handle in backbone.handles)
+    return backbone.make_layer is not None or cached_folder(backbone) is not None
 
 
 def resolve(backbone: Backbone) -> Path:
-    """A local SavedModel folder for the backbone: cached, else downloaded or built now."""
+    """A local SavedModel folder for the backbone: cached (any handle), else downloaded or built now."""
+    cached = cached_folder(backbone)
+    if cached is not None:
+        return cached
     reasons = []
     for handle in backbone.handles:
         try:
-            return cached_location(handle) or _fetch(backbone, handle)
+            return _fetch(backbone, handle)
         except BackboneUnavailable as error:
             reasons.append(str(error))
     raise BackboneUnavailable(
@@ -110,11 +117,9 @@ def _build(backbone: Backbone, handle: str) -> Path:
 
 def _download(handle: str) -> Path:
     configure_hub_cache()
-    import tensorflow_hub as hub
-
     try:
         with _network_timeout(NETWORK_TIMEOUT_S):
-            folder = Path(hub.resolve(handle))
+            folder = Path(_hub_resolve(handle))
     except urllib.error.HTTPError as error:
         raise BackboneUnavailable(f"HTTP {error.code} {error.reason} from {handle}") from None
     except urllib.error.URLError as error:
@@ -123,12 +128,62 @@ def _download(handle: str) -> Path:
         raise BackboneUnavailable(f"no answer within {NETWORK_TIMEOUT_S:.0f} s") from None
     except ValueError as error:  # tensorflow_hub refuses members outside the archive's folder
         raise BackboneUnavailable(f"archive refused: {error}") from None
-    except (OSError, EOFError, tarfile.TarError, zlib.error) as error:
+    except (EOFError, http.client.HTTPException) as error:
+        raise BackboneUnavailable(f"download incomplete: {error}") from None
+    except (OSError, tarfile.TarError, zlib.error) as error:
         raise BackboneUnavailable(f"download is not a valid SavedModel archive: {error}") from None
     if not (folder / "saved_model.pb").is_file():
         forget(handle)
         raise BackboneUnavailable(f"the archive from {handle} holds no saved_model.pb")
     return folder
+
+
+def _hub_resolve(handle: str) -> str:
+    """tensorflow_hub's resolver; its compressed downloads read through `_WholeDownload`."""
+    import tensorflow_hub as hub
+    from tensorflow_hub.compressed_module_resolver import HttpCompressedFileResolver
+
+    resolver = HttpCompressedFileResolver()
+    if not resolver.is_supported(handle):  # e.g. TFHUB_MODEL_LOAD_FORMAT=UNCOMPRESSED
+        return hub.resolve(handle)
+    urlopen = resolver._call_urlopen  # tensorflow_hub's hook for opening the URL
+    resolver._call_urlopen = lambda request: _WholeDownload(urlopen(request))
+    return resolver(handle)
+
+
+class _WholeDownload:
+    """A download stream that raises EOFError when it ends early, instead of just ending.
+
+    tarfile takes a stream that stops between two members for a whole archive, so a cut
+    connection could otherwise put a SavedModel without its variables into the cache.
+    """
+
+    def __init__(self, response) -> None:
+        self._response = response
+        length = response.headers.get("Content-Length")
+        self._expected = int(length) if length and length.isdigit() else None
+        self._received = 0
+        self._gzip = None  # tracks the gzip stream, to see its end marker arrive
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._response.read(size)
+        if self._received == 0 and data.startswith(b"\x1f\x8b"):
+            self._gzip = zlib.decompressobj(wbits=31)
+        self._received += len(data)
+        if self._gzip is not None and not self._gzip.eof:
+            self._gzip.decompress(data)
+        if not data and size != 0:
+            self._check_whole()
+        return data
+
+    def _check_whole(self) -> None:
+        if self._expected is not None and self._received < self._expected:
+            raise EOFError(f"cut off after {self._received} of {self._expected} bytes")
+        if self._gzip is not None and not self._gzip.eof:
+            raise EOFError(f"the archive stops short after {self._received} bytes")
+
+    def close(self) -> None:
+        self._response.close()
 
 
 @contextlib.contextmanager

@@ -114,3 +114,16 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             run["status"] if run["status"] == "ok" else f"failed: {run['reason']}",
         )
     return table
+
+
+def pull_table(reports: list[dict[str, Any]]) -> Table:
+    table = Table(title="zoo pull")
+    table.add_column("backbone", no_wrap=True, style="bold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("where / why not", overflow="fold")
+    for report in reports:
+        status = "[green]ready[/]" if report["ready"] else "[red]not reachable[/]"
+        detail = report["location"] if report["ready"] else report["reason"]
+        table.add_row(report["name"], status, _seconds(report["seconds"]), detail or "-")
+    return table

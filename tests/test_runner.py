@@ -1,0 +1,187 @@
+"""The runner on tiny local backbones and tiny image sets."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_INPUT, registry_text
+
+import zoo
+from zoo import pipelines
+from zoo.data import load_splits
+from zoo.store import get_run, list_runs
+
+
+@pytest.fixture
+def encoder_calls(monkeypatch):
+    """Count the images each backbone forward pass sees."""
+    seen = []
+    build = pipelines.make_encoder
+
+    def counting_make_encoder(extractor):
+        encode = build(extractor)
+
+        def counted(pixels):
+            seen.append(len(pixels))
+            return encode(pixels)
+
+        return counted
+
+    monkeypatch.setattr(pipelines, "make_encoder", counting_make_encoder)
+    return seen
+
+
+def run_tiny(tiny_images, **settings):
+    return zoo.run(
+        ["tiny"], data=tiny_images, **{"epochs": 3, "patience": 5, "lr": 0.05, **settings}
+    )
+
+
+def test_run_trains_evaluates_stores_and_writes_artifacts(tiny_registry, tiny_images, tmp_path):
+    summary = run_tiny(tiny_images, logdir=tmp_path / "tb", epochs=15, batch_size=8)
+    (result,) = summary.results
+    assert result.ok, result.reason
+    assert result.metrics["accuracy"] >= 0.8  # colours are trivially separable
+    assert result.metrics["test_images"] == 15
+    assert set(result.metrics["per_class_accuracy"]) == {"blue", "green", "red"}
+    assert np.array(result.metrics["confusion_matrix"]).sum() == 15
+    assert result.computed_features == 45 and result.images_per_second > 0
+    assert Path(result.artifacts["model"], "saved_model.pb").is_file()
+    tensorboard = Path(result.artifacts["tensorboard"])
+    assert tensorboard.parent == tmp_path / "tb" / "tiny"
+    assert list(tensorboard.rglob("events.out.tfevents.*"))
+    record = get_run(result.run_id)
+    assert record["status"] == "ok" and record["backbone"] == "tiny"
+    assert record["metrics"]["accuracy"] == result.metrics["accuracy"]
+    assert len(record["history"]["val_loss"]) == result.epochs_run
+    assert record["versions"]["tensorflow"] and record["data_fingerprint"]
+    assert record["settings"]["lr"] == 0.05
+
+
+def test_default_learning_rates():
+    from zoo.runner import RunSettings
+
+    settings = RunSettings()
+    assert settings.learning_rate_for("feature-extraction") == 3e-3
+    assert settings.learning_rate_for("from-scratch") == 1e-3
+    assert settings.learning_rate_for("fine-tune") == 1e-4
+
+
+def test_second_run_reuses_cached_features(tiny_registry, tiny_images, encoder_calls):
+    first = run_tiny(tiny_images).results[0]
+    assert sum(encoder_calls) == 45 and first.computed_features == 45
+    encoder_calls.clear()
+    second = run_tiny(tiny_images, epochs=4, lr=0.01, batch_size=4).results[0]
+    assert second.ok and second.computed_features == 0
+    assert encoder_calls == []  # the backbone never ran again
+    assert second.metrics["test_images"] == 15
+
+
+def test_new_images_compute_only_what_is_missing(tiny_registry, tiny_images, encoder_calls):
+    run_tiny(tiny_images)
+    encoder_calls.clear()
+    from PIL import Image
+
+    Image.new("RGB", (TINY_INPUT, TINY_INPUT), (200, 20, 20)).save(tiny_images / "test/red/new.png")
+    assert run_tiny(tiny_images).results[0].computed_features == 1
+    assert sum(encoder_calls) == 1
+
+
+def test_validation_is_carved_from_train_never_from_test(tiny_images):
+    splits = load_splits(tiny_images / "train", tiny_images / "test", 0.2, seed=3)
+    validation = set(splits.validation.paths)
+    assert validation and validation.isdisjoint(splits.test.paths)
+    assert validation.isdisjoint(splits.train.paths)
+    assert all((tiny_images / "train") in path.parents for path in validation)
+    assert np.bincount(splits.validation.labels).tolist() == [2, 2, 2]  # stratified
+    again = load_splits(tiny_images / "train", tiny_images / "test", 0.2, seed=3)
+    assert again.validation.paths == splits.validation.paths  # seeded
+
+
+def test_failed_backbone_is_a_row_and_the_rest_still_run(
+    tmp_path, tiny_savedmodel, tiny_images, monkeypatch
+):
+    registry = tmp_path / "two.toml"
+    registry.write_text(
+        registry_text(str(tiny_savedmodel)) + registry_text("/nowhere/model", name="ghost")
+    )
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+    summary = zoo.run(all_backbones=True, data=tiny_images, epochs=1)
+    by_name = {r.backbone: r for r in summary.results}
+    assert by_name["tiny"].ok
+    assert by_name["ghost"].status == "failed" and "/nowhere/model" in by_name["ghost"].reason
+    assert summary.exit_code == 1
+    assert {r["status"] for r in list_runs()} == {"ok", "failed"}
+
+
+def test_cli_run_prints_table_and_json(tiny_registry, tiny_images, capsys):
+    from zoo.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "tiny", "--data", str(tiny_images), "--epochs", "1", "--json"])
+    assert exited.value.code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["runs"][0]["status"] == "ok" and report["skipped"] == []
+    with pytest.raises(SystemExit):
+        main(["run", "tiny", "--data", str(tiny_images), "--epochs", "1"])
+    output = capsys.readouterr().out
+    assert "test acc" in output and "tiny" in output
+
+
+def test_saved_model_predicts_without_the_backbone_cache(tmp_path, tiny_images, monkeypatch):
+    import shutil
+
+    from conftest import export_tiny_savedmodel
+
+    from zoo.predict import predict
+
+    handle = export_tiny_savedmodel(tmp_path / "borrowed")
+    registry = tmp_path / "registry.toml"
+    registry.write_text(registry_text(str(handle)))
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+    result = run_tiny(tiny_images, epochs=15, batch_size=8).results[0]
+    shutil.rmtree(handle)  # the backbone is gone; the saved run model must stand alone
+    predictions = predict(get_run(result.run_id), [tiny_images / "test/blue/blue_0.png"], top_k=2)
+    top = predictions[0]["top"]
+    assert len(top) == 2 and top[0]["class"] == "blue"
+    assert 0.0 <= top[1]["probability"] <= top[0]["probability"] <= 1.0
+
+
+def test_report_writes_curves_and_confusion_matrix(tiny_registry, tiny_images, tmp_path, capsys):
+    from zoo.cli import main
+
+    run_id = run_tiny(tiny_images).results[0].run_id
+    with pytest.raises(SystemExit) as exited:
+        main(["report", str(run_id), "--out", str(tmp_path / "plots")])
+        raise SystemExit(0)
+    assert exited.value.code == 0
+    for name in ("curves.png", "confusion_matrix.png"):
+        data = (tmp_path / "plots" / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+
+
+def test_fine_tune_mode_trains_the_backbone(tiny_registry, tiny_images):
+    result = run_tiny(tiny_images, mode="fine-tune", epochs=1, lr=None).results[0]
+    assert result.ok and result.mode == "fine-tune"
+    assert get_run(result.run_id)["settings"]["lr"] == 1e-4
+
+
+def test_fine_tune_can_start_from_a_feature_extraction_head(tiny_registry, tiny_images):
+    head_run = run_tiny(tiny_images, epochs=10, batch_size=8).results[0]
+    tuned = run_tiny(
+        tiny_images, mode="fine-tune", epochs=1, lr=1e-5, head_from=head_run.run_id
+    ).results[0]
+    assert tuned.ok and tuned.metrics["accuracy"] >= 0.8
+
+
+def test_create_model_api_matches_the_classic_recipe(tiny_registry):
+    model = zoo.create_model("tiny", num_classes=4)
+    assert model.output_shape == (None, 4)
+    assert not model.get_layer("feature_extraction_layer").trainable
+    assert model.optimizer is None  # uncompiled, as the recipe returns it
+
+
+def test_list_backbones_api(tiny_registry):
+    (facts,) = zoo.list_backbones()
+    assert facts["name"] == "tiny" and facts["ready"] is True
