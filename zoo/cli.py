@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -330,6 +331,8 @@ def predict(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a ZooError is one line on stderr, never a traceback."""
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C: temp files removed
+    _add_plugin_commands()
     try:
         returned = app(args=argv, standalone_mode=False)  # typer.Exit(code) comes back as `code`
         sys.exit(returned if isinstance(returned, int) else 0)
@@ -345,6 +348,21 @@ def main(argv: list[str] | None = None) -> None:
         if hasattr(error, "format_message") and hasattr(error, "exit_code"):  # typer/click usage
             _fail(error.format_message(), UsageError.exit_code)
         raise
+
+
+def _add_plugin_commands() -> None:
+    """Let each plugin add its commands; one that raises is reported and skipped."""
+    from zoo.plugins import load_plugins
+
+    for implementation in load_plugins().manager.hook.register_commands.get_hookimpls():
+        try:
+            implementation.function(cli=app)
+        except Exception as error:
+            err.print(f"[yellow]warning:[/] plugin {implementation.plugin_name!r} could not add commands: {error}")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _fail(message: str, code: int) -> None:
