@@ -49,11 +49,15 @@ def _image_input(backbone: Backbone) -> Any:
     return _keras().layers.InputLayer(input_shape=(height, width, 3), name="pixels")
 
 
-def feature_extractor(backbone: Backbone) -> Any:
-    """Raw pixels in, frozen feature vectors out."""
+def feature_extractor(backbone: Backbone, layer: Any = None) -> Any:
+    """Raw pixels in, frozen feature vectors out (over `layer` if already loaded)."""
     keras = _keras()
     return keras.Sequential(
-        [_image_input(backbone), scale_pixels(backbone), feature_layer(backbone, trainable=False)],
+        [
+            _image_input(backbone),
+            scale_pixels(backbone),
+            layer or feature_layer(backbone, trainable=False),
+        ],
         name=f"{backbone.name}_features",
     )
 
@@ -69,14 +73,19 @@ def classifier_head(num_classes: int, feature_dim: int | None = None) -> Any:
     )
 
 
-def create_model(backbone: Backbone, num_classes: int, trainable: bool = False) -> Any:
-    """The classic recipe's model: frozen (or trainable) backbone + a new softmax head, uncompiled."""
+def create_model(
+    backbone: Backbone, num_classes: int, trainable: bool = False, layer: Any = None
+) -> Any:
+    """The classic recipe's model: frozen (or trainable) backbone + a new softmax head, uncompiled.
+
+    Pass an already loaded backbone `layer` to avoid loading the SavedModel twice.
+    """
     keras = _keras()
     return keras.Sequential(
         [
             _image_input(backbone),
             scale_pixels(backbone),
-            feature_layer(backbone, trainable=trainable),
+            layer or feature_layer(backbone, trainable=trainable),
             classifier_head(num_classes),
         ],
         name=backbone.name,

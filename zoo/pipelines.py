@@ -79,19 +79,18 @@ def feature_extraction(
     reporter: Reporter,
     checkpoint: Path,
 ) -> Outcome:
-    from zoo.models import classifier_head, create_model, feature_extractor
+    from zoo.models import classifier_head, create_model, feature_extractor, feature_layer
 
     folder = resolve(backbone)
     cache = FeatureCache(backbone_key(backbone, folder))
-    encoder = None
+    layer = encoder = None
     parts, skipped, seconds, computed = {}, [], 0.0, 0
     for name in ("train", "validation", "test"):
         images: ImageSet = getattr(splits, name)
         keys = [digests[path] for path in images.paths]
         if encoder is None and any(key not in cache.vectors for key in keys):
-            encoder = make_encoder(
-                feature_extractor(backbone)
-            )  # load the backbone only when needed
+            layer = feature_layer(backbone)  # loaded only when some image is not cached
+            encoder = make_encoder(feature_extractor(backbone, layer))
         with reporter.task(f"features ({name})", len(images)) as advance:
             extraction = extract(
                 images.paths, keys, backbone.input_size, encoder, cache, INFERENCE_BATCH, advance
@@ -115,7 +114,7 @@ def feature_extraction(
             lambda *_: advance(1),
         )
     probabilities = head.predict(parts["test"][0], batch_size=1024, verbose=0)
-    model = create_model(backbone, num_classes)
+    model = create_model(backbone, num_classes, layer=layer)
     model.get_layer("output_layer").set_weights(head.get_layer("output_layer").get_weights())
     return Outcome(
         model,
