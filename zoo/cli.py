@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from zoo import tables
 from zoo.errors import UsageError, ZooError
@@ -25,7 +26,9 @@ app = typer.Typer(
 )
 # Piped output gets a wide table rather than Rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+# Messages on stderr are one line each, however narrow the terminal or log: the terminal may
+# wrap them for display, but a log keeps them whole and greppable.
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Settings:
@@ -73,7 +76,7 @@ def catalog() -> Catalog:
     """The backbones, with any plugin or registry problems printed as warnings."""
     loaded = load_catalog(Settings.registry)
     for problem in loaded.problems:
-        err.print(f"[yellow]warning:[/] {problem}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     return loaded
 
 
@@ -97,11 +100,11 @@ def list_backbones(as_json: bool = typer.Option(False, "--json", help="Print JSO
 @app.command()
 def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Everything known about one backbone."""
-    from zoo.hub import cached_location, is_ready
+    from zoo.hub import cached_folder, is_ready
 
     backbone = catalog().get(name)
     facts = {**backbone.facts(), "ready": is_ready(backbone)}
-    location = next(filter(None, map(cached_location, backbone.handles)), None)
+    location = cached_folder(backbone)
     facts["cached_at"] = str(location) if location else None
     if as_json:
         print_json(facts)
@@ -208,6 +211,10 @@ def run(
         experiment=experiment,
         head_from=head_from,
     )
+    settings.check()  # usage errors answer at once, before TensorFlow takes seconds to import
+    loaded = catalog()
+    for name in names or []:
+        loaded.get(name)
     reporter = Reporter() if as_json else RichReporter(err)
     load_tensorflow()
     summary = run_backbones(
@@ -217,7 +224,7 @@ def run(
         train=train,
         test=test,
         settings=settings,
-        catalog=catalog(),
+        catalog=loaded,
         reporter=reporter,
     )
     rows = [_result_row(result) for result in summary.results]
@@ -226,10 +233,11 @@ def run(
             {"data": summary.data, "skipped": [str(p) for p, _ in summary.skipped], "runs": rows}
         )
     else:
-        out.print(tables.comparison_table(rows, title=f"zoo run on {summary.data}"))
+        out.print(tables.comparison_table(rows, title=f"zoo run on {escape(summary.data)}"))
         for row in rows:
             if row["status"] != "ok":
-                err.print(f"[red]{row['backbone']} failed:[/] {row['reason']}", highlight=False)
+                reason = escape(row["reason"] or "")
+                err.print(f"[red]{row['backbone']} failed:[/] {reason}", highlight=False)
     raise typer.Exit(summary.exit_code)
 
 
@@ -344,9 +352,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(done.exit_code)
     except typer.Abort:
         _fail("aborted", 130)
+    except OSError as error:  # a disk full, a folder not writable: the user's to fix, in one line
+        _fail(_describe_os_error(error), 1)
     except Exception as error:
         if hasattr(error, "format_message") and hasattr(error, "exit_code"):  # typer/click usage
-            _fail(error.format_message(), UsageError.exit_code)
+            message = error.format_message()
+            if not message.strip():  # `zoo` alone: typer has printed the help already
+                sys.exit(UsageError.exit_code)
+            _fail(message, UsageError.exit_code)
         raise
 
 
@@ -358,15 +371,26 @@ def _add_plugin_commands() -> None:
         try:
             implementation.function(cli=app)
         except Exception as error:
-            err.print(f"[yellow]warning:[/] plugin {implementation.plugin_name!r} could not add commands: {error}")
+            err.print(
+                f"[yellow]warning:[/] plugin {implementation.plugin_name!r} could not add commands: {error}"
+            )
 
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _describe_os_error(error: OSError) -> str:
+    where = f" ({error.filename})" if error.filename else ""
+    return (
+        f"{error.strerror or error}{where}; check that the folder exists, is writable and has "
+        "space (ZOO_HOME for zoo's own files); --debug shows where it happened"
+    )
+
+
 def _fail(message: str, code: int) -> None:
     if Settings.debug:
         raise
-    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Messages quote paths and names, which may hold [brackets]: never let Rich read them as markup.
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)

@@ -76,7 +76,7 @@ def is_ready(backbone: Backbone) -> bool:
 
 
 def resolve(backbone: Backbone) -> Path:
-    """A local SavedModel folder for the backbone: cached (any handle), else downloaded or built now."""
+    """A local SavedModel folder: any handle already cached, else the first one fetched now."""
     cached = cached_folder(backbone)
     if cached is not None:
         return cached
@@ -86,9 +86,17 @@ def resolve(backbone: Backbone) -> Path:
             return _fetch(backbone, handle)
         except BackboneUnavailable as error:
             reasons.append(str(error))
+    if reasons[0].startswith("HTTP 4"):  # the server answered: the handle itself is wrong
+        fix = (
+            f"check its handle (`zoo show {backbone.name}`) or set it to a local SavedModel folder"
+        )
+    else:
+        fix = (
+            f"run `zoo pull {backbone.name}` where there is a network, "
+            "or set its handle to a local SavedModel folder"
+        )
     raise BackboneUnavailable(
-        f"{backbone.name}: cannot load {backbone.handle} ({reasons[0]}); run `zoo pull "
-        f"{backbone.name}` where there is a network, or set its handle to a local SavedModel folder"
+        f"{backbone.name}: cannot load {backbone.handle} ({reasons[0]}); {fix}"
     )
 
 
@@ -121,7 +129,7 @@ def _download(handle: str) -> Path:
         with _network_timeout(NETWORK_TIMEOUT_S):
             folder = Path(_hub_resolve(handle))
     except urllib.error.HTTPError as error:
-        raise BackboneUnavailable(f"HTTP {error.code} {error.reason} from {handle}") from None
+        raise BackboneUnavailable(f"HTTP {error.code} {error.reason}") from None
     except urllib.error.URLError as error:
         raise BackboneUnavailable(f"network unreachable: {error.reason}") from None
     except TimeoutError:
@@ -165,7 +173,7 @@ class _WholeDownload:
         self._received = 0
         self._gzip = None  # tracks the gzip stream, to see its end marker arrive
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = None) -> bytes:
         data = self._response.read(size)
         if self._received == 0 and data.startswith(b"\x1f\x8b"):
             self._gzip = zlib.decompressobj(wbits=31)

@@ -22,7 +22,7 @@ def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[
         )
     model = tf.saved_model.load(model_dir)
     serve = model.signatures["serving_default"]
-    spec = next(iter(serve.structured_input_signature[1].values()))
+    spec = serve.structured_input_signature[1]["pixels"]
     size = tuple(spec.shape[1:3])
     classes = record["metrics"]["classes"]
     results = []
@@ -31,8 +31,8 @@ def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[
             pixels = load_pixels(path, size)
         except BadImage as error:
             raise DataError(f"cannot read {path}: {error}") from None
-        outputs = serve(tf.constant(pixels[np.newaxis].astype(np.float32)))
-        probabilities = next(iter(outputs.values())).numpy()[0]
+        outputs = serve(pixels=tf.constant(pixels[np.newaxis].astype(np.float32)))
+        probabilities = outputs["probabilities"].numpy()[0]
         best = np.argsort(probabilities)[::-1][:top_k]
         results.append(
             {

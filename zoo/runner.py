@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 
 from zoo import __version__
 from zoo.backbone import Backbone
@@ -167,7 +168,11 @@ def _run_and_store(backbone: Backbone, context: _Context) -> RunResult:
         )
     result.seconds = time.perf_counter() - started
     result.params_m = backbone.params_m
-    result.run_id = save_run(_record(result, backbone, context))
+    try:
+        result.run_id = save_run(_record(result, backbone, context))
+    except BaseException:  # no row points at these artifacts: nothing would ever find them
+        shutil.rmtree(run_folder, ignore_errors=True)
+        raise
     return result
 
 
@@ -227,31 +232,29 @@ def _train_and_evaluate(
         outcome = pipelines.end_to_end(
             backbone, mode, context.splits, context.settings, context.reporter, checkpoint
         )
-    _check_bad_files(outcome.skipped, context)
+    _warn_skipped(outcome.skipped, context)
     return _finish(backbone, mode, outcome, run_folder, context)
 
 
-def _check_bad_files(skipped: list[tuple[Path, str]], context: _Context) -> None:
-    if len(skipped) > context.settings.max_bad:
-        raise DataError(
-            f"too many unreadable files ({len(skipped)} > --max-bad {context.settings.max_bad}); "
-            f"{describe_skipped(skipped)}; fix or remove them, or raise --max-bad"
-        )
+def _warn_skipped(skipped: list[tuple[Path, str]], context: _Context) -> None:
+    """Say once which files were skipped (the pipelines refused the data if there were too many)."""
     if skipped and not context.skipped:
         context.skipped = skipped
-        context.reporter.note(f"[yellow]warning:[/] {describe_skipped(skipped)}")
+        # File names may hold [brackets]: escape them, or Rich reads them as markup.
+        context.reporter.note(f"[yellow]warning:[/] {escape(describe_skipped(skipped))}")
 
 
 def _finish(
     backbone: Backbone, mode: str, outcome, run_folder: Path, context: _Context
 ) -> RunResult:
     from zoo.evaluation import evaluate
+    from zoo.models import export_classifier
 
     splits = context.splits
     metrics = evaluate(outcome.test_probabilities, outcome.test_labels, splits.classes)
     artifacts = {"run_folder": str(run_folder), "tensorboard": str(outcome.log_dir)}
     with atomic_dir(run_folder / "model") as scratch:
-        outcome.model.save(str(scratch), save_format="tf", include_optimizer=False)
+        export_classifier(outcome.model, scratch)
     artifacts["model"] = str(run_folder / "model")
     kernel, bias = outcome.model.get_layer("output_layer").get_weights()
     np.savez(run_folder / "head.npz", kernel=kernel, bias=bias)
