@@ -24,8 +24,11 @@ def test_example_plugin_adds_its_backbone(monkeypatch, tiny_savedmodel):
     assert catalog.plugins.versions["zoo_inception"] == "local"
     # The spec it registers builds like any backbone (here over a local stand-in SavedModel).
     local = dataclasses.replace(
-        inception, handle=str(tiny_savedmodel), fallback_handles=(),
-        input_size=(TINY_INPUT, TINY_INPUT), feature_dim=TINY_FEATURES,
+        inception,
+        handle=str(tiny_savedmodel),
+        fallback_handles=(),
+        input_size=(TINY_INPUT, TINY_INPUT),
+        feature_dim=TINY_FEATURES,
     )
     check_feature_size(local)
 
@@ -69,8 +72,12 @@ def test_notebook_example_runs_end_to_end_on_the_real_demo_path(zoo_home, capsys
     # 60 real training images already separate these classes well above chance (0.1).
     assert lite.metrics["accuracy"] >= 0.5
     assert namespace["trainable"] == 1280 * 10 + 10
-    assert (Path(namespace["record"]["artifacts"]["run_folder"]) / "report" / "curves.png").is_file()
-    assert np.isclose(sum(namespace["record"]["metrics"]["per_class_accuracy"].values()) / 10,
-                      lite.metrics["accuracy"])
+    assert (
+        Path(namespace["record"]["artifacts"]["run_folder"]) / "report" / "curves.png"
+    ).is_file()
+    assert np.isclose(
+        sum(namespace["record"]["metrics"]["per_class_accuracy"].values()) / 10,
+        lite.metrics["accuracy"],
+    )
     output = capsys.readouterr().out
     assert "efficientnet_lite0 ok" in output
