@@ -1,0 +1,339 @@
+"""How fast is zoo? The plain Keras recipe (A) against zoo cold (B), warm (B') and the bound (C).
+
+    python benchmarks/bench_runner.py [--backbone efficientnet_lite0] [--repeats 3]
+
+Every measurement runs in its own child process (so peak RSS is per measurement, read with
+wait4); the clock starts after TensorFlow is imported and covers loading the backbone onward.
+  A   the classic notebook: hub.KerasLayer(trainable=False) + Dense softmax in a Sequential,
+      fit for N epochs on an image pipeline with the test set as validation_data every epoch;
+  B   zoo.run for the same backbone and epochs, empty feature cache;
+  B'  the same again with the cache filled, then again with --epochs 20;
+  C   one pass of the backbone alone over every train and test image, decode and resize
+      included, at the best batch size found: no frozen-extractor run can beat it.
+Also B at 1x, 2x and 4x the training images (flipped copies). Results: a table, the median
+of the repeats, and benchmarks/results/<date>-<backbone>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PROBE_BATCHES = (16, 32, 64, 128)
+
+
+# ---- child side: one measurement, printed as one JSON line ------------------------------------
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+
+
+def measure_plain_recipe(backbone_name: str, data: Path, epochs: int) -> dict:
+    import tensorflow_hub as hub
+    import tf_keras as keras
+
+    from zoo.hub import resolve
+    from zoo.plugins import load_catalog
+
+    backbone = load_catalog().get(backbone_name)
+    started = time.perf_counter()
+    low, high = backbone.input_range
+    load = dict(image_size=backbone.input_size, batch_size=32, label_mode="categorical")
+    train = keras.utils.image_dataset_from_directory(data / "train", seed=42, **load)
+    test = keras.utils.image_dataset_from_directory(data / "test", shuffle=False, **load)
+    model = keras.Sequential(
+        [
+            keras.layers.InputLayer(input_shape=(*backbone.input_size, 3)),
+            keras.layers.Rescaling((high - low) / 255.0, offset=low),
+            hub.KerasLayer(str(resolve(backbone)), trainable=False),
+            keras.layers.Dense(len(train.class_names), activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(), loss="categorical_crossentropy", metrics=["accuracy"]
+    )
+    history = model.fit(train, epochs=epochs, validation_data=test, verbose=0)
+    return {
+        "seconds": time.perf_counter() - started,
+        "accuracy": history.history["val_accuracy"][-1],
+    }
+
+
+def measure_zoo(backbone_name: str, data: Path, epochs: int) -> dict:
+    import zoo
+
+    started = time.perf_counter()
+    (result,) = zoo.run([backbone_name], data=data, epochs=epochs).results
+    assert result.ok, result.reason
+    return {
+        "seconds": time.perf_counter() - started,
+        "accuracy": result.metrics["accuracy"],
+        "computed_features": result.computed_features,
+        "epochs_run": result.epochs_run,
+    }
+
+
+def measure_inference_bound(backbone_name: str, data: Path) -> dict:
+    from zoo.data import scan_folder
+    from zoo.features import decoded_batches
+    from zoo.models import feature_extractor
+    from zoo.pipelines import make_encoder
+    from zoo.plugins import load_catalog
+
+    backbone = load_catalog().get(backbone_name)
+    paths = scan_folder(data / "train").paths + scan_folder(data / "test").paths
+    started = time.perf_counter()
+    encode = make_encoder(feature_extractor(backbone))
+    rates = {}
+    for batch in PROBE_BATCHES:  # probe on a few batches; the full pass uses the fastest
+        probe = paths[: 2 * batch]
+        encode(next(decoded_batches(probe[:batch], backbone.input_size, batch))[1])  # warm up
+        tick = time.perf_counter()
+        for _, pixels, _ in decoded_batches(probe, backbone.input_size, batch):
+            encode(pixels)
+        rates[batch] = len(probe) / (time.perf_counter() - tick)
+    best = max(rates, key=rates.get)
+    tick = time.perf_counter()
+    for _, pixels, _ in decoded_batches(paths, backbone.input_size, best):
+        encode(pixels)
+    pass_seconds = time.perf_counter() - tick
+    return {
+        "seconds": pass_seconds,
+        "images": len(paths),
+        "images_per_second": len(paths) / pass_seconds,
+        "best_batch": best,
+        "probe_rates": rates,
+        "setup_seconds": tick - started,  # model load + probe, reported apart
+    }
+
+
+def child_main(args: argparse.Namespace) -> None:
+    _quiet_tensorflow()
+    data = Path(args.data)
+    if args.phase == "A":
+        result = measure_plain_recipe(args.backbone, data, args.epochs)
+    elif args.phase == "B":
+        result = measure_zoo(args.backbone, data, args.epochs)
+    else:
+        result = measure_inference_bound(args.backbone, data)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ---- parent side: homes, data, repeats, table -------------------------------------------------
+
+
+def run_child(phase: str, home: Path, data: Path, backbone: str, epochs: int) -> dict:
+    """Run one measurement in a child process; add its peak RSS (MB) from wait4."""
+    env = {**os.environ, "ZOO_HOME": str(home)}
+    env.pop("TFHUB_CACHE_DIR", None)
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        phase,
+        "--data",
+        str(data),
+        "--backbone",
+        backbone,
+        "--epochs",
+        str(epochs),
+    ]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
+    if status != 0 or not lines:
+        raise SystemExit(f"measurement {phase} failed (status {status}):\n{output[-2000:]}")
+    result = json.loads(lines[-1].removeprefix("RESULT "))
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    return result
+
+
+def prepare(workdir: Path, backbone: str) -> tuple[Path, Path]:
+    """A home with the backbone built (conversion is setup, not part of any measurement)."""
+    seed_home = workdir / "seed-home"
+    os.environ["ZOO_HOME"] = str(seed_home)
+    from zoo.demo import demo_data_dir
+    from zoo.hub import resolve
+    from zoo.plugins import load_catalog
+
+    resolve(load_catalog().get(backbone))
+    return seed_home, demo_data_dir()
+
+
+def fresh_home(seed_home: Path, target: Path) -> Path:
+    """A copy of the seed home without features or runs: a cold start for zoo."""
+    shutil.copytree(
+        seed_home, target, ignore=shutil.ignore_patterns("features", "runs", "runs.sqlite*")
+    )
+    return target
+
+
+def scaled_data(demo: Path, factor: int, target: Path) -> Path:
+    """The demo with `factor` x the training images: originals plus flipped copies."""
+    from PIL import Image, ImageOps
+
+    flips = [
+        lambda im: im,
+        ImageOps.mirror,
+        ImageOps.flip,
+        lambda im: ImageOps.flip(ImageOps.mirror(im)),
+    ]
+    shutil.copytree(demo / "test", target / "test")
+    for class_dir in sorted((demo / "train").iterdir()):
+        out = target / "train" / class_dir.name
+        out.mkdir(parents=True)
+        for image_path in sorted(class_dir.iterdir()):
+            with Image.open(image_path) as image:
+                for index, flip in enumerate(flips[:factor]):
+                    flip(image).save(out / f"{image_path.stem}-{index}.png")
+    return target
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--scales", default="1,2,4", help="training-set multiples for the scaling run"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--child", dest="phase", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        return child_main(args)
+
+    workdir = Path(tempfile.mkdtemp(prefix="zoo-bench-"))
+    seed_home, demo = prepare(workdir, args.backbone)
+    rows: dict[str, list[dict]] = {"A": [], "B": [], "B'": [], "B'20": [], "C": []}
+    for repeat in range(args.repeats):
+        home = fresh_home(seed_home, workdir / f"home-{repeat}")
+        rows["A"].append(run_child("A", home, demo, args.backbone, args.epochs))
+        rows["B"].append(run_child("B", home, demo, args.backbone, args.epochs))
+        rows["B'"].append(run_child("B", home, demo, args.backbone, args.epochs))
+        rows["B'20"].append(run_child("B", home, demo, args.backbone, 20))
+        rows["C"].append(run_child("C", home, demo, args.backbone, args.epochs))
+        print(
+            f"repeat {repeat + 1}/{args.repeats}: "
+            + ", ".join(f"{name} {runs[-1]['seconds']:.1f}s" for name, runs in rows.items()),
+            flush=True,
+        )
+    scaling = []
+    for factor in (int(f) for f in args.scales.split(",")):
+        data = scaled_data(demo, factor, workdir / f"data-{factor}x")
+        home = fresh_home(seed_home, workdir / f"home-{factor}x")
+        scaling.append({"factor": factor, **run_child("B", home, data, args.backbone, args.epochs)})
+        print(
+            f"scaling {factor}x: {scaling[-1]['seconds']:.1f}s, {scaling[-1]['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+    all_home = fresh_home(seed_home, workdir / "home-all")
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, "-m", "zoo", "run", "--all", "--json"],
+        env={**os.environ, "ZOO_HOME": str(all_home)},
+        capture_output=True,
+        text=True,
+    )
+    run_all = {
+        "seconds": time.perf_counter() - started,
+        "exit_code": done.returncode,
+        "peak_rss_mb": _time_v_peak(done.stderr),
+        "runs": [
+            (r["backbone"], r["status"], r["metrics"].get("accuracy"))
+            for r in json.loads(done.stdout)["runs"]
+        ],
+    }
+    report(args, rows, scaling, run_all)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _time_v_peak(stderr: str) -> float | None:
+    for line in stderr.splitlines():
+        if "Maximum resident set size" in line:
+            return int(line.rsplit(":", 1)[1]) / 1024
+    return None
+
+
+def report(args, rows: dict[str, list[dict]], scaling: list[dict], run_all: dict) -> None:
+    import tensorflow as tf
+
+    summary = {
+        name: {
+            "seconds": median([r["seconds"] for r in runs]),
+            "accuracy": median([r["accuracy"] for r in runs]) if "accuracy" in runs[0] else None,
+            "peak_rss_mb": median([r["peak_rss_mb"] for r in runs]),
+        }
+        for name, runs in rows.items()
+    }
+    images = rows["C"][0]["images"]
+    for name in summary:
+        summary[name]["images_per_second"] = images / summary[name]["seconds"]
+    ratios = {
+        "A/B": summary["A"]["seconds"] / summary["B"]["seconds"],
+        "B/C": summary["B"]["seconds"] / summary["C"]["seconds"],
+        "B'/B": summary["B'"]["seconds"] / summary["B"]["seconds"],
+        "B'20/B": summary["B'20"]["seconds"] / summary["B"]["seconds"],
+    }
+    print(f"\n{'':6}{'seconds':>10}{'images/s':>10}{'peak MB':>10}{'test acc':>10}")
+    for name, row in summary.items():
+        accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
+        print(
+            f"{name:6}{row['seconds']:10.1f}{row['images_per_second']:10.1f}{row['peak_rss_mb']:10.0f}{accuracy:>10}"
+        )
+    print("  ".join(f"{k} = {v:.3f}" for k, v in ratios.items()))
+    print(f"zoo run --all: {run_all['seconds']:.1f}s, peak RSS {run_all['peak_rss_mb']:.0f} MB")
+    result = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__},
+        "backbone": args.backbone,
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "median": summary,
+        "ratios": ratios,
+        "raw": rows,
+        "scaling": scaling,
+        "run_all": run_all,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{datetime.date.today()}-{args.backbone}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
