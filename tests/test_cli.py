@@ -40,6 +40,7 @@ def test_list_json_parses_and_carries_facts():
     assert rows["resnet50v2"]["feature_dim"] == 2048
     assert rows["resnet50v2"]["ready"] is False  # nothing downloaded in this fresh home
     assert rows["scratch_cnn"]["ready"] is True
+    assert rows["efficientnet_lite0"]["ready"] is True  # built offline from packaged weights
 
 
 def test_show_json_one_backbone():
@@ -86,3 +87,18 @@ def test_fast_commands_do_not_import_tensorflow():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_plugin_can_add_a_command(tmp_path, monkeypatch, capsys):
+    plugin = tmp_path / "greeter.py"
+    plugin.write_text(
+        "from zoo.hookspecs import hookimpl\n\n"
+        "@hookimpl\n"
+        "def register_commands(cli):\n"
+        "    @cli.command()\n"
+        "    def hello():\n"
+        "        print('hello from a plugin')\n"
+    )
+    monkeypatch.setenv("ZOO_PLUGINS", str(plugin))
+    code, out, _ = run_main(["hello"], capsys)
+    assert code == 0 and "hello from a plugin" in out

@@ -71,8 +71,9 @@ def cached_folder(backbone: Backbone) -> Path | None:
 
 
 def is_ready(backbone: Backbone) -> bool:
-    """Can this backbone be loaded with no network?"""
-    return backbone.make_layer is not None or cached_folder(backbone) is not None
+    """Can this backbone be loaded with no network (cached, or built locally by its plugin)?"""
+    buildable = backbone.build_savedmodel is not None and backbone.handle.startswith("zoo:")
+    return backbone.make_layer is not None or buildable or cached_folder(backbone) is not None
 
 
 def resolve(backbone: Backbone) -> Path:
