@@ -218,7 +218,9 @@ def _train_and_evaluate(
     from zoo import pipelines
 
     tf_keras.utils.set_random_seed(context.settings.seed)  # before any layer draws its weights
-    checkpoint = run_folder / "checkpoint" / "best.h5"
+    checkpoint = (
+        run_folder / "checkpoint" / "best"
+    )  # TF format: hub layers repeat weight names, which HDF5 refuses
     if mode == "feature-extraction":
         outcome = pipelines.feature_extraction(
             backbone,
