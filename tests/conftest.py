@@ -102,3 +102,22 @@ def write_image_folders(root: Path, per_class: dict[str, int], seed: int = 0) ->
 def tiny_images(tmp_path) -> Path:
     """data/train/<red|green|blue>/ with 10 images each, data/test/ with 5 each."""
     return write_image_folders(tmp_path / "data", {"train": 10, "test": 5})
+
+
+def plant_demo_slice(zoo_home: Path, train_per_class: int, test_per_class: int) -> Path:
+    """The real demo images, fewer of them, where zoo looks for the demo."""
+    import shutil
+
+    from zoo.demo import DEMO_NAME, demo_data_dir
+
+    full = demo_data_dir()
+    sliced = zoo_home / "demo" / DEMO_NAME
+    staging = zoo_home / "full-demo"
+    full.rename(staging)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for class_dir in sorted((staging / split).iterdir()):
+            target = sliced / split / class_dir.name
+            target.mkdir(parents=True)
+            for image in sorted(class_dir.iterdir())[:count]:
+                shutil.copy(image, target / image.name)
+    return sliced

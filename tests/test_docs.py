@@ -2,11 +2,10 @@
 
 import dataclasses
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
-from conftest import TINY_FEATURES, TINY_INPUT
+from conftest import TINY_FEATURES, TINY_INPUT, plant_demo_slice
 
 from zoo.plugins import load_catalog
 
@@ -38,23 +37,6 @@ def test_plugin_guide_shows_the_example_verbatim():
     guide = (DOCS / "writing-plugins.md").read_text()
     code = example[example.index("from zoo.backbone") :].strip()
     assert code in guide
-
-
-def plant_demo_slice(zoo_home: Path, train_per_class: int, test_per_class: int) -> Path:
-    """The real demo images, fewer of them, where zoo looks for the demo."""
-    from zoo.demo import DEMO_NAME, demo_data_dir
-
-    full = demo_data_dir()
-    sliced = zoo_home / "demo" / DEMO_NAME
-    staging = zoo_home / "full-demo"
-    full.rename(staging)
-    for split, count in (("train", train_per_class), ("test", test_per_class)):
-        for class_dir in sorted((staging / split).iterdir()):
-            target = sliced / split / class_dir.name
-            target.mkdir(parents=True)
-            for image in sorted(class_dir.iterdir())[:count]:
-                shutil.copy(image, target / image.name)
-    return sliced
 
 
 def test_notebook_example_runs_end_to_end_on_the_real_demo_path(zoo_home, capsys):

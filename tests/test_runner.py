@@ -185,3 +185,22 @@ def test_create_model_api_matches_the_classic_recipe(tiny_registry):
 def test_list_backbones_api(tiny_registry):
     (facts,) = zoo.list_backbones()
     assert facts["name"] == "tiny" and facts["ready"] is True
+
+
+def test_fine_tune_real_hub_backbone_from_its_head(zoo_home):
+    """EfficientNet-Lite0 with its hub layer trainable: BatchNorm in training mode, checkpoints."""
+    from conftest import plant_demo_slice
+
+    demo = plant_demo_slice(zoo_home, train_per_class=3, test_per_class=1)
+    head = zoo.run(["efficientnet_lite0"], data=demo, epochs=2, val_fraction=0.34).results[0]
+    assert head.ok, head.reason
+    tuned = zoo.run(
+        ["efficientnet_lite0"],
+        data=demo,
+        mode="fine-tune",
+        epochs=1,
+        val_fraction=0.34,
+        head_from=head.run_id,
+    ).results[0]
+    assert tuned.ok, tuned.reason
+    assert list(Path(tuned.artifacts["run_folder"], "checkpoint").glob("best.index"))
