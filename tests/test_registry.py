@@ -148,3 +148,53 @@ def test_random_documents_are_accepted_or_rejected_cleanly(document):
     else:
         for entry in entries.values():
             assert entry.fields["feature_dim"] > 0
+
+
+# Lines a registry might hold, well- and ill-formed, to assemble into whole files.
+registry_lines = st.sampled_from(
+    [
+        "[backbones.tiny]",
+        "[backbones.Tiny]",
+        "[backbones]",
+        "[[backbones.tiny]]",
+        "[other]",
+        'plugin = "resnet"',
+        'handle = "/models/tiny"',
+        'handle = "ftp://example.org/m"',
+        "input_size = [32, 32]",
+        "input_range = [0.0, 1.0]",
+        "input_range = [1, 0]",
+        "feature_dim = 8",
+        "feature_dim = -1",
+        "params_m = 1.5",
+        'paper = """two\nlines"""',
+        "pretrained = true",
+        "when = 1979-05-27T07:32:00Z",
+        'fallback_handles = ["zoo:tiny"]',
+        "table = {a = 1}",
+        "backbones = 3",
+        "= nothing",
+        'plugin = "unterminated',
+        "x = " + "[" * 2000,
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(registry_lines | st.text(max_size=16), max_size=12).map(
+        lambda lines: "\n".join(lines).encode("utf-8", "surrogatepass")
+    )
+    | st.binary(max_size=48)
+)
+def test_random_registry_files_are_accepted_or_rejected_cleanly(tmp_path_factory, content):
+    """Whatever bytes the file holds, load_registry gives entries or a one-line RegistryError."""
+    path = tmp_path_factory.getbasetemp() / "random-registry.toml"
+    path.write_bytes(content)
+    try:
+        entries = load_registry(path)
+    except RegistryError as error:
+        message = str(error)
+        assert "\n" not in message and message.startswith(f"{path}: ")
+    else:
+        assert all(entry.fields["feature_dim"] > 0 for entry in entries.values())

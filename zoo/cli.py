@@ -31,6 +31,9 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
+INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT)
+
+
 class Settings:
     """Options given before the command (`zoo --registry F list`)."""
 
@@ -343,15 +346,17 @@ def main(argv: list[str] | None = None) -> None:
     _add_plugin_commands()
     try:
         returned = app(args=argv, standalone_mode=False)  # typer.Exit(code) comes back as `code`
+        if returned == INTERRUPTED:  # typer swallows KeyboardInterrupt and returns 130 in silence
+            raise KeyboardInterrupt
         sys.exit(returned if isinstance(returned, int) else 0)
     except ZooError as error:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted; runs and caches already stored are intact", 130)
+        _fail("interrupted; runs and caches already stored are intact", INTERRUPTED)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
-        _fail("aborted", 130)
+        _fail("aborted", INTERRUPTED)
     except OSError as error:  # a disk full, a folder not writable: the user's to fix, in one line
         _fail(_describe_os_error(error), 1)
     except Exception as error:
@@ -372,7 +377,9 @@ def _add_plugin_commands() -> None:
             implementation.function(cli=app)
         except Exception as error:
             err.print(
-                f"[yellow]warning:[/] plugin {implementation.plugin_name!r} could not add commands: {error}"
+                f"[yellow]warning:[/] plugin {implementation.plugin_name!r} could not add commands: "
+                f"{escape(str(error))}",
+                highlight=False,
             )
 
 

@@ -66,9 +66,8 @@ def find_splits(data: Path | None, train: Path | None, test: Path | None) -> tup
         raise DataError("give either --data DIR or --train DIR --test DIR, not both")
     if data is not None:
         if not data.is_dir():
-            raise DataError(
-                f"data folder {data} does not exist; give a folder holding train/ and test/"
-            )
+            state = "is a file, not a folder" if data.exists() else "does not exist"
+            raise DataError(f"data folder {data} {state}; give a folder holding train/ and test/")
         train, test = data / "train", data / "test"
         for split in (train, test):
             if not split.is_dir():
@@ -79,7 +78,9 @@ def find_splits(data: Path | None, train: Path | None, test: Path | None) -> tup
         raise DataError("give both --train DIR and --test DIR (or --data DIR)")
     for split in (train, test):
         if not split.is_dir():
-            raise DataError(f"folder {split} does not exist")
+            raise DataError(
+                f"folder {split} does not exist; give a folder of class folders, {split}/<class>/*.jpg"
+            )
     return train, test
 
 
@@ -167,6 +168,24 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def check_readable(skipped: list[tuple[Path, str]], max_bad: int, readable: dict[str, int]) -> None:
+    """Refuse the data before any training when too many files, or a whole split, cannot be read.
+
+    `readable` counts the images that decoded in each split that must not be empty.
+    """
+    if len(skipped) > max_bad:
+        raise DataError(
+            f"too many unreadable files ({len(skipped)} > --max-bad {max_bad}); "
+            f"{describe_skipped(skipped)}; fix or remove them, or raise --max-bad"
+        )
+    for split, count in readable.items():
+        if count == 0:
+            raise DataError(
+                f"no {split} image could be read ({describe_skipped(skipped)}); "
+                "replace them with JPEG, PNG or other images Pillow can open"
+            )
 
 
 def describe_skipped(skipped: list[tuple[Path, str]]) -> str:

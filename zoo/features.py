@@ -9,11 +9,13 @@ flight, and two processes never corrupt each other's work.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,9 +51,8 @@ class FeatureCache:
     def __init__(self, key: str, root: Path | None = None):
         self.folder = (root or features_dir()) / key
         self.vectors: dict[str, np.ndarray] = {}
-        for shard in sorted(self.folder.glob("shard-*.npz")):
-            with np.load(shard) as stored:
-                self.vectors.update(zip(stored["digests"].tolist(), stored["features"]))
+        for shard in sorted(self.folder.glob("shard-*.npz")):  # never the `.tmp-*` files
+            self.vectors.update(_read_shard(shard))
 
     def add(self, digests: list[str], features: np.ndarray) -> None:
         import io
@@ -60,6 +61,21 @@ class FeatureCache:
         np.savez(buffer, digests=np.array(digests), features=features.astype(np.float32))
         atomic_write_bytes(self.folder / f"shard-{uuid.uuid4().hex}.npz", buffer.getvalue())
         self.vectors.update(zip(digests, features))
+
+
+def _read_shard(shard: Path) -> dict[str, np.ndarray]:
+    """One shard's vectors. A damaged shard counts as absent: its vectors are computed again.
+
+    zoo's own writes are atomic, so damage means a disk fault or a hand-copied cache; removing
+    the file lets the recomputed vectors replace it instead of failing every later run.
+    """
+    try:
+        with np.load(shard) as stored:
+            return dict(zip(stored["digests"].tolist(), stored["features"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        with contextlib.suppress(OSError):
+            shard.unlink()
+        return {}
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from zoo.backbone import Backbone
-from zoo.data import ImageSet, Splits
+from zoo.data import ImageSet, Splits, check_readable
 from zoo.features import FeatureCache, backbone_key, decoded_batches, extract
 from zoo.hub import resolve
 from zoo.progress import Reporter
@@ -58,6 +58,12 @@ def _epoch_progress(reporter: Reporter, epochs: int):
     return reporter.task("training", epochs)
 
 
+def _check_readable(parts: dict[str, tuple], skipped: list[tuple[Path, str]], settings) -> None:
+    """Refuse unusable data before training starts, not after it has run (--max-bad)."""
+    readable = {name: len(parts[name][1]) for name in ("train", "test")}
+    check_readable(skipped, settings.max_bad, readable)
+
+
 def make_encoder(extractor: Any):
     """A compiled forward pass over one batch of raw pixels."""
     import tensorflow as tf
@@ -99,6 +105,7 @@ def feature_extraction(
         skipped += list(extraction.bad.items())
         seconds += extraction.seconds
         computed += extraction.computed
+    _check_readable(parts, skipped, settings)
     num_classes = len(splits.classes)
     head = classifier_head(num_classes, backbone.feature_dim)
     log_dir = _log_dir(settings, backbone)
@@ -152,6 +159,7 @@ def end_to_end(
         pixels, labels, bad = decode_all(getattr(splits, name), backbone.input_size, reporter, name)
         parts[name] = (pixels, labels)
         skipped += bad
+    _check_readable(parts, skipped, settings)
     num_classes = len(splits.classes)
     model = create_model(backbone, num_classes, trainable=True)
     if settings.head_from is not None:

@@ -89,11 +89,19 @@ def load_registry(path: Path | None = None) -> dict[str, Entry]:
             f"{path}: cannot read the registry ({error.strerror}); "
             "check the path given by --registry or ZOO_REGISTRY"
         ) from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8 by definition; anything else is no registry
+        raise RegistryError(
+            f"{path}: the registry is not UTF-8 text (byte {error.start}); save it as UTF-8"
+        ) from None
     _reject_duplicate_tables(path, text)
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise RegistryError(f"{path}: invalid TOML: {error}; fix the syntax there") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or inline tables
+        raise RegistryError(
+            f"{path}: invalid TOML: arrays or inline tables nested too deeply; flatten them"
+        ) from None
     return parse_registry(document, path)
 
 

@@ -12,7 +12,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import UsageError
+from zoo.errors import UsageError, ZooError
 from zoo.home import store_path
 
 SCHEMA = """
@@ -37,10 +37,19 @@ JSON_COLUMNS = ("settings", "metrics", "history", "artifacts", "versions")
 def connect(path: Path | None = None) -> sqlite3.Connection:
     path = path or store_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=60)
-    connection.row_factory = sqlite3.Row
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(SCHEMA)
+    connection = None
+    try:
+        connection = sqlite3.connect(path, timeout=60)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(SCHEMA)
+    except sqlite3.DatabaseError as error:  # not a database, damaged, or locked past the timeout
+        if connection is not None:
+            connection.close()
+        raise ZooError(
+            f"{path}: cannot open the run store ({error}); if it is damaged, move it aside "
+            "and zoo starts a new one"
+        ) from None
     return connection
 
 
