@@ -54,8 +54,30 @@ def _log_dir(settings, backbone: Backbone) -> Path:
     )
 
 
-def _epoch_progress(reporter: Reporter, epochs: int):
-    return reporter.task("training", epochs)
+def _train(
+    model: Any,
+    parts: dict,
+    num_classes: int,
+    mode: str,
+    backbone: Backbone,
+    settings,
+    reporter: Reporter,
+    checkpoint: Path,
+) -> tuple[dict[str, list[float]], Path]:
+    """Fit on the train part, watching validation, with a progress bar; returns (history, logs)."""
+    log_dir = _log_dir(settings, backbone)
+    with reporter.task("training", settings.epochs) as advance:
+        history = fit(
+            model,
+            parts["train"],
+            parts["validation"],
+            num_classes,
+            _fit_settings(settings, mode),
+            checkpoint,
+            log_dir,
+            lambda *_: advance(1),
+        )
+    return history, log_dir
 
 
 def _check_readable(parts: dict[str, tuple], skipped: list[tuple[Path, str]], settings) -> None:
@@ -108,18 +130,9 @@ def feature_extraction(
     _check_readable(parts, skipped, settings)
     num_classes = len(splits.classes)
     head = classifier_head(num_classes, backbone.feature_dim)
-    log_dir = _log_dir(settings, backbone)
-    with _epoch_progress(reporter, settings.epochs) as advance:
-        history = fit(
-            head,
-            parts["train"],
-            parts["validation"],
-            num_classes,
-            _fit_settings(settings, "feature-extraction"),
-            checkpoint,
-            log_dir,
-            lambda *_: advance(1),
-        )
+    history, log_dir = _train(
+        head, parts, num_classes, "feature-extraction", backbone, settings, reporter, checkpoint
+    )
     probabilities = head.predict(parts["test"][0], batch_size=1024, verbose=0)
     model = create_model(backbone, num_classes, layer=layer)
     model.get_layer("output_layer").set_weights(head.get_layer("output_layer").get_weights())
@@ -164,18 +177,9 @@ def end_to_end(
     model = create_model(backbone, num_classes, trainable=True)
     if settings.head_from is not None:
         _load_head(model, settings.head_from)
-    log_dir = _log_dir(settings, backbone)
-    with _epoch_progress(reporter, settings.epochs) as advance:
-        history = fit(
-            model,
-            parts["train"],
-            parts["validation"],
-            num_classes,
-            _fit_settings(settings, mode),
-            checkpoint,
-            log_dir,
-            lambda *_: advance(1),
-        )
+    history, log_dir = _train(
+        model, parts, num_classes, mode, backbone, settings, reporter, checkpoint
+    )
     probabilities = model.predict(parts["test"][0], batch_size=INFERENCE_BATCH, verbose=0)
     return Outcome(model, history, probabilities, parts["test"][1], skipped, log_dir)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -111,7 +112,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             _fmt(run["metrics"].get("accuracy"), ".3f"),
             _fmt(run["metrics"].get("epochs_run")),
             _fmt(run["data_fingerprint"]),
-            run["status"] if run["status"] == "ok" else f"failed: {run['reason']}",
+            run["status"] if run["status"] == "ok" else f"failed: {escape(str(run['reason']))}",
         )
     return table
 
@@ -125,5 +126,5 @@ def pull_table(reports: list[dict[str, Any]]) -> Table:
     for report in reports:
         status = "[green]ready[/]" if report["ready"] else "[red]not reachable[/]"
         detail = report["location"] if report["ready"] else report["reason"]
-        table.add_row(report["name"], status, _seconds(report["seconds"]), detail or "-")
+        table.add_row(report["name"], status, _seconds(report["seconds"]), escape(detail or "-"))
     return table
