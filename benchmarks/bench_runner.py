@@ -2,8 +2,8 @@
 
     python benchmarks/bench_runner.py [--backbone efficientnet_lite0] [--repeats 3]
 
-Every measurement runs in its own child process (so peak RSS is per measurement, read with
-wait4); the clock starts after TensorFlow is imported and covers loading the backbone onward.
+Every measurement runs in its own child process (so peak RSS, the child's own VmHWM, is per
+measurement); the clock starts after TensorFlow is imported and covers loading the backbone onward.
   A   the classic notebook: hub.KerasLayer(trainable=False) + Dense softmax in a Sequential,
       fit for N epochs on an image pipeline with the test set as validation_data every epoch;
   B   zoo.run for the same backbone and epochs, empty feature cache;
@@ -122,6 +122,28 @@ def measure_inference_bound(backbone_name: str, data: Path) -> dict:
     }
 
 
+def measure_run_all() -> dict:
+    """`zoo run --all` on the demo, through the real CLI, in this process."""
+    import contextlib
+    import io
+
+    from zoo.cli import main
+
+    printed = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(printed):
+        try:
+            main(["run", "--all", "--json"])
+        except SystemExit as done:
+            exit_code = done.code
+    runs = json.loads(printed.getvalue())["runs"]
+    return {
+        "seconds": time.perf_counter() - started,
+        "exit_code": exit_code,
+        "runs": [(r["backbone"], r["status"], r["metrics"].get("accuracy")) for r in runs],
+    }
+
+
 def child_main(args: argparse.Namespace) -> None:
     _quiet_tensorflow()
     data = Path(args.data)
@@ -129,16 +151,29 @@ def child_main(args: argparse.Namespace) -> None:
         result = measure_plain_recipe(args.backbone, data, args.epochs)
     elif args.phase == "B":
         result = measure_zoo(args.backbone, data, args.epochs)
+    elif args.phase == "all":
+        result = measure_run_all()
     else:
         result = measure_inference_bound(args.backbone, data)
+    result["peak_rss_mb"] = own_peak_rss_mb()
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: a child inherits its parent's at fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---- parent side: homes, data, repeats, table -------------------------------------------------
 
 
 def run_child(phase: str, home: Path, data: Path, backbone: str, epochs: int) -> dict:
-    """Run one measurement in a child process; add its peak RSS (MB) from wait4."""
+    """Run one measurement in a child process, which reports its own peak RSS."""
     env = {**os.environ, "ZOO_HOME": str(home)}
     env.pop("TFHUB_CACHE_DIR", None)
     command = [
@@ -157,13 +192,11 @@ def run_child(phase: str, home: Path, data: Path, backbone: str, epochs: int) ->
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    status = process.wait()
     lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
     if status != 0 or not lines:
         raise SystemExit(f"measurement {phase} failed (status {status}):\n{output[-2000:]}")
-    result = json.loads(lines[-1].removeprefix("RESULT "))
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
-    return result
+    return json.loads(lines[-1].removeprefix("RESULT "))
 
 
 def prepare(workdir: Path, backbone: str) -> tuple[Path, Path]:
@@ -251,31 +284,9 @@ def main() -> None:
             flush=True,
         )
     all_home = fresh_home(seed_home, workdir / "home-all")
-    started = time.perf_counter()
-    done = subprocess.run(
-        ["/usr/bin/time", "-v", sys.executable, "-m", "zoo", "run", "--all", "--json"],
-        env={**os.environ, "ZOO_HOME": str(all_home)},
-        capture_output=True,
-        text=True,
-    )
-    run_all = {
-        "seconds": time.perf_counter() - started,
-        "exit_code": done.returncode,
-        "peak_rss_mb": _time_v_peak(done.stderr),
-        "runs": [
-            (r["backbone"], r["status"], r["metrics"].get("accuracy"))
-            for r in json.loads(done.stdout)["runs"]
-        ],
-    }
+    run_all = run_child("all", all_home, demo, args.backbone, args.epochs)
     report(args, rows, scaling, run_all)
     shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _time_v_peak(stderr: str) -> float | None:
-    for line in stderr.splitlines():
-        if "Maximum resident set size" in line:
-            return int(line.rsplit(":", 1)[1]) / 1024
-    return None
 
 
 def report(args, rows: dict[str, list[dict]], scaling: list[dict], run_all: dict) -> None:
@@ -290,8 +301,16 @@ def report(args, rows: dict[str, list[dict]], scaling: list[dict], run_all: dict
         for name, runs in rows.items()
     }
     images = rows["C"][0]["images"]
+    forward_passes = {  # images sent through the backbone in each measurement
+        "A": images * args.epochs,  # every epoch: all training images, then the test set
+        "B": rows["B"][0]["computed_features"],
+        "B'": rows["B'"][0]["computed_features"],
+        "B'20": rows["B'20"][0]["computed_features"],
+        "C": images,
+    }
     for name in summary:
-        summary[name]["images_per_second"] = images / summary[name]["seconds"]
+        passes = forward_passes[name]
+        summary[name]["images_per_second"] = passes / summary[name]["seconds"] if passes else None
     ratios = {
         "A/B": summary["A"]["seconds"] / summary["B"]["seconds"],
         "B/C": summary["B"]["seconds"] / summary["C"]["seconds"],
@@ -301,9 +320,8 @@ def report(args, rows: dict[str, list[dict]], scaling: list[dict], run_all: dict
     print(f"\n{'':6}{'seconds':>10}{'images/s':>10}{'peak MB':>10}{'test acc':>10}")
     for name, row in summary.items():
         accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
-        print(
-            f"{name:6}{row['seconds']:10.1f}{row['images_per_second']:10.1f}{row['peak_rss_mb']:10.0f}{accuracy:>10}"
-        )
+        rate = f"{row['images_per_second']:.1f}" if row["images_per_second"] else "cached"
+        print(f"{name:6}{row['seconds']:10.1f}{rate:>10}{row['peak_rss_mb']:10.0f}{accuracy:>10}")
     print("  ".join(f"{k} = {v:.3f}" for k, v in ratios.items()))
     print(f"zoo run --all: {run_all['seconds']:.1f}s, peak RSS {run_all['peak_rss_mb']:.0f} MB")
     result = {

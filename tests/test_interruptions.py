@@ -27,6 +27,14 @@ from zoo.store import get_run, list_runs, save_run
 
 # tiny_images: 10 train images a class (1 carved out for validation), 5 test images a class.
 TRAIN, VALIDATION, TEST = 27, 3, 15
+ALL = TRAIN + VALIDATION + TEST
+# The tests extract in batches of 16 and write a shard after every batch (set_small_shards).
+FIRST_SHARD = 16
+
+
+def set_small_shards(patch) -> None:
+    patch.setattr(pipelines, "INFERENCE_BATCH", FIRST_SHARD)
+    patch.setattr(zoo.features, "SHARD_SIZE", 1)
 
 
 def run_tiny(data: Path, names=("tiny",), **settings):
@@ -87,20 +95,21 @@ def test_interrupt_after_the_first_shard_keeps_it_for_the_next_run(
 
     def add_then_interrupt(self, digests, vectors):
         if written:
-            raise KeyboardInterrupt  # Ctrl-C while the second split's features are computed
+            raise KeyboardInterrupt  # Ctrl-C while the second batch's features are computed
         add(self, digests, vectors)
         written.append(len(digests))
 
     with monkeypatch.context() as patch:
+        set_small_shards(patch)
         patch.setattr(FeatureCache, "add", add_then_interrupt)
         with pytest.raises(KeyboardInterrupt):
             run_tiny(tiny_images)
-    assert written == [TRAIN] and cached_vectors(zoo_home) == TRAIN
+    assert written == [FIRST_SHARD] and cached_vectors(zoo_home) == FIRST_SHARD
     assert_store_intact(earlier)
     assert_no_leftovers(zoo_home)
 
     result = run_tiny(tiny_images).results[0]
-    assert result.ok and result.computed_features == VALIDATION + TEST
+    assert result.ok and result.computed_features == ALL - FIRST_SHARD
     assert_store_intact(earlier, get_run(result.run_id))
 
 
@@ -256,12 +265,13 @@ def pause():
 
 if not hasattr(zoo.features, "paused_by_test"):  # the plugin file may be loaded twice
     zoo.features.paused_by_test = True
+    zoo.features.SHARD_SIZE, zoo.pipelines.INFERENCE_BATCH = 1, {FIRST_SHARD}  # a shard a batch
     add, fit = zoo.features.FeatureCache.add, zoo.pipelines.fit
 
     def add_then_pause(self, digests, vectors):
         add(self, digests, vectors)
         if {stage!r} == "features":
-            pause()  # the first shard is on disk; the other splits' are not
+            pause()  # the first shard is on disk; the other batches' are not
 
     def fit_then_pause(*args):
         *rest, on_epoch = args
@@ -301,7 +311,7 @@ def wait_for(marker: Path, process: subprocess.Popen, timeout: float = 90) -> No
 
 
 @pytest.mark.parametrize(
-    "stage, computed_after", [("features", VALIDATION + TEST), ("training", 0)]
+    "stage, computed_after", [("features", ALL - FIRST_SHARD), ("training", 0)]
 )
 def test_sigterm_is_one_line_exit_130_and_the_next_run_reuses_what_finished(
     tiny_registry, tiny_images, zoo_home, tmp_path, stage, computed_after
@@ -309,7 +319,7 @@ def test_sigterm_is_one_line_exit_130_and_the_next_run_reuses_what_finished(
     earlier = store_earlier_run()
     marker = tmp_path / "paused"
     plugin = tmp_path / "pause_here.py"
-    plugin.write_text(PAUSE_PLUGIN.format(stage=stage, marker=str(marker)))
+    plugin.write_text(PAUSE_PLUGIN.format(stage=stage, marker=str(marker), FIRST_SHARD=FIRST_SHARD))
     args = ["run", "tiny", "--data", str(tiny_images), "--epochs", "3", "--json"]
     process = zoo_process(args, tiny_registry, zoo_home, ZOO_PLUGINS=str(plugin))
     wait_for(marker, process)

@@ -40,7 +40,7 @@ def _callbacks(
     monitor = "val_loss" if has_validation else "loss"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return [
-        keras.callbacks.TensorBoard(log_dir=str(log_dir)),
+        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),  # saves ~0.2 s a run
         keras.callbacks.EarlyStopping(
             monitor=monitor, patience=patience, restore_best_weights=True
         ),
