@@ -1,6 +1,7 @@
 """The runner on tiny local backbones and tiny image sets."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from conftest import TINY_INPUT, registry_text
 
 import zoo
 from zoo import pipelines
-from zoo.data import load_splits
+from zoo.data import scan_folder, stratified_split
 from zoo.store import get_run, list_runs
 
 
@@ -88,15 +89,43 @@ def test_new_images_compute_only_what_is_missing(tiny_registry, tiny_images, enc
     assert sum(encoder_calls) == 1
 
 
-def test_validation_is_carved_from_train_never_from_test(tiny_images):
-    splits = load_splits(tiny_images / "train", tiny_images / "test", 0.2, seed=3)
-    validation = set(splits.validation.paths)
-    assert validation and validation.isdisjoint(splits.test.paths)
-    assert validation.isdisjoint(splits.train.paths)
-    assert all((tiny_images / "train") in path.parents for path in validation)
-    assert np.bincount(splits.validation.labels).tolist() == [2, 2, 2]  # stratified
-    again = load_splits(tiny_images / "train", tiny_images / "test", 0.2, seed=3)
-    assert again.validation.paths == splits.validation.paths  # seeded
+def split_of(folder: Path, fraction: float, seed: int) -> tuple[set, set]:
+    images = scan_folder(folder)
+    names = [path.name for path in images.paths]
+    train, validation = stratified_split(images.labels, names, fraction, seed)
+    return {images.paths[i] for i in train}, {images.paths[i] for i in validation}
+
+
+def test_validation_split_is_stratified_seeded_and_stable(tiny_images):
+    train, validation = split_of(tiny_images / "train", 0.2, seed=3)
+    assert validation and train.isdisjoint(validation) and len(train | validation) == 30
+    assert sorted(Counter(path.parent.name for path in validation).values()) == [2, 2, 2]
+    assert split_of(tiny_images / "train", 0.2, seed=3)[1] == validation  # seeded
+    assert split_of(tiny_images / "train", 0.2, seed=4)[1] != validation
+    (tiny_images / "train/red/broken.jpg").write_bytes(b"not really a jpeg")
+    after = split_of(tiny_images / "train", 0.2, seed=3)[1]
+    assert len(validation - after) <= 1  # a new file takes at most one place
+
+
+def test_validation_is_carved_from_decoded_train_images_never_from_test(tiny_images):
+    from zoo.data import load_dataset
+    from zoo.runner import RunSettings
+
+    dataset, settings = load_dataset(tiny_images / "train", tiny_images / "test"), RunSettings()
+
+    def carve(train_good: np.ndarray) -> dict:
+        train = (train_good[:, None], train_good)  # each row's input is its image index
+        return pipelines._parts(train, (np.arange(15)[:, None], np.arange(15)), dataset, settings)
+
+    parts = carve(np.arange(30))
+    train_rows, validation_rows = parts["train"][0][:, 0], parts["validation"][0][:, 0]
+    assert len(validation_rows) == 3 and set(train_rows).isdisjoint(validation_rows)
+    assert len(train_rows) + len(validation_rows) == 30
+    assert len(parts["test"][0]) == 15  # every test image stays in test, none is validation
+    # An unreadable training image takes no place: the validation split stays as it was.
+    unreadable = train_rows[0]
+    again = carve(np.array([i for i in range(30) if i != unreadable]))
+    assert np.array_equal(again["validation"][0][:, 0], validation_rows)
 
 
 def test_failed_backbone_is_a_row_and_the_rest_still_run(

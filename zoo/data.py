@@ -10,7 +10,7 @@ crash mid-epoch.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,6 @@ class ImageSet:
     paths: list[Path]
     labels: np.ndarray
     classes: list[str]
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -42,17 +41,16 @@ class ImageSet:
     def subset(self, indices: np.ndarray) -> ImageSet:
         return ImageSet([self.paths[i] for i in indices], self.labels[indices], self.classes)
 
-    def without(self, bad: set[Path], reasons: dict[Path, str]) -> ImageSet:
-        keep = np.array([i for i, path in enumerate(self.paths) if path not in bad], dtype=int)
-        kept = self.subset(keep)
-        kept.skipped = self.skipped + [(p, reasons[p]) for p in self.paths if p in bad]
-        return kept
-
 
 @dataclass
-class Splits:
+class Dataset:
+    """The training images and the test images, as scanned: nothing decoded yet.
+
+    The validation split is carved from the training images only after they are decoded, so
+    that an unreadable file takes no one's place in it.
+    """
+
     train: ImageSet
-    validation: ImageSet
     test: ImageSet
 
     @property
@@ -109,26 +107,35 @@ def scan_folder(folder: Path, classes: list[str] | None = None) -> ImageSet:
     return ImageSet(paths, np.array(labels, dtype=np.int64), found)
 
 
-def stratified_split(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
-    """Carve a validation set from training images: the same fraction of every class, seeded."""
-    rng = np.random.default_rng(seed)
+def stratified_split(
+    labels: np.ndarray, names: list[str], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) carving the same fraction of every class, seeded.
+
+    Each class's images are ranked by a seeded hash of their own file name, so whether an image
+    goes to validation does not depend on the others: adding photos (or broken files) to a folder
+    leaves the rest of the split, the cached features and the results as they were.
+    """
     validation = []
-    for label in range(len(images.classes)):
-        members = np.flatnonzero(images.labels == label)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
         count = int(round(len(members) * fraction))
         if fraction > 0 and len(members) > 1:
             count = min(max(count, 1), len(members) - 1)  # every class keeps one of each
-        validation += list(rng.choice(members, size=count, replace=False))
-    chosen = np.zeros(len(images), dtype=bool)
+        ranked = sorted(members, key=lambda i: _split_rank(names[i], seed))
+        validation += ranked[:count]
+    chosen = np.zeros(len(labels), dtype=bool)
     chosen[validation] = True
-    return images.subset(np.flatnonzero(~chosen)), images.subset(np.flatnonzero(chosen))
+    return np.flatnonzero(~chosen), np.flatnonzero(chosen)
 
 
-def load_splits(train_dir: Path, test_dir: Path, val_fraction: float, seed: int) -> Splits:
+def _split_rank(name: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}/{name}".encode()).hexdigest()
+
+
+def load_dataset(train_dir: Path, test_dir: Path) -> Dataset:
     train = scan_folder(train_dir)
-    test = scan_folder(test_dir, classes=train.classes)
-    fit, validation = stratified_split(train, val_fraction, seed)
-    return Splits(fit, validation, test)
+    return Dataset(train, scan_folder(test_dir, classes=train.classes))
 
 
 def file_digest(path: Path) -> str:
@@ -136,13 +143,12 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
 
 
-def fingerprint(splits: Splits, digests: dict[Path, str]) -> str:
-    """One hash of the whole dataset: which images, which split, which class."""
+def fingerprint(dataset: Dataset, digests: dict[Path, str]) -> str:
+    """One hash of the whole dataset: which images, in which split, of which class."""
     hasher = hashlib.sha256()
-    for split_name in ("train", "validation", "test"):
-        split = getattr(splits, split_name)
-        for path, label in zip(split.paths, split.labels):
-            hasher.update(f"{split_name}|{split.classes[label]}|{digests[path]}\n".encode())
+    for split_name, images in (("train", dataset.train), ("test", dataset.test)):
+        for path, label in zip(images.paths, images.labels):
+            hasher.update(f"{split_name}|{images.classes[label]}|{digests[path]}\n".encode())
     return hasher.hexdigest()[:16]
 
 

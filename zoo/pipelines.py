@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from zoo.backbone import Backbone
-from zoo.data import ImageSet, Splits, check_readable
+from zoo.data import Dataset, ImageSet, check_readable, stratified_split
 from zoo.features import FeatureCache, backbone_key, decoded_batches, extract
 from zoo.hub import resolve
 from zoo.progress import Reporter
@@ -22,7 +22,6 @@ from zoo.training import FitSettings, fit, tensorboard_dir
 
 # The fastest of 16, 32, 64 and 128 for EfficientNet-Lite0 on a 2-core CPU (benchmarks/).
 INFERENCE_BATCH = 32
-SPLIT_NAMES = ("train", "validation", "test")
 
 
 @dataclass
@@ -88,14 +87,23 @@ def _check_readable(parts: dict[str, tuple], skipped: list[tuple[Path, str]], se
     check_readable(skipped, settings.max_bad, readable)
 
 
-def _split_back(features: np.ndarray, good: np.ndarray, sets: list[ImageSet]) -> dict[str, tuple]:
-    """Cut the features of all splits (in order, unreadable images left out) back into splits."""
-    parts, start = {}, 0
-    for name, images in zip(SPLIT_NAMES, sets):
-        inside = (good >= start) & (good < start + len(images))
-        parts[name] = (features[inside], images.labels[good[inside] - start])
-        start += len(images)
-    return parts
+def _parts(
+    train: tuple[Any, np.ndarray], test: tuple[Any, np.ndarray], dataset: Dataset, settings
+) -> dict[str, tuple[Any, np.ndarray]]:
+    """(inputs, labels) for train, validation and test from the images that decoded.
+
+    `train` and `test` pair the decoded inputs with their images' indices in the dataset. The
+    validation split is carved from the decoded training images, never from test.
+    """
+    (train_inputs, train_good), (test_inputs, test_good) = train, test
+    labels = dataset.train.labels[train_good]
+    names = [dataset.train.paths[i].name for i in train_good]
+    fit, validation = stratified_split(labels, names, settings.val_fraction, settings.seed)
+    return {
+        "train": (train_inputs[fit], labels[fit]),
+        "validation": (train_inputs[validation], labels[validation]),
+        "test": (test_inputs, dataset.test.labels[test_good]),
+    }
 
 
 def make_encoder(extractor: Any):
@@ -113,7 +121,7 @@ def make_encoder(extractor: Any):
 
 def feature_extraction(
     backbone: Backbone,
-    splits: Splits,
+    dataset: Dataset,
     digests: dict[Path, str],
     settings,
     reporter: Reporter,
@@ -123,25 +131,31 @@ def feature_extraction(
 
     folder = resolve(backbone)
     cache = FeatureCache(backbone_key(backbone, folder))
-    sets = [getattr(splits, name) for name in SPLIT_NAMES]
-    paths = [path for images in sets for path in images.paths]
+    paths = dataset.train.paths + dataset.test.paths
     keys = [digests[path] for path in paths]
     layer = encoder = None
     if any(key not in cache.vectors for key in keys):
         layer = feature_layer(backbone)  # loaded only when some image is not cached
         encoder = make_encoder(feature_extractor(backbone, layer))
-    with reporter.task("features", len(paths)) as advance:  # one pass: no partial batch per split
+    with reporter.task("features", len(paths)) as advance:  # one pass over train and test
         extraction = extract(
             paths, keys, backbone.input_size, encoder, cache, INFERENCE_BATCH, advance
         )
-    parts = _split_back(extraction.features, extraction.good, sets)
+    in_train = extraction.good < len(dataset.train)
+    good_test = extraction.good[~in_train] - len(dataset.train)
+    parts = _parts(
+        (extraction.features[in_train], extraction.good[in_train]),
+        (extraction.features[~in_train], good_test),
+        dataset,
+        settings,
+    )
     skipped, seconds, computed = (
         list(extraction.bad.items()),
         extraction.seconds,
         extraction.computed,
     )
     _check_readable(parts, skipped, settings)
-    num_classes = len(splits.classes)
+    num_classes = len(dataset.classes)
     head = classifier_head(num_classes, backbone.feature_dim)
     history, log_dir = _train(
         head, parts, num_classes, "feature-extraction", backbone, settings, reporter, checkpoint
@@ -163,7 +177,7 @@ def feature_extraction(
 
 
 def decode_all(images: ImageSet, size: tuple[int, int], reporter: Reporter, name: str):
-    """Every image of a split as uint8 pixels, plus labels of those that decoded and the skipped."""
+    """The images that decode, as uint8 pixels with their indices, and the skipped ones."""
     batches, good, skipped = [], [], []
     with reporter.task(f"decoding ({name})", len(images)) as advance:
         for indices, pixels, failures in decoded_batches(images.paths, size, INFERENCE_BATCH):
@@ -172,21 +186,19 @@ def decode_all(images: ImageSet, size: tuple[int, int], reporter: Reporter, name
             skipped += [(images.paths[i], reason) for i, reason in failures.items()]
             advance(len(indices) + len(failures))
     pixels = np.concatenate(batches) if batches else np.zeros((0, *size, 3), np.uint8)
-    return pixels, images.labels[np.array(good, dtype=int)], skipped
+    return (pixels, np.array(good, dtype=int)), skipped
 
 
 def end_to_end(
-    backbone: Backbone, mode: str, splits: Splits, settings, reporter: Reporter, checkpoint: Path
+    backbone: Backbone, mode: str, dataset: Dataset, settings, reporter: Reporter, checkpoint: Path
 ) -> Outcome:
     from zoo.models import create_model
 
-    parts, skipped = {}, []
-    for name in SPLIT_NAMES:
-        pixels, labels, bad = decode_all(getattr(splits, name), backbone.input_size, reporter, name)
-        parts[name] = (pixels, labels)
-        skipped += bad
+    train, train_skipped = decode_all(dataset.train, backbone.input_size, reporter, "train")
+    test, test_skipped = decode_all(dataset.test, backbone.input_size, reporter, "test")
+    parts, skipped = _parts(train, test, dataset, settings), train_skipped + test_skipped
     _check_readable(parts, skipped, settings)
-    num_classes = len(splits.classes)
+    num_classes = len(dataset.classes)
     model = create_model(backbone, num_classes, trainable=True)
     if settings.head_from is not None:
         _load_head(model, settings.head_from)

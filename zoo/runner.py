@@ -1,6 +1,6 @@
 """The runner: for each backbone, train a new head (or the whole model), evaluate, store.
 
-Data flows top to bottom: image folders -> splits -> features (cached) or pixels -> fit ->
+Data flows top to bottom: image folders -> features (cached) or pixels -> splits -> fit ->
 test metrics -> saved model + run record.
 """
 
@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from zoo import __version__
 from zoo.backbone import Backbone
-from zoo.data import Splits, describe_skipped, file_digest, fingerprint, load_splits
+from zoo.data import Dataset, describe_skipped, file_digest, fingerprint, load_dataset
 from zoo.errors import DataError, UsageError, ZooError
 from zoo.home import atomic_dir, runs_dir, zoo_home
 from zoo.progress import Reporter
@@ -116,16 +116,16 @@ def run(
     if not backbones:
         raise UsageError("nothing to run: no backbone is available (see `zoo list`)")
     reporter = reporter or Reporter()
-    splits = load_splits(train_dir, test_dir, settings.val_fraction, settings.seed)
-    digests = _digests(splits, reporter)
-    context = _Context(splits, digests, fingerprint(splits, digests), settings, reporter)
+    dataset = load_dataset(train_dir, test_dir)
+    digests = _digests(dataset, reporter)
+    context = _Context(dataset, digests, fingerprint(dataset, digests), settings, reporter)
     results = [_run_and_store(backbone, context) for backbone in backbones]
     return RunSummary(results, str(train_dir.parent), context.skipped)
 
 
 @dataclass
 class _Context:
-    splits: Splits
+    dataset: Dataset
     digests: dict[Path, str]
     fingerprint: str
     settings: RunSettings
@@ -133,8 +133,8 @@ class _Context:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _digests(splits: Splits, reporter: Reporter) -> dict[Path, str]:
-    paths = [*splits.train.paths, *splits.validation.paths, *splits.test.paths]
+def _digests(dataset: Dataset, reporter: Reporter) -> dict[Path, str]:
+    paths = [*dataset.train.paths, *dataset.test.paths]
     digests = {}
     with reporter.task("hashing images", len(paths)) as advance:
         for path in paths:
@@ -198,7 +198,7 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
             "images_per_second": result.images_per_second,
             "computed_features": result.computed_features,
             "params_m": result.params_m,
-            "classes": context.splits.classes,
+            "classes": context.dataset.classes,
         },
         "history": result.history,
         "artifacts": result.artifacts,
@@ -224,7 +224,7 @@ def _train_and_evaluate(
     if mode == "feature-extraction":
         outcome = pipelines.feature_extraction(
             backbone,
-            context.splits,
+            context.dataset,
             context.digests,
             context.settings,
             context.reporter,
@@ -232,7 +232,7 @@ def _train_and_evaluate(
         )
     else:
         outcome = pipelines.end_to_end(
-            backbone, mode, context.splits, context.settings, context.reporter, checkpoint
+            backbone, mode, context.dataset, context.settings, context.reporter, checkpoint
         )
     _warn_skipped(outcome.skipped, context)
     return _finish(backbone, mode, outcome, run_folder, context)
@@ -252,8 +252,7 @@ def _finish(
     from zoo.evaluation import evaluate
     from zoo.models import export_classifier
 
-    splits = context.splits
-    metrics = evaluate(outcome.test_probabilities, outcome.test_labels, splits.classes)
+    metrics = evaluate(outcome.test_probabilities, outcome.test_labels, context.dataset.classes)
     artifacts = {"run_folder": str(run_folder), "tensorboard": str(outcome.log_dir)}
     with atomic_dir(run_folder / "model") as scratch:
         export_classifier(outcome.model, scratch)
