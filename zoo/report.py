@@ -32,6 +32,8 @@ def write_report(record: dict[str, Any], folder: Path) -> list[Path]:
 
 def _curves(record: dict[str, Any], path: Path) -> Path:
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     history = record["history"]
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -41,6 +43,7 @@ def _curves(record: dict[str, Any], path: Path) -> Path:
             axis.plot(epochs, history[f"val_{metric}"], marker="o", label=f"validation {metric}")
         axis.set_title(metric.capitalize())
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend()
     figure.suptitle(f"run {record['id']}: {record['backbone']} ({record['mode']})")
     figure.tight_layout()

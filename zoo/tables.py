@@ -99,6 +99,12 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
     return table
 
 
+def _short(reason: str | None, limit: int = 60) -> str:
+    """The start of a failure reason; `zoo compare` and `--json` show it whole."""
+    text = str(reason)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def runs_table(runs: list[dict[str, Any]]) -> Table:
     table = Table(title="Runs (newest first)")
     for column in ("run", "when", "backbone", "mode", "test acc", "epochs", "data", "status"):
@@ -112,7 +118,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             _fmt(run["metrics"].get("accuracy"), ".3f"),
             _fmt(run["metrics"].get("epochs_run")),
             _fmt(run["data_fingerprint"]),
-            run["status"] if run["status"] == "ok" else f"failed: {escape(str(run['reason']))}",
+            run["status"] if run["status"] == "ok" else f"failed: {escape(_short(run['reason']))}",
         )
     return table
 
