@@ -11,6 +11,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TINY_FEATURES = 8
 TINY_INPUT = 32
+# The backbones zoo ships in registry.toml.
+SHIPPED_BACKBONES = {
+    "resnet50v2",
+    "efficientnet_b0",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "efficientnet_lite0",
+    "scratch_cnn",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -87,6 +87,14 @@ def print_json(value) -> None:
     out.print_json(json.dumps(value))
 
 
+def emit(value, as_json: bool, table) -> None:
+    """Print `value` as JSON for scripts, or as the Rich table `table(value)` for people."""
+    if as_json:
+        print_json(value)
+    else:
+        out.print(table(value))
+
+
 @app.command("list")
 def list_backbones(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the backbones: handle, input, features, params, ImageNet top-1, ready offline."""
@@ -94,10 +102,7 @@ def list_backbones(as_json: bool = typer.Option(False, "--json", help="Print JSO
 
     backbones = catalog().backbones.values()
     rows = [{**backbone.facts(), "ready": is_ready(backbone)} for backbone in backbones]
-    if as_json:
-        print_json(rows)
-    else:
-        out.print(tables.backbones_table(rows))
+    emit(rows, as_json, tables.backbones_table)
 
 
 @app.command()
@@ -109,10 +114,7 @@ def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JS
     facts = {**backbone.facts(), "ready": is_ready(backbone)}
     location = cached_folder(backbone)
     facts["cached_at"] = str(location) if location else None
-    if as_json:
-        print_json(facts)
-    else:
-        out.print(tables.facts_table(facts))
+    emit(facts, as_json, tables.facts_table)
 
 
 @app.command()
@@ -127,10 +129,7 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
         }
         for name, plugin in loaded.manager.list_name_plugin()
     ]
-    if as_json:
-        print_json(rows)
-    else:
-        out.print(tables.plugins_table(rows))
+    emit(rows, as_json, tables.plugins_table)
 
 
 @app.command()
@@ -149,10 +148,7 @@ def pull(
     load_tensorflow()
     with err.status("") as status:
         reports = pull_backbones(backbones, lambda name: status.update(f"fetching {name} ..."))
-    if as_json:
-        print_json(reports)
-    else:
-        out.print(tables.pull_table(reports))
+    emit(reports, as_json, tables.pull_table)
     raise typer.Exit(0 if all(r["ready"] for r in reports) else 1)
 
 
@@ -272,10 +268,7 @@ def runs(
     from zoo.store import list_runs
 
     stored = list_runs(limit)
-    if as_json:
-        print_json(stored)
-    else:
-        out.print(tables.runs_table(stored))
+    emit(stored, as_json, tables.runs_table)
 
 
 @app.command()
