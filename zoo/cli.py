@@ -241,21 +241,13 @@ def run(
 
 
 def _result_row(result) -> dict:
-    metrics = {
-        **result.metrics,
-        "epochs_run": result.epochs_run,
-        "seconds": result.seconds,
-        "images_per_second": result.images_per_second,
-        "computed_features": result.computed_features,
-        "params_m": result.params_m,
-    }
     return {
         "run_id": result.run_id,
         "backbone": result.backbone,
         "mode": result.mode,
         "status": result.status,
         "reason": result.reason,
-        "metrics": metrics,
+        "metrics": result.all_metrics(),
     }
 
 

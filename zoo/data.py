@@ -38,9 +38,6 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, indices: np.ndarray) -> ImageSet:
-        return ImageSet([self.paths[i] for i in indices], self.labels[indices], self.classes)
-
 
 @dataclass
 class Dataset:

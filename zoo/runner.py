@@ -89,8 +89,17 @@ class RunResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def all_metrics(self) -> dict[str, Any]:
+        """Test metrics plus the run's counts and timings: what the store and `--json` show."""
+        return {
+            **self.metrics,
+            "epochs_run": self.epochs_run,
+            "seconds": self.seconds,
+            "extract_seconds": self.extract_seconds,
+            "images_per_second": self.images_per_second,
+            "computed_features": self.computed_features,
+            "params_m": self.params_m,
+        }
 
 
 @dataclass
@@ -190,16 +199,7 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
         "reason": result.reason,
         "settings": {**settings, "lr": context.settings.learning_rate_for(result.mode)},
         "data_fingerprint": context.fingerprint,
-        "metrics": {
-            **result.metrics,
-            "epochs_run": result.epochs_run,
-            "seconds": result.seconds,
-            "extract_seconds": result.extract_seconds,
-            "images_per_second": result.images_per_second,
-            "computed_features": result.computed_features,
-            "params_m": result.params_m,
-            "classes": context.dataset.classes,
-        },
+        "metrics": {**result.all_metrics(), "classes": context.dataset.classes},
         "history": result.history,
         "artifacts": result.artifacts,
         "versions": {
