@@ -158,6 +158,21 @@ def test_cache_reads_only_whole_shards(tmp_path):
     assert sorted(p.name for p in cache.folder.glob("shard-*.npz")) == [whole.name]
 
 
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_damaged_serving_template_is_built_afresh(tiny_registry, tiny_images, zoo_home, damage):
+    run_tiny(tiny_images)
+    (template,) = (zoo_home / "serving").iterdir()
+    data = next(template.glob("variables/variables.data-*"))
+    if damage == "truncate":
+        data.write_bytes(data.read_bytes()[:40])
+    else:
+        data.unlink()
+    result = run_tiny(tiny_images).results[0]
+    assert result.ok, result.reason
+    assert Path(result.artifacts["model"], "variables", "variables.index").is_file()
+    assert next(template.glob("variables/variables.data-*")).stat().st_size > 40
+
+
 def test_interrupt_during_training_keeps_earlier_runs_and_all_features(
     tmp_path, tiny_savedmodel, tiny_images, zoo_home, monkeypatch
 ):

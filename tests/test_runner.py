@@ -79,6 +79,34 @@ def test_second_run_reuses_cached_features(tiny_registry, tiny_images, encoder_c
     assert second.metrics["test_images"] == 15
 
 
+def test_warm_run_saves_its_own_head_without_loading_the_backbone(
+    tiny_registry, tiny_images, monkeypatch
+):
+    import tensorflow as tf
+
+    from zoo import models
+    from zoo.data import load_pixels
+
+    loads, load = [], models.feature_layer
+    monkeypatch.setattr(models, "feature_layer", lambda *a, **k: loads.append(1) or load(*a, **k))
+    first = run_tiny(tiny_images).results[0]
+    loads.clear()
+    second = run_tiny(tiny_images, lr=0.01, seed=7).results[0]
+    assert loads == []  # the model was saved from the template, the backbone never loaded
+    pixels = np.stack(
+        [load_pixels(path, (TINY_INPUT, TINY_INPUT)) for path in tiny_images.rglob("test/*/*.png")]
+    ).astype("float32")
+    served = []
+    for result in (first, second):
+        serve = tf.saved_model.load(result.artifacts["model"]).signatures["serving_default"]
+        served.append(serve(pixels=tf.constant(pixels))["probabilities"].numpy())
+        expected = zoo.create_model("tiny", num_classes=3)
+        with np.load(result.artifacts["head"]) as head:
+            expected.get_layer("output_layer").set_weights([head["kernel"], head["bias"]])
+        np.testing.assert_allclose(served[-1], expected(pixels).numpy(), atol=1e-5)
+    assert np.abs(served[0] - served[1]).max() > 1e-3  # two runs, two heads
+
+
 def test_new_images_compute_only_what_is_missing(tiny_registry, tiny_images, encoder_calls):
     run_tiny(tiny_images)
     encoder_calls.clear()

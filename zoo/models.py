@@ -9,7 +9,6 @@ backbone's own value range inside the model, so preprocessing travels with the s
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from zoo.backbone import Backbone
@@ -113,26 +112,3 @@ def check_feature_size(backbone: Backbone) -> None:
             f"{backbone.name}: the model yields {features.shape[-1]} features but the registry "
             f"says feature_dim = {backbone.feature_dim}; fix the registry entry"
         )
-
-
-def export_classifier(model: Any, folder: Path) -> None:
-    """Save the full image-to-class model as a plain SavedModel: `serving_default(pixels)`.
-
-    The module tracks the model's variables, not the Keras model itself: Keras's own SavedModel
-    serialisation traces every layer and took 2-4 s for EfficientNet-Lite0; this takes ~1 s and
-    loads with `tf.saved_model.load` alone (no zoo, no hub cache).
-    """
-    import tensorflow as tf
-
-    height, width = model.input_shape[1:3]
-    module = tf.Module()
-    module.weights = list(model.weights)
-
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="pixels")]
-    )
-    def serve(pixels):
-        return {"probabilities": model(pixels, training=False)}
-
-    module.serve = serve
-    tf.saved_model.save(module, str(folder), signatures={"serving_default": serve})

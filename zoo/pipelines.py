@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 
 from zoo.backbone import Backbone
 from zoo.data import Dataset, ImageSet, check_readable, stratified_split
+from zoo.export import export_classifier, save_with_head
 from zoo.features import FeatureCache, backbone_key, decoded_batches, extract
 from zoo.hub import resolve
 from zoo.progress import Reporter
@@ -26,7 +28,8 @@ INFERENCE_BATCH = 32
 
 @dataclass
 class Outcome:
-    model: Any  # the full image-to-class tf_keras model
+    save_model: Callable[[Path], None]  # writes the full image-to-class SavedModel to a folder
+    head: tuple[np.ndarray, np.ndarray]  # the trained softmax layer's kernel and bias
     history: dict[str, list[float]]
     test_probabilities: np.ndarray
     test_labels: np.ndarray
@@ -130,11 +133,12 @@ def feature_extraction(
     from zoo.models import classifier_head, create_model, feature_extractor, feature_layer
 
     folder = resolve(backbone)
-    cache = FeatureCache(backbone_key(backbone, folder))
+    identity = backbone_key(backbone, folder)
+    cache = FeatureCache(identity)
     paths = dataset.train.paths + dataset.test.paths
     keys = [digests[path] for path in paths]
     layer = encoder = None
-    if any(key not in cache.vectors for key in keys):
+    if any(digest not in cache.vectors for digest in keys):
         layer = feature_layer(backbone)  # loaded only when some image is not cached
         encoder = make_encoder(feature_extractor(backbone, layer))
     with reporter.task("features", len(paths)) as advance:  # one pass over train and test
@@ -161,10 +165,16 @@ def feature_extraction(
         head, parts, num_classes, "feature-extraction", backbone, settings, reporter, checkpoint
     )
     probabilities = head.predict(parts["test"][0], batch_size=1024, verbose=0)
-    model = create_model(backbone, num_classes, layer=layer)
-    model.get_layer("output_layer").set_weights(head.get_layer("output_layer").get_weights())
+    kernel, bias = head.get_layer("output_layer").get_weights()
+
+    def build_model():  # only for a new template: loads the backbone if extraction did not
+        model = create_model(backbone, num_classes, layer=layer)
+        model.get_layer("output_layer").set_weights([kernel, bias])
+        return model
+
     return Outcome(
-        model,
+        lambda folder: save_with_head(identity, num_classes, build_model, (kernel, bias), folder),
+        (kernel, bias),
         history,
         probabilities,
         parts["test"][1],
@@ -206,7 +216,15 @@ def end_to_end(
         model, parts, num_classes, mode, backbone, settings, reporter, checkpoint
     )
     probabilities = model.predict(parts["test"][0], batch_size=INFERENCE_BATCH, verbose=0)
-    return Outcome(model, history, probabilities, parts["test"][1], skipped, log_dir)
+    return Outcome(
+        lambda folder: export_classifier(model, folder),
+        tuple(model.get_layer("output_layer").get_weights()),
+        history,
+        probabilities,
+        parts["test"][1],
+        skipped,
+        log_dir,
+    )
 
 
 def _load_head(model: Any, run_id: int) -> None:

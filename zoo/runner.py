@@ -250,14 +250,13 @@ def _finish(
     backbone: Backbone, mode: str, outcome, run_folder: Path, context: _Context
 ) -> RunResult:
     from zoo.evaluation import evaluate
-    from zoo.models import export_classifier
 
     metrics = evaluate(outcome.test_probabilities, outcome.test_labels, context.dataset.classes)
     artifacts = {"run_folder": str(run_folder), "tensorboard": str(outcome.log_dir)}
     with atomic_dir(run_folder / "model") as scratch:
-        export_classifier(outcome.model, scratch)
+        outcome.save_model(scratch)
     artifacts["model"] = str(run_folder / "model")
-    kernel, bias = outcome.model.get_layer("output_layer").get_weights()
+    kernel, bias = outcome.head
     np.savez(run_folder / "head.npz", kernel=kernel, bias=bias)
     artifacts["head"] = str(run_folder / "head.npz")
     return RunResult(
