@@ -185,7 +185,7 @@ def test_interrupt_during_training_keeps_earlier_runs_and_all_features(
     earlier = store_earlier_run()
     fit, fits = pipelines.fit, []
 
-    def fit_interrupted_in_second_backbone(*args):
+    def fit_interrupted_in_second_backbone(*args, **options):
         *rest, on_epoch = args
         fits.append(1)
 
@@ -194,7 +194,7 @@ def test_interrupt_during_training_keeps_earlier_runs_and_all_features(
             if len(fits) == 2:
                 raise KeyboardInterrupt  # inside Keras's fit loop, after one epoch's checkpoint
 
-        return fit(*rest, epoch_done)
+        return fit(*rest, epoch_done, **options)
 
     with monkeypatch.context() as patch:
         patch.setattr(pipelines, "fit", fit_interrupted_in_second_backbone)
@@ -288,7 +288,7 @@ if not hasattr(zoo.features, "paused_by_test"):  # the plugin file may be loaded
         if {stage!r} == "features":
             pause()  # the first shard is on disk; the other batches' are not
 
-    def fit_then_pause(*args):
+    def fit_then_pause(*args, **options):
         *rest, on_epoch = args
 
         def epoch_done(epoch, logs):
@@ -296,7 +296,7 @@ if not hasattr(zoo.features, "paused_by_test"):  # the plugin file may be loaded
             if {stage!r} == "training":
                 pause()  # one epoch trained and checkpointed
 
-        return fit(*rest, epoch_done)
+        return fit(*rest, epoch_done, **options)
 
     zoo.features.FeatureCache.add = add_then_pause
     zoo.pipelines.fit = fit_then_pause
