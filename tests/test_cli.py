@@ -89,6 +89,21 @@ def test_fast_commands_do_not_import_tensorflow():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "code", "stream"), [(["list", "--json"], 0, "stdout"), (["show", "nope"], 2, "stderr")]
+)
+def test_the_zoo_command_flushes_its_output_and_keeps_its_exit_code(args, code, stream):
+    """`python -m zoo` exits without the interpreter's teardown: nothing printed may be lost."""
+    done = subprocess.run(
+        [sys.executable, "-m", "zoo", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == code, done.stderr
+    if stream == "stdout":
+        assert {backbone["name"] for backbone in json.loads(done.stdout)} >= {"efficientnet_lite0"}
+    else:
+        assert done.stderr.startswith("error: unknown backbone 'nope'")
+
+
 def test_plugin_can_add_a_command(tmp_path, monkeypatch, capsys):
     plugin = tmp_path / "greeter.py"
     plugin.write_text(

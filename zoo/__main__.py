@@ -1,3 +1,3 @@
-from zoo.cli import main
+from zoo.cli import console_main
 
-main()
+console_main()
