@@ -7,7 +7,6 @@ selection watch the validation split, never the test set.
 from __future__ import annotations
 
 import datetime
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,8 +89,6 @@ def fit(
         optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
-        # A whole epoch per graph call: the same steps, without ~0.5 ms of Python per step.
-        steps_per_execution=max(1, math.ceil(len(train[1]) / settings.batch_size)),
     )
     has_validation = len(validation[1]) > 0
     history = model.fit(
