@@ -239,6 +239,15 @@ def test_create_model_api_matches_the_classic_recipe(tiny_registry):
     assert model.optimizer is None  # uncompiled, as the recipe returns it
 
 
+def test_a_new_head_starts_at_zero_only_on_pretrained_features(tiny_registry):
+    from zoo.models import classifier_head
+
+    kernel = zoo.create_model("tiny", num_classes=4).get_layer("output_layer").get_weights()[0]
+    assert kernel.shape[1] == 4 and not kernel.any()
+    from_scratch = classifier_head(4, feature_dim=8, pretrained=False)
+    assert from_scratch.get_layer("output_layer").get_weights()[0].any()
+
+
 def test_list_backbones_api(tiny_registry):
     (facts,) = zoo.list_backbones()
     assert facts["name"] == "tiny" and facts["ready"] is True
