@@ -10,7 +10,8 @@ measurement); the clock starts after TensorFlow is imported and covers loading t
   B'  the same again with the cache filled, then again with --epochs 20;
   C   one pass of the backbone alone over every train and test image, decode and resize
       included, at the best batch size found: no frozen-extractor run can beat it.
-Also B at 1x, 2x and 4x the training images (flipped copies). Results: a table, the median
+Also B at 1x, 2x and 4x the training images (flipped copies), and through the CLI, wall clock:
+`zoo run` on an empty home, then `zoo run --epochs 20`. Results: a table, the median
 of the repeats, and benchmarks/results/<date>-<backbone>.json.
 """
 
@@ -240,6 +241,20 @@ def scaled_data(demo: Path, factor: int, target: Path) -> Path:
     return target
 
 
+def measure_cli_pair(backbone: str, home: Path) -> dict:
+    """Wall time of `zoo run BACKBONE` on an empty home, as a new user's first run (TensorFlow
+    import, demo unpack and any backbone conversion included), then of `--epochs 20` after it."""
+    env = {**os.environ, "ZOO_HOME": str(home)}
+    env.pop("TFHUB_CACHE_DIR", None)
+    seconds = {}
+    for name, extra in (("first", []), ("second_epochs20", ["--epochs", "20"])):
+        started = time.perf_counter()
+        command = [sys.executable, "-m", "zoo", "run", backbone, *extra]
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        seconds[name] = time.perf_counter() - started
+    return {**seconds, "ratio": seconds["second_epochs20"] / seconds["first"]}
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -283,13 +298,24 @@ def main() -> None:
             f"scaling {factor}x: {scaling[-1]['seconds']:.1f}s, {scaling[-1]['peak_rss_mb']:.0f} MB",
             flush=True,
         )
+    cli_pairs = []
+    for repeat in range(args.repeats):
+        cli_pairs.append(measure_cli_pair(args.backbone, workdir / f"cli-home-{repeat}"))
+        pair = cli_pairs[-1]
+        print(
+            f"CLI pair {repeat + 1}/{args.repeats}: first {pair['first']:.1f}s, "
+            f"second --epochs 20 {pair['second_epochs20']:.1f}s, ratio {pair['ratio']:.3f}",
+            flush=True,
+        )
     all_home = fresh_home(seed_home, workdir / "home-all")
     run_all = run_child("all", all_home, demo, args.backbone, args.epochs)
-    report(args, rows, scaling, run_all)
+    report(args, rows, scaling, run_all, cli_pairs)
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(args, rows: dict[str, list[dict]], scaling: list[dict], run_all: dict) -> None:
+def report(
+    args, rows: dict[str, list[dict]], scaling: list[dict], run_all: dict, cli_pairs: list[dict]
+) -> None:
     import tensorflow as tf
 
     summary = {
@@ -324,6 +350,12 @@ def report(args, rows: dict[str, list[dict]], scaling: list[dict], run_all: dict
         print(f"{name:6}{row['seconds']:10.1f}{rate:>10}{row['peak_rss_mb']:10.0f}{accuracy:>10}")
     print("  ".join(f"{k} = {v:.3f}" for k, v in ratios.items()))
     print(f"zoo run --all: {run_all['seconds']:.1f}s, peak RSS {run_all['peak_rss_mb']:.0f} MB")
+    cli = {key: median([pair[key] for pair in cli_pairs]) for key in cli_pairs[0]}
+    per_pair = ", ".join(f"{pair['ratio']:.3f}" for pair in cli_pairs)
+    print(
+        f"CLI, wall: first {cli['first']:.1f}s, second --epochs 20 {cli['second_epochs20']:.1f}s, "
+        f"ratio {cli['ratio']:.3f} (per pair: {per_pair})"
+    )
     result = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
@@ -336,6 +368,8 @@ def report(args, rows: dict[str, list[dict]], scaling: list[dict], run_all: dict
         "raw": rows,
         "scaling": scaling,
         "run_all": run_all,
+        "cli_median": cli,
+        "cli_pairs": cli_pairs,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{datetime.date.today()}-{args.backbone}.json"
