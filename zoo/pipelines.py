@@ -146,17 +146,17 @@ def feature_extraction(
     from zoo.models import classifier_head, create_model, feature_extractor, feature_layer
 
     folder = resolve(backbone)
-    identity = backbone_key(backbone, folder)
-    cache = FeatureCache(identity)
+    backbone_id = backbone_key(backbone, folder)
+    cache = FeatureCache(backbone_id)
     paths = dataset.train.paths + dataset.test.paths
-    keys = [digests[path] for path in paths]
+    image_digests = [digests[path] for path in paths]
     layer = encoder = None
-    if any(digest not in cache.vectors for digest in keys):
+    if any(digest not in cache.vectors for digest in image_digests):
         layer = feature_layer(backbone)  # loaded only when some image is not cached
         encoder = make_encoder(feature_extractor(backbone, layer))
     with reporter.task("features", len(paths)) as advance:  # one pass over train and test
         extraction = extract(
-            paths, keys, backbone.input_size, encoder, cache, INFERENCE_BATCH, advance
+            paths, image_digests, backbone.input_size, encoder, cache, INFERENCE_BATCH, advance
         )
     in_train = extraction.good < len(dataset.train)
     good_test = extraction.good[~in_train] - len(dataset.train)
@@ -188,13 +188,15 @@ def feature_extraction(
     probabilities = _predict_features(head, parts["test"][0])
     kernel, bias = head.get_layer("output_layer").get_weights()
 
-    def build_model():  # only for a new template: loads the backbone if extraction did not
+    def build_model():  # only for a new template; loads the backbone if extraction did not
         model = create_model(backbone, num_classes, layer=layer)
         model.get_layer("output_layer").set_weights([kernel, bias])
         return model
 
     return Outcome(
-        lambda folder: save_with_head(identity, num_classes, build_model, (kernel, bias), folder),
+        lambda folder: save_with_head(
+            backbone_id, num_classes, build_model, (kernel, bias), folder
+        ),
         (kernel, bias),
         history,
         probabilities,
