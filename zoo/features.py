@@ -33,10 +33,17 @@ DECODE_THREADS = max(2, min(8, os.cpu_count() or 2))
 
 
 def backbone_key(backbone: Backbone, model_folder: Path) -> str:
-    """Identity of what turns an image into features: the model's bytes and its preprocessing."""
-    model_digest = hashlib.sha256((model_folder / "saved_model.pb").read_bytes()).hexdigest()
+    """Identity of what turns an image into features: the model's bytes and its preprocessing.
+
+    The model is its graph plus its variables' index, which holds a checksum of every tensor: new
+    weights in the same graph are a new backbone too.
+    """
+    model_digest = hashlib.sha256()
+    for part in ("saved_model.pb", "variables/variables.index"):
+        if (model_folder / part).is_file():  # a model may hold no variables at all
+            model_digest.update((model_folder / part).read_bytes())
     identity = {
-        "model": model_digest,
+        "model": model_digest.hexdigest(),
         "input_size": list(backbone.input_size),
         "input_range": list(backbone.input_range),
         "preprocessing": PREPROCESSING_VERSION,
