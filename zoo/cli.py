@@ -329,9 +329,6 @@ def predict(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a ZooError is one line on stderr, never a traceback."""
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C: temp files removed
-    # zoo's models are tf_keras only. In its own process, TensorFlow may skip importing Keras 3
-    # too: 1.4 s off every command that trains (the Python API leaves the user's process alone).
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     _add_plugin_commands()
     try:
         returned = app(args=argv, standalone_mode=False)  # typer.Exit(code) comes back as `code`
@@ -358,12 +355,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def console_main() -> None:
-    """The `zoo` command: main(), then exit without the interpreter's final teardown.
+    """The `zoo` command, a process of its own: main(), then exit without the final teardown.
 
-    Tearing down TensorFlow's modules takes ~0.6 s after the work is done, and does nothing for
-    zoo: its writes are atomic and committed by then. Exit handlers still run and streams are
-    flushed; only the module teardown is skipped. (Tests call main(), which exits normally.)
+    - zoo's models are tf_keras only, so here TensorFlow may skip importing Keras 3 as well
+      (TF_USE_LEGACY_KERAS, unless you set it): 1.4 s off every command that trains. The Python
+      API and main() leave the caller's process alone.
+    - The interpreter's teardown of TensorFlow's modules takes ~0.6 s after the work is done and
+      does nothing for zoo, whose writes are atomic and committed by then. atexit handlers still
+      run and Python's streams are flushed; skipped are module teardown, joins of non-daemon
+      threads (zoo leaves none) and C stdio buffers (zoo prints through Python's streams).
     """
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     try:
         main()
     except SystemExit as done:
