@@ -56,15 +56,17 @@ def _callbacks(
 def _batches(
     inputs: Any, labels: np.ndarray, num_classes: int, batch_size: int, shuffle_seed: int | None
 ) -> Any:
-    """A tf.data pipeline over in-memory arrays: ~30% less per-epoch overhead than Keras's own
-    slicing of numpy arrays, which dominates a head's short epochs."""
+    """Batches over in-memory arrays as tf.data (a 15-epoch head fit took ~0.25 s less than with
+    Keras's own slicing of numpy arrays). Indices are shuffled, not rows: decoded pixels are held
+    once more, never twice more."""
     import tensorflow as tf
 
-    one_hot = np.eye(num_classes, dtype=np.float32)[labels]
-    data = tf.data.Dataset.from_tensor_slices((inputs, one_hot))
+    inputs, one_hot = tf.constant(inputs), tf.one_hot(labels, num_classes)
+    order = tf.data.Dataset.range(len(labels))
     if shuffle_seed is not None:
-        data = data.shuffle(len(labels), seed=shuffle_seed)  # a new order every epoch
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        order = order.shuffle(len(labels), seed=shuffle_seed)  # a new order every epoch
+    pick = lambda index: (tf.gather(inputs, index), tf.gather(one_hot, index))  # noqa: E731
+    return order.batch(batch_size).map(pick).prefetch(tf.data.AUTOTUNE)
 
 
 def fit(
