@@ -135,6 +135,13 @@ def test_validation_split_is_stratified_seeded_and_stable(tiny_images):
     assert len(validation - after) <= 1  # a new file takes at most one place
 
 
+def test_a_class_with_one_image_keeps_it_for_training():
+    labels, names = np.array([0, 1, 1, 1]), ["a.png", "b.png", "c.png", "d.png"]
+    train, validation = stratified_split(labels, names, fraction=0.6, seed=1)
+    assert list(train[labels[train] == 0]) == [0]  # the lone image is not carved away
+    assert len(validation) == 2 and set(labels[validation]) == {1}
+
+
 def test_validation_is_carved_from_decoded_train_images_never_from_test(tiny_images):
     from zoo.data import load_dataset
     from zoo.runner import RunSettings

@@ -118,7 +118,8 @@ def stratified_split(
         members = np.flatnonzero(labels == label)
         count = int(round(len(members) * fraction))
         if fraction > 0 and len(members) > 1:
-            count = min(max(count, 1), len(members) - 1)  # every class keeps one of each
+            count = max(count, 1)
+        count = min(count, len(members) - 1)  # every class keeps a training image
         ranked = sorted(members, key=lambda i: _split_rank(names[i], seed))
         validation += ranked[:count]
     chosen = np.zeros(len(labels), dtype=bool)
