@@ -250,7 +250,9 @@ def measure_cli_pair(backbone: str, home: Path) -> dict:
     for name, extra in (("first", []), ("second_epochs20", ["--epochs", "20"])):
         started = time.perf_counter()
         command = [sys.executable, "-m", "zoo", "run", backbone, *extra]
-        subprocess.run(command, env=env, check=True, capture_output=True)
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command[2:])} failed:\n{done.stderr[-2000:]}")
         seconds[name] = time.perf_counter() - started
     return {**seconds, "ratio": seconds["second_epochs20"] / seconds["first"]}
 
@@ -271,6 +273,8 @@ def main() -> None:
     parser.add_argument("--child", dest="phase", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.phase:
         return child_main(args)
 
