@@ -33,7 +33,7 @@ def export_classifier(model: Any, folder: Path) -> None:
 
     The module tracks the model's variables, not the Keras model itself: Keras's own SavedModel
     serialisation traces every layer and took 2-4 s for EfficientNet-Lite0; this takes ~1 s. The
-    head's kernel and bias are tracked by name, so a copy can be given another head (with_head).
+    head's kernel and bias are tracked by name, so a copy can be given another (save_with_head).
     """
     import tensorflow as tf
 
