@@ -352,6 +352,23 @@ def test_sigterm_is_one_line_exit_130_and_the_next_run_reuses_what_finished(
     assert result.ok and result.computed_features == computed_after
 
 
+def test_atomic_dir_yields_to_a_folder_another_process_just_finished(tmp_path, monkeypatch):
+    from zoo import home
+
+    final, replace = tmp_path / "template", os.replace
+
+    def another_process_renames_first(source, destination):
+        final.mkdir()
+        (final / "theirs").write_text("complete")
+        replace(source, destination)
+
+    monkeypatch.setattr(home.os, "replace", another_process_renames_first)
+    with home.atomic_dir(final) as scratch:
+        (scratch / "mine").write_text("complete")
+    assert [path.name for path in final.iterdir()] == ["theirs"]
+    assert list(tmp_path.iterdir()) == [final]  # our scratch copy is gone
+
+
 def test_two_runs_at_once_on_one_home_both_complete(tiny_registry, tiny_images, zoo_home):
     args = ["run", "tiny", "--data", str(tiny_images), "--epochs", "2", "--json"]
     processes = [zoo_process(args, tiny_registry, zoo_home) for _ in range(2)]

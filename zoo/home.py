@@ -50,10 +50,12 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     try:
         yield scratch
-        if final.exists():  # another process finished first; its copy is as good as ours
-            shutil.rmtree(scratch)
-        else:
+        try:
             os.replace(scratch, final)
+        except OSError:  # a folder is there: another process finished first, its copy is as good
+            if not final.is_dir():
+                raise
+            shutil.rmtree(scratch)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
