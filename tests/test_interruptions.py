@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import registry_text
+from conftest import TINY_FEATURES, registry_text
 
 import zoo
 from zoo import pipelines, store
@@ -171,6 +171,20 @@ def test_damaged_serving_template_is_built_afresh(tiny_registry, tiny_images, zo
     assert result.ok, result.reason
     assert Path(result.artifacts["model"], "variables", "variables.index").is_file()
     assert next(template.glob("variables/variables.data-*")).stat().st_size > 40
+
+
+def test_a_head_of_the_wrong_shape_is_refused_and_the_template_kept(
+    tiny_registry, tiny_images, zoo_home, tmp_path
+):
+    from zoo.export import save_with_head
+
+    run_tiny(tiny_images)
+    (template,) = (zoo_home / "serving").iterdir()
+    backbone_id = template.name.rsplit("-3classes-", 1)[0]
+    wrong_head = (np.zeros((TINY_FEATURES + 1, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match="shape"):
+        save_with_head(backbone_id, 3, lambda: pytest.fail("rebuilt"), wrong_head, tmp_path / "m")
+    assert template.is_dir()  # a fault in writing the run's model is not damage to the template
 
 
 def test_interrupt_during_training_keeps_earlier_runs_and_all_features(
