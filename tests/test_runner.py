@@ -277,3 +277,19 @@ def test_fine_tune_real_hub_backbone_from_its_head(zoo_home):
     ).results[0]
     assert tuned.ok, tuned.reason
     assert list(Path(tuned.artifacts["run_folder"], "checkpoint").glob("best.index"))
+
+
+@pytest.mark.parametrize("rows_shuffled", [True, False], ids=["rows", "indices"])
+def test_training_batches_hold_every_row_once_with_its_label(rows_shuffled, monkeypatch):
+    from zoo import training
+
+    if not rows_shuffled:  # the path decoded images take
+        monkeypatch.setattr(training, "LARGEST_SHUFFLED_ROW", 0)
+    inputs = np.arange(40, dtype=np.float32).reshape(20, 2)
+    labels = np.arange(20) % 3
+    batches = list(training._batches(inputs, labels, 3, batch_size=6, shuffle_seed=1))
+    seen = np.concatenate([rows.numpy() for rows, _ in batches])
+    one_hot = np.concatenate([targets.numpy() for _, targets in batches])
+    assert [len(rows) for rows, _ in batches] == [6, 6, 6, 2]
+    assert sorted(seen[:, 0]) == sorted(inputs[:, 0]) and (seen[:, 0] != inputs[:, 0]).any()
+    np.testing.assert_array_equal(one_hot.argmax(1), labels[(seen[:, 0] // 2).astype(int)])

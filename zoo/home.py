@@ -44,7 +44,8 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a scratch folder beside `final`; on success rename it into place in one step.
 
     If the body raises (or the process dies), `final` is untouched and the scratch folder is
-    removed (or left under a `.tmp-` name that nothing reads).
+    removed (or left under a `.tmp-` name that nothing reads). If another process put a folder
+    at `final` first, that one is kept and ours is discarded.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
@@ -55,7 +56,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         except OSError:  # a folder is there: another process finished first, its copy is as good
             if not final.is_dir():
                 raise
-            shutil.rmtree(scratch)
+            shutil.rmtree(scratch, ignore_errors=True)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise

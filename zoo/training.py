@@ -65,7 +65,7 @@ def _batches(
 
     Shuffling rows is fastest (17 epochs of a head: 1.19 s against 1.42 s through indices, median
     of 5 fresh processes), but the shuffle buffer then holds a copy of every row. Images are
-    therefore shuffled through their indices, so decoded pixels are never held twice more.
+    therefore shuffled through their indices: the buffer holds indices, the pixels one copy.
     """
     import tensorflow as tf
 
