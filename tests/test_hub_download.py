@@ -269,17 +269,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_unreachable_handle_fails_fast_naming_backbone_handle_and_fix(tmp_path, zoo_home):
-    handle = f"http://127.0.0.1:{free_port()}/google/tiny/feature_vector/1"
-    backbone = tiny_backbone(tmp_path, handle)
-
+def fails_fast(load, backbone) -> str:
+    """`load(backbone)` raises BackboneUnavailable within 10 s; its one-line message."""
     started = time.perf_counter()
     with pytest.raises(BackboneUnavailable) as error:
-        check_feature_size(backbone)
-    elapsed = time.perf_counter() - started
+        load(backbone)
+    assert time.perf_counter() - started < 10
+    return one_line(error)
 
-    assert elapsed < 10
-    message = one_line(error)
+
+def test_unreachable_handle_fails_fast_naming_backbone_handle_and_fix(tmp_path, zoo_home):
+    handle = f"http://127.0.0.1:{free_port()}/google/tiny/feature_vector/1"
+    message = fails_fast(check_feature_size, tiny_backbone(tmp_path, handle))
     assert message.startswith("tiny: ") and handle in message
     assert "zoo pull tiny" in message and "local SavedModel folder" in message
     assert leftovers(zoo_home / "hub") == []
@@ -291,13 +292,7 @@ def test_silent_server_times_out(tmp_path, zoo_home, monkeypatch):
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
         handle = f"http://127.0.0.1:{silent.getsockname()[1]}/google/tiny/feature_vector/1"
-        backbone = tiny_backbone(tmp_path, handle)
+        message = fails_fast(resolve, tiny_backbone(tmp_path, handle))
 
-        started = time.perf_counter()
-        with pytest.raises(BackboneUnavailable) as error:
-            resolve(backbone)
-        elapsed = time.perf_counter() - started
-
-    assert elapsed < 10
-    assert "no answer within 1 s" in one_line(error) and "zoo pull tiny" in str(error.value)
+    assert "no answer within 1 s" in message and "zoo pull tiny" in message
     assert leftovers(zoo_home / "hub") == []
