@@ -48,8 +48,8 @@ def measure_plain_recipe(backbone_name: str, data: Path, epochs: int) -> dict:
     import tensorflow_hub as hub
     import tf_keras as keras
 
-    from zoo.hub import resolve
-    from zoo.plugins import load_catalog
+    from zoo.catalog.plugins import load_catalog
+    from zoo.sources.hub import resolve
 
     backbone = load_catalog().get(backbone_name)
     started = time.perf_counter()
@@ -90,11 +90,11 @@ def measure_zoo(backbone_name: str, data: Path, epochs: int) -> dict:
 
 
 def measure_inference_bound(backbone_name: str, data: Path) -> dict:
-    from zoo.data import scan_folder
-    from zoo.features import decoded_batches
-    from zoo.models import feature_extractor
-    from zoo.pipelines import make_encoder
-    from zoo.plugins import load_catalog
+    from zoo.catalog.plugins import load_catalog
+    from zoo.data.decode import decoded_batches
+    from zoo.data.folders import scan_folder
+    from zoo.extraction.layers import feature_extractor
+    from zoo.runs.pipelines import make_encoder
 
     backbone = load_catalog().get(backbone_name)
     paths = scan_folder(data / "train").paths + scan_folder(data / "test").paths
@@ -204,9 +204,9 @@ def prepare(workdir: Path, backbone: str) -> tuple[Path, Path]:
     """A home with the backbone built (conversion is setup, not part of any measurement)."""
     seed_home = workdir / "seed-home"
     os.environ["ZOO_HOME"] = str(seed_home)
-    from zoo.demo import demo_data_dir
-    from zoo.hub import resolve
-    from zoo.plugins import load_catalog
+    from zoo.catalog.plugins import load_catalog
+    from zoo.data.demo import demo_data_dir
+    from zoo.sources.hub import resolve
 
     resolve(load_catalog().get(backbone))
     return seed_home, demo_data_dir()

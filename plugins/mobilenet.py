@@ -1,8 +1,8 @@
 """The MobileNet family: TF Hub feature-vector backbones, loaded as a plain hub.KerasLayer."""
 
-from zoo.backbone import Backbone
-from zoo.hookspecs import hookimpl
-from zoo.plugins import entries_for
+from zoo.catalog.backbone import Backbone
+from zoo.catalog.hookspecs import hookimpl
+from zoo.catalog.plugins import entries_for
 
 
 @hookimpl

@@ -3,9 +3,9 @@
 It is registered like any backbone so the comparison table shows what pretrained features buy.
 """
 
-from zoo.backbone import Backbone
-from zoo.hookspecs import hookimpl
-from zoo.plugins import entries_for
+from zoo.catalog.backbone import Backbone
+from zoo.catalog.hookspecs import hookimpl
+from zoo.catalog.plugins import entries_for
 
 
 def make_small_cnn(backbone: Backbone, trainable: bool):

@@ -118,7 +118,7 @@ def plant_demo_slice(zoo_home: Path, train_per_class: int, test_per_class: int) 
     """The real demo images, fewer of them, where zoo looks for the demo."""
     import shutil
 
-    from zoo.demo import DEMO_NAME, demo_data_dir
+    from zoo.data.demo import DEMO_NAME, demo_data_dir
 
     full = demo_data_dir()
     sliced = zoo_home / "demo" / DEMO_NAME

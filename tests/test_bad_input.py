@@ -17,8 +17,8 @@ from conftest import TINY_INPUT, registry_text, write_image_folders
 from PIL import Image
 
 from zoo.cli import main
-from zoo.data import load_pixels
-from zoo.store import list_runs
+from zoo.data.decode import load_pixels
+from zoo.runs.store import list_runs
 
 RED = (220, 30, 30)
 GREEN = (30, 200, 40)
@@ -116,7 +116,7 @@ def test_every_image_mode_decodes_to_its_rgb_colour(tmp_path, name):
 def test_huge_jpeg_decodes_reduced_in_little_memory(huge_jpeg):
     # A full decode needs 12000 * 12000 * 4 bytes (576 MB); Pillow's draft mode reads 1/8 scale.
     code = (
-        "import json, re; from pathlib import Path; from zoo.data import load_pixels\n"
+        "import json, re; from pathlib import Path; from zoo.data.decode import load_pixels\n"
         f"pixels = load_pixels(Path({str(huge_jpeg)!r}), (32, 32))\n"
         # VmHWM is this process's own peak; ru_maxrss would inherit the (big) parent's at fork.
         "peak = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
@@ -171,7 +171,7 @@ def test_awkward_images_are_used_and_unreadable_ones_skipped(tiny_registry, awkw
 def test_too_many_unreadable_files_are_refused_before_training(
     tiny_registry, awkward_data, capsys, monkeypatch
 ):
-    from zoo import pipelines
+    from zoo.runs import pipelines
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started on data that should have been refused")

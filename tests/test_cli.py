@@ -107,7 +107,7 @@ def test_the_zoo_command_flushes_its_output_and_keeps_its_exit_code(args, code, 
 def test_plugin_can_add_a_command(tmp_path, monkeypatch, capsys):
     plugin = tmp_path / "greeter.py"
     plugin.write_text(
-        "from zoo.hookspecs import hookimpl\n\n"
+        "from zoo.catalog.hookspecs import hookimpl\n\n"
         "@hookimpl\n"
         "def register_commands(cli):\n"
         "    @cli.command()\n"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.demo import demo_data_dir
+from zoo.data.demo import demo_data_dir
 
 CLASS_NAMES = [
     "t-shirt",
@@ -78,7 +78,7 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return Image.frombytes("L", (28, 28), array.tobytes())
 
-    monkeypatch.setattr("zoo.demo.Image.fromarray", explode)
+    monkeypatch.setattr("zoo.data.demo.Image.fromarray", explode)
     with pytest.raises(RuntimeError):
         demo_data_dir()
     assert list((tmp_path / "demo").iterdir()) == []

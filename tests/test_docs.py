@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 from conftest import TINY_FEATURES, TINY_INPUT, plant_demo_slice
 
-from zoo.plugins import load_catalog
+from zoo.catalog.plugins import load_catalog
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def test_example_plugin_adds_its_backbone(monkeypatch, tiny_savedmodel):
-    from zoo.models import check_feature_size
+    from zoo.extraction.layers import check_feature_size
 
     monkeypatch.setenv("ZOO_PLUGINS", str(DOCS / "examples" / "zoo_inception.py"))
     catalog = load_catalog()
@@ -35,7 +35,7 @@ def test_example_plugin_adds_its_backbone(monkeypatch, tiny_savedmodel):
 def test_plugin_guide_shows_the_example_verbatim():
     example = (DOCS / "examples" / "zoo_inception.py").read_text()
     guide = (DOCS / "writing-plugins.md").read_text()
-    code = example[example.index("from zoo.backbone") :].strip()
+    code = example[example.index("from zoo.catalog.backbone") :].strip()
     assert code in guide
 
 

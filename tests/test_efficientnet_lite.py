@@ -17,7 +17,7 @@ import zoo_plugins.efficientnet_lite as lite
 from PIL import Image
 
 from zoo.errors import WeightsError
-from zoo.torch_pickle import read_state_dict
+from zoo.sources.torch_pickle import read_state_dict
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 DAISY, BELL_COTE, PALACE = 985, 442, 698

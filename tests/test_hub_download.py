@@ -24,12 +24,12 @@ from hub_server import (
 )
 
 import zoo
-from zoo import hub
+from zoo.catalog.plugins import load_catalog
 from zoo.cli import main
 from zoo.errors import BackboneUnavailable
-from zoo.hub import is_ready, resolve
-from zoo.models import check_feature_size
-from zoo.plugins import load_catalog
+from zoo.extraction.layers import check_feature_size
+from zoo.sources import hub
+from zoo.sources.hub import is_ready, resolve
 
 PATH = "/google/tiny/feature_vector/1"
 

@@ -3,9 +3,10 @@
 import numpy as np
 from conftest import TINY_FEATURES, TINY_INPUT
 
-from zoo.hub import is_ready
-from zoo.models import check_feature_size, create_model, feature_extractor
-from zoo.plugins import load_catalog
+from zoo.catalog.plugins import load_catalog
+from zoo.extraction.layers import check_feature_size, feature_extractor
+from zoo.sources.hub import is_ready
+from zoo.training.models import create_model
 
 
 def test_local_savedmodel_loads_as_hub_layer_with_declared_feature_size(tiny_registry):

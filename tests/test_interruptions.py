@@ -21,9 +21,10 @@ import pytest
 from conftest import TINY_FEATURES, registry_text
 
 import zoo
-from zoo import pipelines, store
-from zoo.features import FeatureCache
-from zoo.store import get_run, list_runs, save_run
+import zoo.extraction.extract
+from zoo.extraction.cache import FeatureCache
+from zoo.runs import pipelines, store
+from zoo.runs.store import get_run, list_runs, save_run
 
 # tiny_images: 10 train images a class (1 carved out for validation), 5 test images a class.
 TRAIN, VALIDATION, TEST = 27, 3, 15
@@ -34,7 +35,7 @@ FIRST_SHARD = 16
 
 def set_small_shards(patch) -> None:
     patch.setattr(pipelines, "INFERENCE_BATCH", FIRST_SHARD)
-    patch.setattr(zoo.features, "SHARD_SIZE", 1)
+    patch.setattr(zoo.extraction.extract, "SHARD_SIZE", 1)
 
 
 def run_tiny(data: Path, names=("tiny",), **settings):
@@ -176,7 +177,7 @@ def test_damaged_serving_template_is_built_afresh(tiny_registry, tiny_images, zo
 def test_a_head_of_the_wrong_shape_is_refused_and_the_template_kept(
     tiny_registry, tiny_images, zoo_home, tmp_path
 ):
-    from zoo.export import save_with_head
+    from zoo.runs.artifacts import save_with_head
 
     run_tiny(tiny_images)
     (template,) = (zoo_home / "serving").iterdir()
@@ -283,8 +284,9 @@ PAUSE_PLUGIN = '''
 import time
 from pathlib import Path
 
-import zoo.features
-import zoo.pipelines
+import zoo.extraction.cache
+import zoo.extraction.extract
+import zoo.runs.pipelines
 
 
 def pause():
@@ -292,10 +294,10 @@ def pause():
     time.sleep(120)
 
 
-if not hasattr(zoo.features, "paused_by_test"):  # the plugin file may be loaded twice
-    zoo.features.paused_by_test = True
-    zoo.features.SHARD_SIZE, zoo.pipelines.INFERENCE_BATCH = 1, {FIRST_SHARD}  # a shard a batch
-    add, fit = zoo.features.FeatureCache.add, zoo.pipelines.fit
+if not hasattr(zoo.extraction.cache, "paused_by_test"):  # the plugin file may be loaded twice
+    zoo.extraction.cache.paused_by_test = True
+    zoo.extraction.extract.SHARD_SIZE, zoo.runs.pipelines.INFERENCE_BATCH = 1, {FIRST_SHARD}  # a shard a batch
+    add, fit = zoo.extraction.cache.FeatureCache.add, zoo.runs.pipelines.fit
 
     def add_then_pause(self, digests, vectors):
         add(self, digests, vectors)
@@ -312,8 +314,8 @@ if not hasattr(zoo.features, "paused_by_test"):  # the plugin file may be loaded
 
         return fit(*rest, epoch_done, **options)
 
-    zoo.features.FeatureCache.add = add_then_pause
-    zoo.pipelines.fit = fit_then_pause
+    zoo.extraction.cache.FeatureCache.add = add_then_pause
+    zoo.runs.pipelines.fit = fit_then_pause
 '''
 
 

@@ -2,11 +2,11 @@ import textwrap
 
 from conftest import SHIPPED_BACKBONES
 
-from zoo.plugins import load_catalog
+from zoo.catalog.plugins import load_catalog
 
 PLUGIN_ADDING_A_BACKBONE = """
-from zoo.backbone import Backbone
-from zoo.hookspecs import hookimpl
+from zoo.catalog.backbone import Backbone
+from zoo.catalog.hookspecs import hookimpl
 
 @hookimpl
 def register_backbones(registry, register):
@@ -66,7 +66,7 @@ def test_plugin_whose_hook_raises_is_skipped_by_name(tmp_path, monkeypatch):
         tmp_path,
         "raiser",
         """
-        from zoo.hookspecs import hookimpl
+        from zoo.catalog.hookspecs import hookimpl
 
         @hookimpl
         def register_backbones(registry, register):

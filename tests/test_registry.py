@@ -5,8 +5,8 @@ from conftest import SHIPPED_BACKBONES, registry_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zoo.catalog.registry import default_registry_path, load_registry, parse_registry
 from zoo.errors import RegistryError
-from zoo.registry import default_registry_path, load_registry, parse_registry
 
 
 def write(tmp_path: Path, text: str) -> Path:

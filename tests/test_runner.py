@@ -9,9 +9,9 @@ import pytest
 from conftest import TINY_INPUT, registry_text
 
 import zoo
-from zoo import pipelines
-from zoo.data import scan_folder, stratified_split
-from zoo.store import get_run, list_runs
+from zoo.data.folders import scan_folder, stratified_split
+from zoo.runs import pipelines
+from zoo.runs.store import get_run, list_runs
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_run_trains_evaluates_stores_and_writes_artifacts(tiny_registry, tiny_im
 
 
 def test_default_learning_rates():
-    from zoo.runner import RunSettings
+    from zoo.runs.runner import RunSettings
 
     settings = RunSettings()
     assert settings.learning_rate_for("feature-extraction") == 3e-3
@@ -84,8 +84,8 @@ def test_warm_run_saves_its_own_head_without_loading_the_backbone(
 ):
     import tensorflow as tf
 
-    from zoo import models
-    from zoo.data import load_pixels
+    from zoo.data.decode import load_pixels
+    from zoo.extraction import layers as models
 
     loads, load = [], models.feature_layer
     monkeypatch.setattr(models, "feature_layer", lambda *a, **k: loads.append(1) or load(*a, **k))
@@ -143,8 +143,8 @@ def test_a_class_with_one_image_keeps_it_for_training():
 
 
 def test_validation_is_carved_from_decoded_train_images_never_from_test(tiny_images):
-    from zoo.data import load_dataset
-    from zoo.runner import RunSettings
+    from zoo.data.folders import load_dataset
+    from zoo.runs.runner import RunSettings
 
     dataset, settings = load_dataset(tiny_images / "train", tiny_images / "test"), RunSettings()
 
@@ -198,7 +198,7 @@ def test_saved_model_predicts_without_the_backbone_cache(tmp_path, tiny_images, 
 
     from conftest import export_tiny_savedmodel
 
-    from zoo.predict import predict
+    from zoo.runs.predict import predict
 
     handle = export_tiny_savedmodel(tmp_path / "borrowed")
     registry = tmp_path / "registry.toml"
@@ -247,7 +247,7 @@ def test_create_model_api_matches_the_classic_recipe(tiny_registry):
 
 
 def test_a_new_head_starts_at_zero_only_on_pretrained_features(tiny_registry):
-    from zoo.models import classifier_head
+    from zoo.training.models import classifier_head
 
     kernel = zoo.create_model("tiny", num_classes=4).get_layer("output_layer").get_weights()[0]
     assert kernel.shape[1] == 4 and not kernel.any()
@@ -281,7 +281,7 @@ def test_fine_tune_real_hub_backbone_from_its_head(zoo_home):
 
 @pytest.mark.parametrize("rows_shuffled", [True, False], ids=["rows", "indices"])
 def test_training_batches_hold_every_row_once_with_its_label(rows_shuffled, monkeypatch):
-    from zoo import training
+    from zoo.training import fit as training
 
     if not rows_shuffled:  # the path decoded images take
         monkeypatch.setattr(training, "LARGEST_SHUFFLED_ROW", 0)

@@ -11,16 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo.backbone import Backbone
+from zoo.catalog.backbone import Backbone
+from zoo.catalog.plugins import Catalog, load_catalog
 from zoo.errors import UsageError
-from zoo.plugins import Catalog, load_catalog
-from zoo.progress import Reporter
-from zoo.runner import RunSettings, RunSummary
+from zoo.reporting import Reporter
+from zoo.runs.runner import RunSettings, RunSummary
 
 
 def list_backbones(registry: str | Path | None = None) -> list[dict[str, Any]]:
     """Facts about every available backbone, with whether it is ready offline."""
-    from zoo.hub import is_ready
+    from zoo.sources.hub import is_ready
 
     backbones = load_catalog(_path(registry)).backbones.values()
     return [{**backbone.facts(), "ready": is_ready(backbone)} for backbone in backbones]
@@ -46,7 +46,7 @@ def create_model(name_or_handle: str, num_classes: int = 10, trainable: bool = F
 
     The model takes raw pixels (0..255) and scales them to the backbone's own range itself.
     """
-    from zoo.models import create_model as build
+    from zoo.training.models import create_model as build
 
     return build(get_backbone(name_or_handle), num_classes, trainable=trainable)
 
@@ -86,9 +86,9 @@ def run_backbones(
     catalog: Catalog,
     reporter: Reporter | None = None,
 ) -> RunSummary:
-    from zoo.data import find_splits
-    from zoo.demo import demo_data_dir
-    from zoo.runner import run as run_all
+    from zoo.data.demo import demo_data_dir
+    from zoo.data.folders import find_splits
+    from zoo.runs.runner import run as run_all
 
     settings.check()
     if all_backbones and names:

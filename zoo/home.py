@@ -35,6 +35,11 @@ def runs_dir() -> Path:
     return zoo_home() / "runs"
 
 
+def tensorboard_root() -> Path:
+    """TensorBoard logs when no --logdir is given."""
+    return zoo_home() / "tensorboard"
+
+
 def store_path() -> Path:
     return zoo_home() / "runs.sqlite"
 

@@ -8,8 +8,8 @@ Install it as a package with this in its pyproject.toml:
 or, while writing it, point zoo at the file: ZOO_PLUGINS=path/to/zoo_inception.py zoo list
 """
 
-from zoo.backbone import Backbone
-from zoo.hookspecs import hookimpl
+from zoo.catalog.backbone import Backbone
+from zoo.catalog.hookspecs import hookimpl
 
 
 @hookimpl

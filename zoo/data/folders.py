@@ -14,17 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from zoo.errors import DataError
 
-# Pillow refuses bigger images as decompression bombs; a 12000x12000 photo is 144 M pixels.
-Image.MAX_IMAGE_PIXELS = 250_000_000
 SHOWN_BAD_FILES = 3
-
-
-class BadImage(Exception):
-    """One file that is not a decodable image."""
 
 
 @dataclass
@@ -148,30 +141,6 @@ def fingerprint(dataset: Dataset, digests: dict[Path, str]) -> str:
         for path, label in zip(images.paths, images.labels):
             hasher.update(f"{split_name}|{images.classes[label]}|{digests[path]}\n".encode())
     return hasher.hexdigest()[:16]
-
-
-def load_pixels(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """Decode any image file to uint8 RGB pixels [height, width, 3] at `size`."""
-    height, width = size
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (width, height))  # JPEG: decode huge photos at a reduced scale
-            image = _to_rgb(ImageOps.exif_transpose(image))
-            return np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.uint8)
-    except Exception as error:  # Pillow raises many types for broken files; all mean "skip it"
-        raise BadImage(f"{type(error).__name__}: {error}") from None
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(values / peak * 255.0, 0, 255).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def check_readable(skipped: list[tuple[Path, str]], max_bad: int, readable: dict[str, int]) -> None:

@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from zoo.backbone import Backbone
+from zoo.catalog.backbone import Backbone
 from zoo.errors import ZooError
-from zoo.hub import cached_folder, resolve
+from zoo.sources.hub import cached_folder, resolve
 
 
 def pull_backbones(
@@ -19,7 +19,7 @@ def pull_backbones(
 
 
 def _pull(backbone: Backbone, on_start: Callable[[str], None]) -> dict[str, Any]:
-    from zoo.models import check_feature_size
+    from zoo.extraction.layers import check_feature_size
 
     on_start(backbone.name)
     started = time.perf_counter()

@@ -76,7 +76,7 @@ def default_registry_path() -> Path:
     configured = os.environ.get("ZOO_REGISTRY")
     if configured:
         return Path(configured).expanduser()
-    return Path(str(resources.files("zoo") / "registry.toml"))
+    return Path(str(resources.files("zoo.catalog") / "registry.toml"))
 
 
 def load_registry(path: Path | None = None) -> dict[str, Entry]:

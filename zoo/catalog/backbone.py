@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.registry import Entry
+from zoo.catalog.registry import Entry
 
 # Writes a hub-format SavedModel into the folder it is given (zoo makes that write atomic).
 BuildSavedModel = Callable[[Path], None]

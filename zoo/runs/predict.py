@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.data import BadImage, load_pixels
+from zoo.data.decode import BadImage, load_pixels
 from zoo.errors import DataError, UsageError
 
 

@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from zoo import tables
+from zoo.catalog.plugins import Catalog, load_catalog
+from zoo.cli import tables
 from zoo.errors import UsageError, ZooError
-from zoo.plugins import Catalog, load_catalog
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
@@ -99,7 +99,7 @@ def emit(value, as_json: bool, table) -> None:
 @app.command("list")
 def list_backbones(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the backbones: handle, input, features, params, ImageNet top-1, ready offline."""
-    from zoo.hub import is_ready
+    from zoo.sources.hub import is_ready
 
     backbones = catalog().backbones.values()
     rows = [{**backbone.facts(), "ready": is_ready(backbone)} for backbone in backbones]
@@ -109,7 +109,7 @@ def list_backbones(as_json: bool = typer.Option(False, "--json", help="Print JSO
 @app.command()
 def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Everything known about one backbone."""
-    from zoo.hub import cached_folder, is_ready
+    from zoo.sources.hub import cached_folder, is_ready
 
     backbone = catalog().get(name)
     facts = {**backbone.facts(), "ready": is_ready(backbone)}
@@ -140,7 +140,7 @@ def pull(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Download (or build) backbones into the local cache and check that each one loads."""
-    from zoo.pull import pull_backbones
+    from zoo.extraction.pull import pull_backbones
 
     loaded = catalog()
     if all_backbones == bool(names):
@@ -195,8 +195,9 @@ def run(
 ) -> None:
     """Train and evaluate backbones; ends with a comparison table. Exit 1 if any failed."""
     from zoo.api import run_backbones
-    from zoo.progress import Reporter, RichReporter
-    from zoo.runner import RunSettings
+    from zoo.cli.progress import RichReporter
+    from zoo.reporting import Reporter
+    from zoo.runs.runner import RunSettings
 
     settings = RunSettings(
         epochs=epochs,
@@ -258,7 +259,7 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Stored runs, newest first."""
-    from zoo.store import list_runs
+    from zoo.runs.store import list_runs
 
     stored = list_runs(limit)
     emit(stored, as_json, tables.runs_table)
@@ -270,7 +271,7 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Chosen runs side by side."""
-    from zoo.store import get_run
+    from zoo.runs.store import get_run
 
     stored = [get_run(run_id) for run_id in run_ids]
     if as_json:
@@ -293,8 +294,8 @@ def report(
     ),
 ) -> None:
     """Write loss/accuracy curves and the confusion matrix of a run as PNG files."""
-    from zoo.report import write_report
-    from zoo.store import get_run
+    from zoo.runs.report import write_report
+    from zoo.runs.store import get_run
 
     record = get_run(run_id)
     folder = out_dir or Path(record["artifacts"]["run_folder"]) / "report"
@@ -310,8 +311,8 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Top-k classes, with probabilities, for each image."""
-    from zoo.predict import predict as predict_images
-    from zoo.store import get_run
+    from zoo.runs.predict import predict as predict_images
+    from zoo.runs.store import get_run
 
     if top_k < 1:
         raise UsageError("--top-k must be at least 1")
@@ -381,7 +382,7 @@ def console_main() -> None:
 
 def _add_plugin_commands() -> None:
     """Let each plugin add its commands; one that raises is reported and skipped."""
-    from zoo.plugins import load_plugins
+    from zoo.catalog.plugins import load_plugins
 
     for implementation in load_plugins().manager.hook.register_commands.get_hookimpls():
         try:

@@ -14,13 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from zoo.backbone import Backbone
-from zoo.data import Dataset, ImageSet, check_readable, stratified_split
-from zoo.export import export_classifier, save_with_head
-from zoo.features import FeatureCache, backbone_key, decoded_batches, extract
-from zoo.hub import resolve
-from zoo.progress import Reporter
-from zoo.training import FitSettings, fit, tensorboard_dir
+from zoo.catalog.backbone import Backbone
+from zoo.data.decode import decoded_batches
+from zoo.data.folders import Dataset, ImageSet, check_readable, stratified_split
+from zoo.extraction.cache import FeatureCache, backbone_key
+from zoo.extraction.extract import extract
+from zoo.home import tensorboard_root
+from zoo.reporting import Reporter
+from zoo.runs.artifacts import export_classifier, save_with_head
+from zoo.sources.hub import resolve
+from zoo.training.fit import FitSettings, fit, tensorboard_dir
 
 # The fastest of 16, 32, 64 and 128 for EfficientNet-Lite0 on a 2-core CPU (benchmarks/).
 INFERENCE_BATCH = 32
@@ -53,10 +56,8 @@ def _fit_settings(settings, mode: str) -> FitSettings:
 
 
 def _log_dir(settings, backbone: Backbone) -> Path:
-    from zoo.runner import default_logdir
-
     return tensorboard_dir(
-        settings.logdir or default_logdir(), settings.experiment or backbone.name
+        settings.logdir or tensorboard_root(), settings.experiment or backbone.name
     )
 
 
@@ -143,7 +144,8 @@ def feature_extraction(
     reporter: Reporter,
     checkpoint: Path,
 ) -> Outcome:
-    from zoo.models import classifier_head, create_model, feature_extractor, feature_layer
+    from zoo.extraction.layers import feature_extractor, feature_layer
+    from zoo.training.models import classifier_head, create_model
 
     folder = resolve(backbone)
     backbone_id = backbone_key(backbone, folder)
@@ -225,7 +227,7 @@ def decode_all(images: ImageSet, size: tuple[int, int], reporter: Reporter, name
 def end_to_end(
     backbone: Backbone, mode: str, dataset: Dataset, settings, reporter: Reporter, checkpoint: Path
 ) -> Outcome:
-    from zoo.models import create_model
+    from zoo.training.models import create_model
 
     train, train_skipped = decode_all(dataset.train, backbone.input_size, reporter, "train")
     test, test_skipped = decode_all(dataset.test, backbone.input_size, reporter, "test")
@@ -260,7 +262,7 @@ def end_to_end(
 
 def _load_head(model: Any, run_id: int) -> None:
     from zoo.errors import UsageError
-    from zoo.store import get_run
+    from zoo.runs.store import get_run
 
     record = get_run(run_id)
     head_path = record["artifacts"].get("head")

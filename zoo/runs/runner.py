@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.markup import escape
 
 from zoo import __version__
-from zoo.backbone import Backbone
-from zoo.data import Dataset, describe_skipped, file_digest, fingerprint, load_dataset
+from zoo.catalog.backbone import Backbone
+from zoo.data.folders import Dataset, describe_skipped, file_digest, fingerprint, load_dataset
 from zoo.errors import DataError, UsageError, ZooError
 from zoo.home import atomic_dir, runs_dir, zoo_home
-from zoo.progress import Reporter
-from zoo.store import save_run
+from zoo.reporting import Reporter
+from zoo.runs.store import save_run
 
 MODES = ("feature-extraction", "fine-tune")
 # A linear head gets only ~100 Adam steps in 5 epochs of a small dataset: Keras's 1e-3 leaves it
@@ -163,7 +162,7 @@ def _run_and_store(backbone: Backbone, context: _Context) -> RunResult:
         / f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{backbone.name}-{uuid.uuid4().hex[:6]}"
     )
     started = time.perf_counter()
-    context.reporter.note(f"[bold]{backbone.name}[/] ({mode})")
+    context.reporter.backbone_started(backbone.name, mode)
     try:
         result = _train_and_evaluate(backbone, mode, run_folder, context)
     except (DataError, KeyboardInterrupt, SystemExit):
@@ -215,7 +214,7 @@ def _train_and_evaluate(
 ) -> RunResult:
     import tf_keras
 
-    from zoo import pipelines
+    from zoo.runs import pipelines
 
     tf_keras.utils.set_random_seed(context.settings.seed)  # before any layer draws its weights
     checkpoint = (
@@ -242,14 +241,13 @@ def _warn_skipped(skipped: list[tuple[Path, str]], context: _Context) -> None:
     """Say once which files were skipped (the pipelines refused the data if there were too many)."""
     if skipped and not context.skipped:
         context.skipped = skipped
-        # File names may hold [brackets]: escape them, or Rich reads them as markup.
-        context.reporter.note(f"[yellow]warning:[/] {escape(describe_skipped(skipped))}")
+        context.reporter.warning(describe_skipped(skipped))
 
 
 def _finish(
     backbone: Backbone, mode: str, outcome, run_folder: Path, context: _Context
 ) -> RunResult:
-    from zoo.evaluation import evaluate
+    from zoo.runs.evaluation import evaluate
 
     metrics = evaluate(outcome.test_probabilities, outcome.test_labels, context.dataset.classes)
     artifacts = {"run_folder": str(run_folder), "tensorboard": str(outcome.log_dir)}
@@ -272,6 +270,3 @@ def _finish(
         artifacts=artifacts,
     )
 
-
-def default_logdir() -> Path:
-    return zoo_home() / "tensorboard"

@@ -17,10 +17,10 @@ from types import ModuleType
 
 import pluggy
 
-from zoo import hookspecs
-from zoo.backbone import Backbone
+from zoo.catalog import hookspecs
+from zoo.catalog.backbone import Backbone
+from zoo.catalog.registry import Entry, load_registry
 from zoo.errors import RegistryError, UsageError
-from zoo.registry import Entry, load_registry
 
 DEFAULT_PLUGINS = (
     "zoo_plugins.resnet",

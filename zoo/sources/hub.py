@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from zoo.backbone import Backbone
+from zoo.catalog.backbone import Backbone
 from zoo.errors import BackboneUnavailable
 from zoo.home import atomic_dir, converted_dir, hub_cache_dir
 

@@ -1,4 +1,4 @@
-"""Progress reporting: the engine calls a Reporter; the CLI passes one that draws Rich bars."""
+"""The engine's events drawn with Rich: progress bars and one-line notes on stderr."""
 
 from __future__ import annotations
 
@@ -6,18 +6,10 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-
-class Reporter:
-    """Silent by default (the Python API, tests)."""
-
-    @contextlib.contextmanager
-    def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        yield lambda advance: None
-
-    def note(self, text: str) -> None:
-        pass
+from zoo.reporting import Reporter
 
 
 class RichReporter(Reporter):
@@ -33,8 +25,12 @@ class RichReporter(Reporter):
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=self.console, transient=True) as progress:
-            task_id = progress.add_task(description, total=total)
+            task_id = progress.add_task(escape(description), total=total)
             yield lambda advance: progress.advance(task_id, advance)
 
-    def note(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+    def backbone_started(self, name: str, mode: str) -> None:
+        self.console.print(f"[bold]{escape(name)}[/] ({escape(mode)})", highlight=False)
+
+    def warning(self, text: str) -> None:
+        # Outside values (file names, plugin messages) may hold [brackets]: never read as markup.
+        self.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)

@@ -1,0 +1,60 @@
+"""Features for a list of images: from the cache where present, else through an engine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zoo.data.decode import decoded_batches
+from zoo.extraction.cache import FeatureCache
+
+# Vectors written per cache shard: an interrupted run loses at most one shard's worth.
+SHARD_SIZE = 512
+
+
+@dataclass
+class Extraction:
+    features: np.ndarray  # [number of good images, feature_dim], in input order
+    good: np.ndarray  # indices of the input paths that decoded
+    bad: dict[Path, str]  # path -> why it could not be read
+    computed: int  # how many vectors the backbone produced this time (the rest came from cache)
+    seconds: float
+
+
+def extract(
+    paths: list[Path],
+    digests: list[str],
+    size: tuple[int, int],
+    encode: Callable[[np.ndarray], np.ndarray],
+    cache: FeatureCache,
+    batch_size: int = 64,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> Extraction:
+    """Features for every path: from the cache where present, else through `encode`."""
+    started = time.perf_counter()
+    missing = [i for i, digest in enumerate(digests) if digest not in cache.vectors]
+    on_progress(len(paths) - len(missing))
+    bad: dict[Path, str] = {}
+    new_digests: list[str] = []
+    new_vectors: list[np.ndarray] = []
+    for indices, pixels, failures in decoded_batches([paths[i] for i in missing], size, batch_size):
+        bad.update({paths[missing[i]]: reason for i, reason in failures.items()})
+        if len(indices):
+            new_vectors.append(encode(pixels))
+            new_digests += [digests[missing[i]] for i in indices]
+        if len(new_digests) >= SHARD_SIZE:
+            cache.add(new_digests, np.concatenate(new_vectors))
+            new_digests, new_vectors = [], []
+        on_progress(len(indices) + len(failures))
+    if new_digests:
+        cache.add(new_digests, np.concatenate(new_vectors))
+    good = np.array([i for i, path in enumerate(paths) if path not in bad], dtype=int)
+    features = (
+        np.stack([cache.vectors[digests[i]] for i in good]) if len(good) else np.zeros((0, 0))
+    )
+    computed = len(missing) - len(bad)
+    return Extraction(features, good, bad, computed, time.perf_counter() - started)

@@ -1,0 +1,56 @@
+"""The classifier around a backbone: the new softmax head, and the whole model (tf_keras).
+
+Every model that holds a hub layer is built with tf_keras (Keras 2): hub.KerasLayer is a tf_keras
+layer and a Keras 3 model rejects it (tensorflow/hub#903). Never mix in Keras 3 objects here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.catalog.backbone import Backbone
+from zoo.extraction import layers
+
+
+def classifier_head(
+    num_classes: int, feature_dim: int | None = None, pretrained: bool = True
+) -> Any:
+    """The new softmax layer trained on top of the features.
+
+    On pretrained features it starts at zero, i.e. from uniform predictions, as ViT's transfer
+    heads do: random initial logits are noise the few steps of a short run must first undo. On the
+    demo's validation split (6 seeds, 5 epochs, lr 3e-3) zeros gave 0.842 accuracy and 0.438 loss
+    against 0.825 and 0.451 for Glorot. A from-scratch network keeps Glorot: there zeros did worse
+    (3 seeds: 0.638 accuracy and 0.899 loss against 0.696 and 0.739).
+    """
+    keras = layers.keras_module()
+    dense = keras.layers.Dense(
+        num_classes,
+        activation="softmax",
+        kernel_initializer="zeros" if pretrained else "glorot_uniform",
+        name="output_layer",
+    )
+    if feature_dim is None:
+        return dense
+    return keras.Sequential(
+        [keras.layers.InputLayer(input_shape=(feature_dim,)), dense], name="head"
+    )
+
+
+def create_model(
+    backbone: Backbone, num_classes: int, trainable: bool = False, layer: Any = None
+) -> Any:
+    """The classic recipe's model: frozen (or trainable) backbone + a new softmax head, uncompiled.
+
+    Pass an already loaded backbone `layer` to avoid loading the SavedModel twice.
+    """
+    keras = layers.keras_module()
+    return keras.Sequential(
+        [
+            layers.image_input(backbone),
+            layers.scale_pixels(backbone),
+            layer or layers.feature_layer(backbone, trainable=trainable),
+            classifier_head(num_classes, pretrained=backbone.pretrained),
+        ],
+        name=backbone.name,
+    )
