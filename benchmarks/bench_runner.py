@@ -103,14 +103,14 @@ def measure_inference_bound(backbone_name: str, data: Path) -> dict:
     rates = {}
     for batch in PROBE_BATCHES:  # probe on a few batches; the full pass uses the fastest
         probe = paths[: 2 * batch]
-        encode(next(decoded_batches(probe[:batch], backbone.input_size, batch))[1])  # warm up
+        encode(next(decoded_batches(probe[:batch], backbone.preprocessing, batch))[1])  # warm up
         tick = time.perf_counter()
-        for _, pixels, _ in decoded_batches(probe, backbone.input_size, batch):
+        for _, pixels, _ in decoded_batches(probe, backbone.preprocessing, batch):
             encode(pixels)
         rates[batch] = len(probe) / (time.perf_counter() - tick)
     best = max(rates, key=rates.get)
     tick = time.perf_counter()
-    for _, pixels, _ in decoded_batches(paths, backbone.input_size, best):
+    for _, pixels, _ in decoded_batches(paths, backbone.preprocessing, best):
         encode(pixels)
     pass_seconds = time.perf_counter() - tick
     return {

@@ -22,9 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.catalog.backbone import Backbone
-from zoo.catalog.hookspecs import hookimpl
-from zoo.catalog.plugins import entries_for
+import zoo
 from zoo.errors import WeightsError
 from zoo.sources.torch_pickle import read_state_dict
 
@@ -272,10 +270,10 @@ def export_savedmodel(
 # ---- Plugin registration ----------------------------------------------------------------------
 
 
-@hookimpl
+@zoo.hookimpl
 def register_backbones(registry, register):
-    for entry in entries_for(registry, "efficientnet_lite"):
-        register(Backbone.from_entry(entry, build_savedmodel=export_savedmodel))
+    for entry in registry.for_plugin("efficientnet_lite"):
+        register(zoo.Backbone.from_entry(entry, build_savedmodel=export_savedmodel))
 
 
 if __name__ == "__main__":  # python plugins/efficientnet_lite.py OUT_DIR: a quick manual export

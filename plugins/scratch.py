@@ -3,12 +3,10 @@
 It is registered like any backbone so the comparison table shows what pretrained features buy.
 """
 
-from zoo.catalog.backbone import Backbone
-from zoo.catalog.hookspecs import hookimpl
-from zoo.catalog.plugins import entries_for
+import zoo
 
 
-def make_small_cnn(backbone: Backbone, trainable: bool):
+def make_small_cnn(backbone: zoo.Backbone, trainable: bool):
     """Three strided conv blocks and global pooling: cheap on a CPU even at 224x224."""
     import tf_keras as keras
 
@@ -26,7 +24,7 @@ def make_small_cnn(backbone: Backbone, trainable: bool):
     return model
 
 
-@hookimpl
+@zoo.hookimpl
 def register_backbones(registry, register):
-    for entry in entries_for(registry, "scratch"):
-        register(Backbone.from_entry(entry, make_layer=make_small_cnn))
+    for entry in registry.for_plugin("scratch"):
+        register(zoo.Backbone.from_entry(entry, make_layer=make_small_cnn))

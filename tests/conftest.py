@@ -58,7 +58,7 @@ def tiny_savedmodel(tmp_path_factory) -> Path:
     return export_tiny_savedmodel(tmp_path_factory.mktemp("tiny") / "savedmodel")
 
 
-def registry_text(handle: str, name: str = "tiny", plugin: str = "resnet", **extra) -> str:
+def registry_text(handle: str, name: str = "tiny", plugin: str = "hub", **extra) -> str:
     fields = {
         "plugin": plugin,
         "handle": handle,

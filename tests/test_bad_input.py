@@ -16,6 +16,7 @@ import pytest
 from conftest import TINY_INPUT, registry_text, write_image_folders
 from PIL import Image
 
+from zoo import Preprocessing
 from zoo.cli import main
 from zoo.data.decode import load_pixels
 from zoo.runs.store import list_runs
@@ -108,7 +109,7 @@ def test_every_image_mode_decodes_to_its_rgb_colour(tmp_path, name):
     image.save(tmp_path / name)
     with Image.open(tmp_path / name) as reopened:
         assert reopened.mode == image.mode or name.endswith((".jpg", ".gif"))
-    pixels = load_pixels(tmp_path / name, (TINY_INPUT, TINY_INPUT))
+    pixels = load_pixels(tmp_path / name, Preprocessing((TINY_INPUT, TINY_INPUT)))
     assert pixels.shape == (TINY_INPUT, TINY_INPUT, 3) and pixels.dtype == np.uint8
     assert np.abs(pixels.reshape(-1, 3).mean(axis=0) - colour).max() <= 12, name
 
@@ -116,8 +117,8 @@ def test_every_image_mode_decodes_to_its_rgb_colour(tmp_path, name):
 def test_huge_jpeg_decodes_reduced_in_little_memory(huge_jpeg):
     # A full decode needs 12000 * 12000 * 4 bytes (576 MB); Pillow's draft mode reads 1/8 scale.
     code = (
-        "import json, re; from pathlib import Path; from zoo.data.decode import load_pixels\n"
-        f"pixels = load_pixels(Path({str(huge_jpeg)!r}), (32, 32))\n"
+        "import json, re; from pathlib import Path; from zoo.data.decode import load_pixels; from zoo import Preprocessing\n"
+        f"pixels = load_pixels(Path({str(huge_jpeg)!r}), Preprocessing((32, 32)))\n"
         # VmHWM is this process's own peak; ru_maxrss would inherit the (big) parent's at fork.
         "peak = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
         "print(json.dumps({'shape': pixels.shape, 'colour': pixels.mean(axis=(0, 1)).tolist(),"

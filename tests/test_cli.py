@@ -52,8 +52,8 @@ def test_show_json_one_backbone():
 def test_plugins_lists_builtins_with_hooks():
     result = runner.invoke(app, ["plugins", "--json"])
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert rows["resnet"]["version"] == "built-in"
-    assert "register_backbones" in rows["resnet"]["hooks"]
+    assert rows["hub"]["version"] == "built-in"
+    assert "register_backbones" in rows["hub"]["hooks"]
 
 
 def test_unknown_backbone_is_one_line_with_close_matches_and_exit_2(capsys):

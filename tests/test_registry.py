@@ -38,7 +38,7 @@ def test_shipped_registry_has_the_classic_backbones():
 def test_valid_entry_round_trips(tmp_path):
     registry = load_registry(write(tmp_path, registry_text("/models/tiny", params_m=1.5)))
     assert registry["tiny"].fields["params_m"] == 1.5
-    assert registry["tiny"].plugin == "resnet"
+    assert registry["tiny"].plugin == "hub"
 
 
 def test_unknown_key_names_backbone_and_field(tmp_path):
@@ -61,6 +61,10 @@ def test_missing_field_names_backbone_and_field(tmp_path):
         ("params_m", True),
         ("pretrained", "yes"),
         ("feature_dim", -3),
+        ("interpolation", "cubic"),
+        ("channel_order", "rgb"),
+        ("mean", [1.0, 2.0]),
+        ("crop_fraction", "most"),
     ],
 )
 def test_wrong_type_names_backbone_and_field(tmp_path, field, value):

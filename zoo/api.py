@@ -13,17 +13,25 @@ from typing import Any
 
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.plugins import Catalog, load_catalog
-from zoo.errors import UsageError
 from zoo.reporting import Reporter
 from zoo.runs.runner import RunSettings, RunSummary
 
 
 def list_backbones(registry: str | Path | None = None) -> list[dict[str, Any]]:
     """Facts about every available backbone, with whether it is ready offline."""
-    from zoo.sources.hub import is_ready
+    return [describe(backbone) for backbone in load_catalog(_path(registry)).backbones.values()]
 
-    backbones = load_catalog(_path(registry)).backbones.values()
-    return [{**backbone.facts(), "ready": is_ready(backbone)} for backbone in backbones]
+
+def describe(backbone: Backbone) -> dict[str, Any]:
+    """A backbone's facts, whether it is ready offline, and where it is cached (no network)."""
+    from zoo.sources.hub import cached_folder, is_ready
+
+    location = cached_folder(backbone)
+    return {
+        **backbone.facts(),
+        "ready": is_ready(backbone),
+        "cached_at": str(location) if location else None,
+    }
 
 
 def get_backbone(name_or_handle: str, catalog: Catalog | None = None) -> Backbone:
@@ -90,14 +98,7 @@ def run_backbones(
     from zoo.data.folders import find_splits
     from zoo.runs.runner import run as run_all
 
-    settings.check()
-    if all_backbones and names:
-        raise UsageError("give backbone names or --all, not both")
-    if not all_backbones and not names:
-        raise UsageError("name the backbones to run (see `zoo list`) or pass --all")
-    backbones = (
-        list(catalog.backbones.values()) if all_backbones else [catalog.get(n) for n in names]
-    )
+    backbones = catalog.select(names, all_backbones)
     if data is None and train is None and test is None:
         data = demo_data_dir()
     train_dir, test_dir = find_splits(data, train, test)

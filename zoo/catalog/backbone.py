@@ -1,6 +1,9 @@
 """The Backbone spec: everything zoo needs to know to build and feed one pretrained model.
 
-Preprocessing facts (input size, value range) travel with the spec, never in the caller's head.
+Preprocessing travels with the spec, never in the caller's head (timm's `pretrained_cfg`):
+how an image is resized and cropped to the input size, then how its raw 0..255 pixels become
+the values the network expects. `Backbone.preprocessing` gives it as one `Preprocessing` value,
+which the decoder, every exported model and the feature-cache key all use.
 """
 
 from __future__ import annotations
@@ -10,22 +13,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.catalog.preprocessing import Preprocessing, preprocessing_problem, range_as_mean_std
 from zoo.catalog.registry import Entry
+from zoo.errors import RegistryError
 
 # Writes a hub-format SavedModel into the folder it is given (zoo makes that write atomic).
 BuildSavedModel = Callable[[Path], None]
-# Returns a tf_keras layer mapping scaled images to features; for backbones that are no SavedModel.
+# Returns a tf_keras layer mapping preprocessed images to features; for backbones that are no SavedModel.
 MakeLayer = Callable[["Backbone", bool], Any]
-
 
 @dataclass(frozen=True)
 class Backbone:
     name: str
-    plugin: str
     handle: str
     input_size: tuple[int, int]
-    input_range: tuple[float, float]
     feature_dim: int
+    # Values: either input_range (the short form) or per-channel mean and std; neither is [0, 1].
+    input_range: tuple[float, float] | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    channel_order: str = "RGB"
+    # Geometry.
+    interpolation: str = "bilinear"
+    crop_fraction: float = 1.0
+    # The plugin that registered it: zoo sets this to the registering plugin's name.
+    plugin: str = ""
+    family: str = ""
     params_m: float | None = None
     imagenet_top1: float | None = None
     paper: str = ""
@@ -37,14 +50,40 @@ class Backbone:
     # For backbones that are not a SavedModel at all (the from-scratch baseline).
     make_layer: MakeLayer | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        problem = preprocessing_problem(
+            {
+                "input_range": self.input_range,
+                "mean": self.mean,
+                "std": self.std,
+                "channel_order": self.channel_order,
+                "interpolation": self.interpolation,
+                "crop_fraction": self.crop_fraction,
+            }
+        )
+        if problem:
+            raise RegistryError(f"backbone {self.name!r}: {problem}")
+
     @classmethod
     def from_entry(cls, entry: Entry, **overrides: Any) -> Backbone:
         """Build a spec from a validated registry entry; a plugin adds what TOML cannot hold."""
-        facts = dict(entry.fields)
-        facts["input_size"] = tuple(facts["input_size"])
-        facts["input_range"] = tuple(float(v) for v in facts["input_range"])
-        facts["fallback_handles"] = tuple(facts.get("fallback_handles", ()))
+        facts = {key: tuple(v) if isinstance(v, list) else v for key, v in entry.fields.items()}
         return cls(name=entry.name, **{**facts, **overrides})
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        if self.mean is not None:
+            mean, std = self.mean, self.std
+        else:
+            mean, std = range_as_mean_std(*(self.input_range or (0.0, 1.0)))
+        return Preprocessing(
+            input_size=tuple(self.input_size),
+            interpolation=self.interpolation,
+            crop_fraction=float(self.crop_fraction),
+            channel_order=self.channel_order,
+            mean=tuple(float(v) for v in mean),
+            std=tuple(float(v) for v in std),
+        )
 
     @property
     def handles(self) -> tuple[str, ...]:
@@ -61,10 +100,12 @@ class Backbone:
         return {
             "name": self.name,
             "plugin": self.plugin,
+            "family": self.family,
             "handle": self.handle,
             "fallback_handles": list(self.fallback_handles),
             "input_size": list(self.input_size),
-            "input_range": list(self.input_range),
+            "input_range": list(self.input_range) if self.input_range else None,
+            "preprocessing": self.preprocessing.facts(),
             "feature_dim": self.feature_dim,
             "params_m": self.params_m,
             "imagenet_top1": self.imagenet_top1,

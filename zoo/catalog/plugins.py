@@ -1,32 +1,35 @@
 """The plugin manager, and the catalogue of backbones the plugins register.
 
-Built-in plugins are plugins like any other; a plugin that fails to import or raises is
-reported by name and skipped, so every other backbone still works.
+Built-in plugins are plugins like any other. A plugin that fails to import, or whose hook
+raises, is reported by name and skipped, so every other backbone still works. Hooks are called
+through pluggy, one plugin at a time: pluggy hands each implementation only the arguments it
+names, and one plugin's exception stops only that plugin.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pluggy
 
 from zoo.catalog import hookspecs
 from zoo.catalog.backbone import Backbone
-from zoo.catalog.registry import Entry, load_registry
+from zoo.catalog.registry import Registry, load_registry, load_registry_file
 from zoo.errors import RegistryError, UsageError
 
 DEFAULT_PLUGINS = (
-    "zoo_plugins.resnet",
-    "zoo_plugins.efficientnet",
+    "zoo_plugins.hub",
     "zoo_plugins.efficientnet_lite",
-    "zoo_plugins.mobilenet",
     "zoo_plugins.scratch",
 )
 ENTRY_POINT_GROUP = "zoo"
@@ -40,32 +43,93 @@ class PluginSet:
     problems: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
 
+    def call_each(
+        self, hook: str, arguments: Callable[[str], dict[str, Any]], problems: list[str]
+    ) -> Iterator[tuple[str, Any]]:
+        """Call `hook` on each plugin alone, with `arguments(plugin name)`: yields (name, result).
 
-def load_plugins(extra_paths: list[Path] | None = None) -> PluginSet:
-    """A fresh plugin manager with the built-ins, installed entry points and local files."""
+        A plugin whose implementation raises is reported in `problems` and skipped.
+        """
+        everyone = self.manager.get_plugins()
+        for name, plugin in self.implementers(hook):
+            caller = self.manager.subset_hook_caller(hook, [p for p in everyone if p is not plugin])
+            try:
+                results = caller(**arguments(name))
+            except Exception as error:  # a broken plugin must not take the others down
+                problems.append(f"plugin {name!r} raised in {hook} and was skipped: {_describe(error)}")
+                continue
+            yield name, results[0] if results else None
+
+    def implementers(self, hook: str) -> list[tuple[str, object]]:
+        """(name, plugin) of each plugin implementing `hook`, in registration order."""
+        return [
+            (name, plugin)
+            for name, plugin in self.manager.list_name_plugin()
+            if any(c.name == hook for c in self.manager.get_hookcallers(plugin) or [])
+        ]
+
+
+_loaded: dict[tuple, PluginSet] = {}
+
+
+def load_plugins() -> PluginSet:
+    """The plugins of this process: built-ins, installed entry points and ZOO_PLUGINS files.
+
+    Loaded once per process (llm's way), so a plugin module runs once; a new ZOO_PLUGINS value or
+    a newly installed entry point gives a new set.
+    """
+    entry_points = tuple(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    key = (os.environ.get(PLUGIN_PATHS_VARIABLE, ""), tuple((e.name, e.value) for e in entry_points))
+    if key not in _loaded:
+        _loaded[key] = _load(entry_points)
+    return _loaded[key]
+
+
+def _load(entry_points: tuple[metadata.EntryPoint, ...]) -> PluginSet:
     manager = pluggy.PluginManager("zoo")
     manager.add_hookspecs(hookspecs)
     plugins = PluginSet(manager)
     for module_name in DEFAULT_PLUGINS:
         short_name = module_name.rsplit(".", 1)[-1]
         _register(plugins, short_name, "built-in", lambda m=module_name: importlib.import_module(m))
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in entry_points:
         version = entry_point.dist.version if entry_point.dist else "?"
         _register(plugins, entry_point.name, version, entry_point.load)
-    for path in [*_paths_from_environment(), *(extra_paths or [])]:
+    for path in _paths_from_environment():
         _register(plugins, path.stem, "local", lambda p=path: _import_file(p))
     return plugins
 
 
 def _register(plugins: PluginSet, name: str, version: str, load) -> None:
+    if plugins.manager.has_plugin(name):
+        plugins.problems.append(
+            f"a second plugin is named {name!r} and was skipped; rename its module or entry point"
+        )
+        return
     try:
-        plugins.manager.register(load(), name=name)
-    except Exception as error:  # a broken plugin must not take the others down
+        module = load()
+        plugins.manager.register(module, name=name)
+        _check_hook_names(plugins.manager, module, name)
+    except (Exception, SystemExit) as error:  # a broken plugin must not take the others down
+        if plugins.manager.has_plugin(name):
+            plugins.manager.unregister(name=name)
         plugins.problems.append(
             f"plugin {name!r} failed to load and was skipped: {_describe(error)}"
         )
         return
     plugins.versions[name] = version
+
+
+def _check_hook_names(manager: pluggy.PluginManager, module: ModuleType, name: str) -> None:
+    """A misspelt hook (`register_backbone`) would silently never be called: refuse it."""
+    known = {hook for hook in dir(hookspecs) if not hook.startswith("_")}
+    for attribute in dir(module):
+        if manager.parse_hookimpl_opts(module, attribute) is not None and attribute not in known:
+            raise RegistryError(f"{attribute} is not a zoo hook (hooks: {', '.join(_hook_names())})")
+
+
+def _hook_names() -> list[str]:
+    return [name for name in vars(hookspecs) if hasattr(getattr(hookspecs, name), "zoo_spec")]
 
 
 def _paths_from_environment() -> list[Path]:
@@ -74,20 +138,24 @@ def _paths_from_environment() -> list[Path]:
 
 
 def _import_file(path: Path) -> ModuleType:
+    """Run a plugin file as a module; one that raises leaves nothing behind in sys.modules."""
     if not path.is_file():
         raise FileNotFoundError(f"no such file {path}")
     module_name = f"zoo_local_plugin_{path.stem}"
-    loaded = sys.modules.get(module_name)
-    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
-        return loaded  # the CLI and the catalogue both load plugins: run a file's code once
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)  # else a second import would take it for loaded
+        raise
     return module
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r})"
     return f"{type(error).__name__}: {error}"
 
 
@@ -104,6 +172,14 @@ class Catalog:
             return self.backbones[name]
         raise UsageError(unknown_name_message(name, list(self.backbones)))
 
+    def select(self, names: list[str], everything: bool, verb: str = "run") -> list[Backbone]:
+        """The named backbones, or every one with `everything` (the CLI's `--all`)."""
+        if everything and names:
+            raise UsageError("give backbone names or --all, not both")
+        if not everything and not names:
+            raise UsageError(f"name the backbones to {verb} (see `zoo list`) or pass --all")
+        return list(self.backbones.values()) if everything else [self.get(n) for n in names]
+
 
 def unknown_name_message(name: str, known: list[str]) -> str:
     import difflib
@@ -114,44 +190,68 @@ def unknown_name_message(name: str, known: list[str]) -> str:
 
 
 def load_catalog(registry_path: Path | None = None, plugins: PluginSet | None = None) -> Catalog:
-    """Read the registry, let each plugin register its backbones, and collect the problems."""
-    registry = load_registry(registry_path)
+    """Read the registries, let each plugin register its backbones, and collect the problems."""
     plugins = plugins or load_plugins()
-    backbones: dict[str, Backbone] = {}
     problems = list(plugins.problems)
-    for implementation in plugins.manager.hook.register_backbones.get_hookimpls():
-        plugin_name = implementation.plugin_name
-        register = _registrar(plugin_name, backbones, problems)
-        try:
-            implementation.function(registry=registry, register=register)
-        except Exception as error:
-            problems.append(
-                f"plugin {plugin_name!r} raised while registering backbones and was skipped: {_describe(error)}"
-            )
+    registry = load_registry(registry_path)
+    for plugin_name, paths in plugins.call_each("registry_files", lambda name: {}, problems):
+        registry = _merge_plugin_registry(registry, plugin_name, paths, problems)
+    backbones: dict[str, Backbone] = {}
+    for _ in plugins.call_each(
+        "register_backbones",
+        lambda name: {"registry": registry, "register": _registrar(name, backbones, problems)},
+        problems,
+    ):
+        pass
     problems += _orphaned_entries(registry, backbones, plugins)
     return Catalog(backbones=dict(sorted(backbones.items())), problems=problems, plugins=plugins)
 
 
+def _merge_plugin_registry(
+    registry: Registry, plugin_name: str, paths: Any, problems: list[str]
+) -> Registry:
+    """Add the entries of a plugin's own TOML files; a bad file skips that plugin's entries."""
+    merged = dict(registry)
+    try:
+        for path in [paths] if isinstance(paths, (str, Path)) else list(paths or []):
+            for name, entry in load_registry_file(Path(path), default_plugin=plugin_name).items():
+                if entry.plugin != plugin_name:
+                    raise RegistryError(
+                        f"{entry.source}: backbone {name!r}: field 'plugin' says "
+                        f"{entry.plugin!r}, but this file ships with plugin {plugin_name!r}; "
+                        "drop the field or name that plugin"
+                    )
+                if name in merged:
+                    raise RegistryError(
+                        f"{entry.source}: backbone {name!r} is already defined in "
+                        f"{merged[name].source}; rename one of them"
+                    )
+                merged[name] = entry
+    except (RegistryError, TypeError) as error:
+        problems.append(f"plugin {plugin_name!r}: {error}; its registry entries were skipped")
+        return registry
+    return Registry(merged)
+
+
 def _registrar(plugin_name: str, backbones: dict[str, Backbone], problems: list[str]):
-    owners: dict[str, str] = {}
+    """The `register` callback: a backbone's `plugin` is the plugin that registered it."""
 
     def register(backbone: Backbone) -> None:
         if not isinstance(backbone, Backbone):
-            raise RegistryError(f"plugin {plugin_name!r} registered {backbone!r}, not a Backbone")
+            raise RegistryError(f"register() takes a zoo.Backbone, not {backbone!r}")
         if backbone.name in backbones:
             problems.append(
                 f"plugin {plugin_name!r} registered backbone {backbone.name!r}, which "
                 f"plugin {backbones[backbone.name].plugin!r} already provides; the second one was skipped"
             )
             return
-        owners[backbone.name] = plugin_name
-        backbones[backbone.name] = backbone
+        backbones[backbone.name] = dataclasses.replace(backbone, plugin=plugin_name)
 
     return register
 
 
 def _orphaned_entries(
-    registry: dict[str, Entry], backbones: dict[str, Backbone], plugins: PluginSet
+    registry: Registry, backbones: dict[str, Backbone], plugins: PluginSet
 ) -> list[str]:
     loaded = set(plugins.versions)
     return [
@@ -161,7 +261,3 @@ def _orphaned_entries(
         if name not in backbones and entry.plugin not in loaded
     ]
 
-
-def entries_for(registry: dict[str, Entry], plugin_name: str) -> list[Entry]:
-    """The registry entries that name `plugin_name`: what a family plugin turns into backbones."""
-    return [entry for entry in registry.values() if entry.plugin == plugin_name]

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from zoo.catalog.preprocessing import CHANNEL_ORDERS, INTERPOLATIONS, preprocessing_problem
 from zoo.errors import RegistryError
 
 if sys.version_info >= (3, 11):
@@ -38,12 +39,26 @@ def _is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def _is_triple(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(_is_number(v) for v in value)
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(NAME_PATTERN.match(value))
+
+
 # field -> (required, check, what the check wants)
 FIELDS: dict[str, tuple[bool, Any, str]] = {
-    "plugin": (True, lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "plugin": (True, _is_name, "a plugin name (lowercase letters, digits, '_', '-')"),
+    "family": (False, lambda v: isinstance(v, str), "a string (e.g. resnet)"),
     "handle": (True, lambda v: isinstance(v, str) and v != "", "a non-empty string"),
     "input_size": (True, _is_pair(_is_positive_int), "two positive integers [height, width]"),
-    "input_range": (True, _is_pair(_is_number), "two numbers [low, high]"),
+    "input_range": (False, _is_pair(_is_number), "two numbers [low, high]"),
+    "mean": (False, _is_triple, "three numbers, per channel, in 0..255 units"),
+    "std": (False, _is_triple, "three positive numbers, per channel, in 0..255 units"),
+    "channel_order": (False, lambda v: v in CHANNEL_ORDERS, f"one of {', '.join(CHANNEL_ORDERS)}"),
+    "interpolation": (False, lambda v: v in INTERPOLATIONS, f"one of {', '.join(INTERPOLATIONS)}"),
+    "crop_fraction": (False, _is_number, "a number in (0, 1], e.g. 0.875"),
     "feature_dim": (True, _is_positive_int, "a positive integer"),
     "params_m": (False, _is_number, "a number (millions of parameters)"),
     "imagenet_top1": (False, _is_number, "a number (percent)"),
@@ -56,6 +71,14 @@ FIELDS: dict[str, tuple[bool, Any, str]] = {
         "a list of handle strings",
     ),
 }
+
+
+class Registry(dict):
+    """Backbone name -> Entry, from zoo's registry and the TOML files plugins ship."""
+
+    def for_plugin(self, plugin_name: str) -> list[Entry]:
+        """The entries that name `plugin_name`: what that plugin turns into backbones."""
+        return [entry for entry in self.values() if entry.plugin == plugin_name]
 
 
 @dataclass(frozen=True)
@@ -79,9 +102,13 @@ def default_registry_path() -> Path:
     return Path(str(resources.files("zoo.catalog") / "registry.toml"))
 
 
-def load_registry(path: Path | None = None) -> dict[str, Entry]:
-    """Parse and validate a registry file; every problem is a RegistryError naming the spot."""
-    path = path or default_registry_path()
+def load_registry(path: Path | None = None) -> Registry:
+    """zoo's registry (or the one given); every problem is a RegistryError naming the spot."""
+    return load_registry_file(path or default_registry_path())
+
+
+def load_registry_file(path: Path, default_plugin: str | None = None) -> Registry:
+    """Parse and validate one registry file; `default_plugin` fills a missing 'plugin' field."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -102,10 +129,12 @@ def load_registry(path: Path | None = None) -> dict[str, Entry]:
         raise RegistryError(
             f"{path}: invalid TOML: arrays or inline tables nested too deeply; flatten them"
         ) from None
-    return parse_registry(document, path)
+    return parse_registry(document, path, default_plugin)
 
 
-def parse_registry(document: dict[str, Any], path: Path) -> dict[str, Entry]:
+def parse_registry(
+    document: dict[str, Any], path: Path, default_plugin: str | None = None
+) -> Registry:
     """Validate an already-parsed registry document."""
     unknown_top = sorted(set(document) - {"backbones"})
     if unknown_top:
@@ -115,10 +144,12 @@ def parse_registry(document: dict[str, Any], path: Path) -> dict[str, Entry]:
     tables = document.get("backbones", {})
     if not isinstance(tables, dict):
         raise RegistryError(f"{path}: 'backbones' must be tables, written [backbones.NAME]")
-    return {name: _validate_entry(path, name, table) for name, table in tables.items()}
+    return Registry(
+        {name: _validate_entry(path, name, table, default_plugin) for name, table in tables.items()}
+    )
 
 
-def _validate_entry(path: Path, name: str, table: Any) -> Entry:
+def _validate_entry(path: Path, name: str, table: Any, default_plugin: str | None) -> Entry:
     where = f"{path}: backbone {name!r}"
     if not NAME_PATTERN.match(name):
         raise RegistryError(
@@ -126,6 +157,8 @@ def _validate_entry(path: Path, name: str, table: Any) -> Entry:
         )
     if not isinstance(table, dict):
         raise RegistryError(f"{where}: must be a table, written [backbones.{name}]")
+    if default_plugin is not None:
+        table = {"plugin": default_plugin, **table}
     for key in table:
         if key not in FIELDS:
             raise RegistryError(
@@ -145,9 +178,9 @@ def _validate_entry(path: Path, name: str, table: Any) -> Entry:
                     f"{where}: field {field!r} has unsupported handle {handle!r}; use an "
                     "https:// URL, a file:// URL, an absolute path, or zoo:NAME"
                 )
-    low, high = table["input_range"]
-    if not low < high:
-        raise RegistryError(f"{where}: field 'input_range' must have low < high, got {[low, high]}")
+    problem = preprocessing_problem(table)
+    if problem:
+        raise RegistryError(f"{where}: {problem}")
     return Entry(name=name, source=path, fields=dict(table))
 
 

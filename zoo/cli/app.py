@@ -99,23 +99,17 @@ def emit(value, as_json: bool, table) -> None:
 @app.command("list")
 def list_backbones(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the backbones: handle, input, features, params, ImageNet top-1, ready offline."""
-    from zoo.sources.hub import is_ready
+    from zoo.api import describe
 
-    backbones = catalog().backbones.values()
-    rows = [{**backbone.facts(), "ready": is_ready(backbone)} for backbone in backbones]
-    emit(rows, as_json, tables.backbones_table)
+    emit([describe(b) for b in catalog().backbones.values()], as_json, tables.backbones_table)
 
 
 @app.command()
 def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Everything known about one backbone."""
-    from zoo.sources.hub import cached_folder, is_ready
+    from zoo.api import describe
 
-    backbone = catalog().get(name)
-    facts = {**backbone.facts(), "ready": is_ready(backbone)}
-    location = cached_folder(backbone)
-    facts["cached_at"] = str(location) if location else None
-    emit(facts, as_json, tables.facts_table)
+    emit(describe(catalog().get(name)), as_json, tables.facts_table)
 
 
 @app.command()
@@ -142,10 +136,7 @@ def pull(
     """Download (or build) backbones into the local cache and check that each one loads."""
     from zoo.extraction.pull import pull_backbones
 
-    loaded = catalog()
-    if all_backbones == bool(names):
-        raise UsageError("name the backbones to pull (see `zoo list`) or pass --all")
-    backbones = list(loaded.backbones.values()) if all_backbones else [loaded.get(n) for n in names]
+    backbones = catalog().select(names or [], all_backbones, verb="pull")
     load_tensorflow()
     with err.status("") as status:
         reports = pull_backbones(backbones, lambda name: status.update(f"fetching {name} ..."))
@@ -212,10 +203,8 @@ def run(
         experiment=experiment,
         head_from=head_from,
     )
-    settings.check()  # usage errors answer at once, before TensorFlow takes seconds to import
-    loaded = catalog()
-    for name in names or []:
-        loaded.get(name)
+    loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
+    loaded.select(names or [], all_backbones)
     reporter = Reporter() if as_json else RichReporter(err)
     load_tensorflow()
     summary = run_backbones(
@@ -235,10 +224,17 @@ def run(
         )
     else:
         out.print(tables.comparison_table(rows, title=f"zoo run on {escape(summary.data)}"))
-        for row in rows:
-            if row["status"] != "ok":
-                reason = escape(row["reason"] or "")
-                err.print(f"[red]{row['backbone']} failed:[/] {reason}", highlight=False)
+        for result in summary.results:
+            name = escape(result.backbone)
+            if not result.ok:
+                err.print(f"[red]{name} failed:[/] {escape(result.reason or '')}", highlight=False)
+            elif "error" in result.artifacts:
+                problem = escape(result.artifacts["error"])
+                err.print(
+                    f"[yellow]warning:[/] run {result.run_id} ({name}) is stored with its "
+                    f"metrics, but its model was not saved: {problem}",
+                    highlight=False,
+                )
     raise typer.Exit(summary.exit_code)
 
 
@@ -250,6 +246,7 @@ def _result_row(result) -> dict:
         "status": result.status,
         "reason": result.reason,
         "metrics": result.all_metrics(),
+        "artifact_error": result.artifacts.get("error"),
     }
 
 
@@ -294,11 +291,12 @@ def report(
     ),
 ) -> None:
     """Write loss/accuracy curves and the confusion matrix of a run as PNG files."""
+    from zoo.runs.artifacts import report_folder
     from zoo.runs.report import write_report
     from zoo.runs.store import get_run
 
     record = get_run(run_id)
-    folder = out_dir or Path(record["artifacts"]["run_folder"]) / "report"
+    folder = out_dir or report_folder(record)
     for path in write_report(record, folder):
         out.print(str(path))
 
@@ -330,8 +328,8 @@ def predict(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a ZooError is one line on stderr, never a traceback."""
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C: temp files removed
-    _add_plugin_commands()
     try:
+        _add_plugin_commands()  # inside: a plugin that hangs at import can be interrupted
         returned = app(args=argv, standalone_mode=False)  # typer.Exit(code) comes back as `code`
         if returned == INTERRUPTED:  # typer swallows KeyboardInterrupt and returns 130 in silence
             raise KeyboardInterrupt
@@ -384,15 +382,11 @@ def _add_plugin_commands() -> None:
     """Let each plugin add its commands; one that raises is reported and skipped."""
     from zoo.catalog.plugins import load_plugins
 
-    for implementation in load_plugins().manager.hook.register_commands.get_hookimpls():
-        try:
-            implementation.function(cli=app)
-        except Exception as error:
-            err.print(
-                f"[yellow]warning:[/] plugin {implementation.plugin_name!r} could not add commands: "
-                f"{escape(str(error))}",
-                highlight=False,
-            )
+    problems: list[str] = []
+    for _ in load_plugins().call_each("register_commands", lambda name: {"cli": app}, problems):
+        pass
+    for problem in problems:
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
 
 
 def _interrupt(signum, frame) -> None:

@@ -23,13 +23,12 @@ def backbones_table(rows: list[dict[str, Any]]) -> Table:
         table.add_column(column, no_wrap=True, justify="right")
     table.add_column("offline", no_wrap=True)
     for row in rows:
-        low, high = row["input_range"]
         table.add_row(
             row["name"],
             row["plugin"],
             row["handle"].removeprefix("https://"),
             "x".join(map(str, row["input_size"])),
-            f"{low:g}..{high:g}",
+            _value_range(row),
             str(row["feature_dim"]),
             _fmt(row["params_m"], ".1f"),
             _fmt(row["imagenet_top1"], ".1f"),
@@ -38,12 +37,31 @@ def backbones_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _value_range(row: dict[str, Any]) -> str:
+    if row["input_range"]:
+        low, high = row["input_range"]
+        return f"{low:g}..{high:g}"
+    return "mean/std"
+
+
+def _preprocessing_text(steps: dict[str, Any]) -> str:
+    mean, std = (", ".join(f"{v:g}" for v in steps[key]) for key in ("mean", "std"))
+    return (
+        f"{steps['interpolation']} resize, centre crop {steps['crop_fraction']:g}, "
+        f"{steps['channel_order']}, (pixel - [{mean}]) / [{std}] in 0..255 units"
+    )
+
+
 def facts_table(facts: dict[str, Any]) -> Table:
     table = Table(title=facts["name"], show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in facts.items():
-        table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else _fmt(value))
+        if key == "preprocessing":
+            value = _preprocessing_text(value)
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        table.add_row(key, _fmt(value))
     return table
 
 

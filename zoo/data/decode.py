@@ -1,7 +1,9 @@
 """Decoding: any image file to uint8 RGB pixels at a backbone's input size, with Pillow.
 
-JPEG, PNG, BMP, GIF and more; any mode (grayscale, RGBA, CMYK, palette, 16-bit). Pixels are kept
-as raw 0..255 values: each model applies its backbone's value transforms itself.
+JPEG, PNG, BMP, GIF and more; any mode (grayscale, RGBA, CMYK, palette, 16-bit). The geometry of
+the backbone's Preprocessing (interpolation, centre crop, size) is applied here, for training,
+test and `zoo predict` alike; pixels stay raw 0..255 RGB: each model applies the value steps
+(channel order, mean, std) itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from zoo.catalog.preprocessing import Preprocessing
+
 # Pillow refuses bigger images as decompression bombs; a 12000x12000 photo is 144 M pixels.
 Image.MAX_IMAGE_PIXELS = 250_000_000
 DECODE_THREADS = max(2, min(8, os.cpu_count() or 2))
@@ -23,15 +27,32 @@ class BadImage(Exception):
     """One file that is not a decodable image."""
 
 
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
 
-def load_pixels(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """Decode any image file to uint8 RGB pixels [height, width, 3] at `size`."""
-    height, width = size
+
+def load_pixels(path: Path, preprocessing: Preprocessing) -> np.ndarray:
+    """Decode any image file to uint8 RGB pixels [height, width, 3] at the input size.
+
+    The image is resized to `preprocessing.resize_to` and its centre cropped to the input size.
+    """
+    height, width = preprocessing.input_size
+    resized_height, resized_width = preprocessing.resize_to
     try:
         with Image.open(path) as image:
-            image.draft("RGB", (width, height))  # JPEG: decode huge photos at a reduced scale
+            image.draft("RGB", (resized_width, resized_height))  # JPEG: decode big photos smaller
             image = _to_rgb(ImageOps.exif_transpose(image))
-            return np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.uint8)
+            image = image.resize((resized_width, resized_height), RESAMPLING[preprocessing.interpolation])
+            top, left = (resized_height - height) // 2, (resized_width - width) // 2
+            if (top, left) != (0, 0):
+                image = image.crop((left, top, left + width, top + height))
+            return np.asarray(image, dtype=np.uint8)
     except Exception as error:  # Pillow raises many types for broken files; all mean "skip it"
         raise BadImage(f"{type(error).__name__}: {error}") from None
 
@@ -49,13 +70,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decoded_batches(
-    paths: list[Path], size: tuple[int, int], batch_size: int
+    paths: list[Path], preprocessing: Preprocessing, batch_size: int
 ) -> Iterator[tuple[list[int], np.ndarray, dict[int, str]]]:
     """Decode images in parallel threads, a batch ahead of the consumer."""
 
     def decode(index: int):
         try:
-            return index, load_pixels(paths[index], size), None
+            return index, load_pixels(paths[index], preprocessing), None
         except BadImage as error:
             return index, None, str(error)
 
@@ -70,5 +91,6 @@ def decoded_batches(
                 pending.append(pool.map(decode, chunks[number + 2]))
             good = [(i, pixels) for i, pixels, _ in results if pixels is not None]
             bad = {i: reason for i, pixels, reason in results if pixels is None}
-            batch = np.stack([p for _, p in good]) if good else np.zeros((0, *size, 3), np.uint8)
+            empty = np.zeros((0, *preprocessing.input_size, 3), np.uint8)
+            batch = np.stack([p for _, p in good]) if good else empty
             yield [i for i, _ in good], batch, bad

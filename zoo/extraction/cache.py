@@ -21,7 +21,8 @@ import numpy as np
 from zoo.catalog.backbone import Backbone
 from zoo.home import atomic_write_bytes, features_dir
 
-PREPROCESSING_VERSION = "pillow-bilinear-rgb-v1"
+# Bump when the decoder (zoo/data/decode.py) changes the pixels it gives for the same settings.
+DECODER_VERSION = "pillow-rgb-v2"
 
 
 def backbone_key(backbone: Backbone, model_folder: Path) -> str:
@@ -36,9 +37,8 @@ def backbone_key(backbone: Backbone, model_folder: Path) -> str:
             model_digest.update((model_folder / part).read_bytes())
     identity = {
         "model": model_digest.hexdigest(),
-        "input_size": list(backbone.input_size),
-        "input_range": list(backbone.input_range),
-        "preprocessing": PREPROCESSING_VERSION,
+        "preprocessing": backbone.preprocessing.facts(),
+        "decoder": DECODER_VERSION,
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
     return f"{backbone.name}-{digest}"

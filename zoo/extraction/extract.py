@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import decoded_batches
 from zoo.extraction.cache import FeatureCache
 
@@ -28,7 +29,7 @@ class Extraction:
 def extract(
     paths: list[Path],
     digests: list[str],
-    size: tuple[int, int],
+    preprocessing: Preprocessing,
     encode: Callable[[np.ndarray], np.ndarray],
     cache: FeatureCache,
     batch_size: int = 64,
@@ -41,7 +42,7 @@ def extract(
     bad: dict[Path, str] = {}
     new_digests: list[str] = []
     new_vectors: list[np.ndarray] = []
-    for indices, pixels, failures in decoded_batches([paths[i] for i in missing], size, batch_size):
+    for indices, pixels, failures in decoded_batches([paths[i] for i in missing], preprocessing, batch_size):
         bad.update({paths[missing[i]]: reason for i, reason in failures.items()})
         if len(indices):
             new_vectors.append(encode(pixels))

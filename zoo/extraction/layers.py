@@ -3,8 +3,9 @@
 Every model that holds a hub layer is built with tf_keras (Keras 2): hub.KerasLayer is a tf_keras
 layer and a Keras 3 model rejects it (tensorflow/hub#903). Never mix in Keras 3 objects here.
 
-Each model takes raw pixels (0..255, resized to the backbone's input size) and scales them to the
-backbone's own value range inside the model, so preprocessing travels with the saved model.
+Each model takes raw pixels (0..255, resized and cropped to the backbone's input size by the
+decoder) and applies the backbone's value preprocessing itself (channel order, mean and std), so
+preprocessing travels with every saved model.
 """
 
 from __future__ import annotations
@@ -40,10 +41,22 @@ def feature_layer(backbone: Backbone, trainable: bool = False) -> Any:
         ) from None
 
 
-def scale_pixels(backbone: Backbone) -> Any:
-    """Map pixel values 0..255 linearly onto the backbone's input range."""
-    low, high = backbone.input_range
-    return keras_module().layers.Rescaling(scale=(high - low) / 255.0, offset=low, name="scale_pixels")
+def value_preprocessing(backbone: Backbone) -> list[Any]:
+    """Layers turning raw RGB pixels 0..255 into the network's input: channel order, then
+    (pixel - mean) / std per channel (one multiply-add, as Keras's Rescaling)."""
+    keras = keras_module()
+    steps = backbone.preprocessing
+    layers = []
+    if steps.channel_order == "BGR":
+        layers.append(keras.layers.Lambda(_reverse_channels, name="rgb_to_bgr"))
+    scale = [1.0 / s for s in steps.std]
+    offset = [-m / s for m, s in zip(steps.mean, steps.std)]
+    layers.append(keras.layers.Rescaling(scale=scale, offset=offset, name="scale_pixels"))
+    return layers
+
+
+def _reverse_channels(images: Any) -> Any:
+    return images[..., ::-1]
 
 
 def image_input(backbone: Backbone) -> Any:
@@ -57,7 +70,7 @@ def feature_extractor(backbone: Backbone, layer: Any = None) -> Any:
     return keras.Sequential(
         [
             image_input(backbone),
-            scale_pixels(backbone),
+            *value_preprocessing(backbone),
             layer or feature_layer(backbone, trainable=False),
         ],
         name=f"{backbone.name}_features",

@@ -1,4 +1,6 @@
-"""A run's saved model: the full image-to-class model as a plain SavedModel.
+"""A run's artifacts: where they live, the saved model, the head, and reading them back.
+
+The saved model is the full image-to-class model as a plain SavedModel.
 
 `serving_default(pixels) -> probabilities` loads with `tf.saved_model.load` alone: no zoo, no hub
 cache. In feature-extraction runs only the head differs from one run to the next, so the full
@@ -10,6 +12,7 @@ loads the backbone: loading it and exporting took ~1.8 s of a ~4 s warm run; the
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import shutil
 import uuid
@@ -19,13 +22,57 @@ from typing import Any
 
 import numpy as np
 
-from zoo.home import atomic_dir, zoo_home
+from zoo.errors import UsageError
+from zoo.home import atomic_dir, runs_dir, zoo_home
 
 # Bump when the exported graph changes (export_classifier, or the model create_model builds):
 # templates of the old layout are then never reused.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 HEAD_KERNEL = "head_kernel/.ATTRIBUTES/VARIABLE_VALUE"
 HEAD_BIAS = "head_bias/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def new_run_folder(backbone_name: str) -> Path:
+    """runs/<timestamp>-<backbone>-<random>: unique, and sorted by time in a listing."""
+    stamp = f"{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    return runs_dir() / f"{stamp}-{backbone_name}-{uuid.uuid4().hex[:6]}"
+
+
+def report_folder(record: dict[str, Any]) -> Path:
+    """Where `zoo report` writes a stored run's pictures by default."""
+    return Path(record["artifacts"]["run_folder"]) / "report"
+
+
+def save_artifacts(outcome: Any, run_folder: Path) -> dict[str, str]:
+    """Write the run's model and head; returns the artifact paths for the run record.
+
+    The run has trained and been evaluated by now: a model that cannot be written (a disk
+    fault, a SavedModel TensorFlow cannot re-export) is recorded as `error`, in one line, and
+    the run is kept with its metrics.
+    """
+    artifacts = {"run_folder": str(run_folder), "tensorboard": str(outcome.log_dir)}
+    kernel, bias = outcome.head
+    try:
+        run_folder.mkdir(parents=True, exist_ok=True)
+        np.savez(run_folder / "head.npz", kernel=kernel, bias=bias)
+        artifacts["head"] = str(run_folder / "head.npz")
+        with atomic_dir(run_folder / "model") as scratch:
+            outcome.save_model(scratch)
+        artifacts["model"] = str(run_folder / "model")
+    except Exception as error:  # OSError, TensorFlow's export errors...: the run is kept
+        artifacts["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
+    return artifacts
+
+
+def load_head(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The (kernel, bias) a stored run trained, for `--head-from`."""
+    head_path = record["artifacts"].get("head")
+    if record["status"] != "ok" or not head_path or not Path(head_path).is_file():
+        raise UsageError(
+            f"run {record['id']} has no saved head to start from; pick a successful run"
+        )
+    with np.load(head_path) as head:
+        return head["kernel"], head["bias"]
 
 
 def export_classifier(model: Any, folder: Path) -> None:
@@ -43,6 +90,12 @@ def export_classifier(model: Any, folder: Path) -> None:
     module = tf.Module()
     module.body_weights = [w for w in model.weights if id(w) not in head_ids]
     module.head_kernel, module.head_bias = head.kernel, head.bias
+    # A SavedModel that lists no `variables` (a plain tf.Module, not the Reusable SavedModel API)
+    # hides its variables from Keras: track the loaded objects themselves, or TensorFlow refuses
+    # to export a function that "references an untracked resource".
+    module.loaded_backbones = [
+        layer.resolved_object for layer in model.layers if hasattr(layer, "resolved_object")
+    ]
 
     @tf.function(
         input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="pixels")]

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from zoo.catalog.backbone import Backbone
+from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import decoded_batches
 from zoo.data.folders import Dataset, ImageSet, check_readable, stratified_split
 from zoo.extraction.cache import FeatureCache, backbone_key
 from zoo.extraction.extract import extract
 from zoo.home import tensorboard_root
 from zoo.reporting import Reporter
-from zoo.runs.artifacts import export_classifier, save_with_head
+from zoo.runs import artifacts
 from zoo.sources.hub import resolve
 from zoo.training.fit import FitSettings, fit, tensorboard_dir
 
@@ -158,7 +159,7 @@ def feature_extraction(
         encoder = make_encoder(feature_extractor(backbone, layer))
     with reporter.task("features", len(paths)) as advance:  # one pass over train and test
         extraction = extract(
-            paths, image_digests, backbone.input_size, encoder, cache, INFERENCE_BATCH, advance
+            paths, image_digests, backbone.preprocessing, encoder, cache, INFERENCE_BATCH, advance
         )
     in_train = extraction.good < len(dataset.train)
     good_test = extraction.good[~in_train] - len(dataset.train)
@@ -196,7 +197,7 @@ def feature_extraction(
         return model
 
     return Outcome(
-        lambda folder: save_with_head(
+        lambda folder: artifacts.save_with_head(
             backbone_id, num_classes, build_model, (kernel, bias), folder
         ),
         (kernel, bias),
@@ -211,16 +212,16 @@ def feature_extraction(
     )
 
 
-def decode_all(images: ImageSet, size: tuple[int, int], reporter: Reporter, name: str):
+def decode_all(images: ImageSet, preprocessing: Preprocessing, reporter: Reporter, name: str):
     """The images that decode, as uint8 pixels with their indices, and the skipped ones."""
     batches, good, skipped = [], [], []
     with reporter.task(f"decoding ({name})", len(images)) as advance:
-        for indices, pixels, failures in decoded_batches(images.paths, size, INFERENCE_BATCH):
+        for indices, pixels, failures in decoded_batches(images.paths, preprocessing, INFERENCE_BATCH):
             batches.append(pixels)
             good += indices
             skipped += [(images.paths[i], reason) for i, reason in failures.items()]
             advance(len(indices) + len(failures))
-    pixels = np.concatenate(batches) if batches else np.zeros((0, *size, 3), np.uint8)
+    pixels = np.concatenate(batches) if batches else np.zeros((0, *preprocessing.input_size, 3), np.uint8)
     return (pixels, np.array(good, dtype=int)), skipped
 
 
@@ -229,14 +230,14 @@ def end_to_end(
 ) -> Outcome:
     from zoo.training.models import create_model
 
-    train, train_skipped = decode_all(dataset.train, backbone.input_size, reporter, "train")
-    test, test_skipped = decode_all(dataset.test, backbone.input_size, reporter, "test")
+    train, train_skipped = decode_all(dataset.train, backbone.preprocessing, reporter, "train")
+    test, test_skipped = decode_all(dataset.test, backbone.preprocessing, reporter, "test")
     parts, skipped = _parts(train, test, dataset, settings), train_skipped + test_skipped
     _check_readable(parts, skipped, settings)
     num_classes = len(dataset.classes)
     model = create_model(backbone, num_classes, trainable=True)
     if settings.head_from is not None:
-        _load_head(model, settings.head_from)
+        _start_from_head(model, settings.head_from)
     history, log_dir = _train(
         model,
         parts,
@@ -250,7 +251,7 @@ def end_to_end(
     )
     probabilities = model.predict(parts["test"][0], batch_size=INFERENCE_BATCH, verbose=0)
     return Outcome(
-        lambda folder: export_classifier(model, folder),
+        lambda folder: artifacts.export_classifier(model, folder),
         tuple(model.get_layer("output_layer").get_weights()),
         history,
         probabilities,
@@ -260,16 +261,12 @@ def end_to_end(
     )
 
 
-def _load_head(model: Any, run_id: int) -> None:
+def _start_from_head(model: Any, run_id: int) -> None:
     from zoo.errors import UsageError
     from zoo.runs.store import get_run
 
-    record = get_run(run_id)
-    head_path = record["artifacts"].get("head")
-    if not head_path or not Path(head_path).is_file():
-        raise UsageError(f"run {run_id} has no saved head to start from; pick a successful run")
-    with np.load(head_path) as head:
-        try:
-            model.get_layer("output_layer").set_weights([head["kernel"], head["bias"]])
-        except ValueError:
-            raise UsageError(f"run {run_id}'s head does not fit this backbone and data") from None
+    kernel, bias = artifacts.load_head(get_run(run_id))
+    try:
+        model.get_layer("output_layer").set_weights([kernel, bias])
+    except ValueError:
+        raise UsageError(f"run {run_id}'s head does not fit this backbone and data") from None

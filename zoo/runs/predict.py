@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import BadImage, load_pixels
 from zoo.errors import DataError, UsageError
 
@@ -22,13 +23,12 @@ def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[
         )
     model = tf.saved_model.load(model_dir)
     serve = model.signatures["serving_default"]
-    spec = serve.structured_input_signature[1]["pixels"]
-    size = tuple(spec.shape[1:3])
+    preprocessing = _geometry(record, serve)
     classes = record["metrics"]["classes"]
     results = []
     for path in images:
         try:
-            pixels = load_pixels(path, size)
+            pixels = load_pixels(path, preprocessing)
         except BadImage as error:
             raise DataError(f"cannot read {path}: {error}") from None
         outputs = serve(pixels=tf.constant(pixels[np.newaxis].astype(np.float32)))
@@ -43,3 +43,17 @@ def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[
             }
         )
     return results
+
+
+def _geometry(record: dict[str, Any], serve: Any) -> Preprocessing:
+    """How the run resized its images; runs stored before preprocessing was recorded resized
+    plainly (bilinear) to the model's input size."""
+    facts = record["settings"].get("preprocessing")
+    if facts:
+        return Preprocessing(
+            input_size=tuple(facts["input_size"]),
+            interpolation=facts["interpolation"],
+            crop_fraction=facts["crop_fraction"],
+        )
+    spec = serve.structured_input_signature[1]["pixels"]
+    return Preprocessing(input_size=tuple(spec.shape[1:3]))

@@ -9,20 +9,18 @@ from __future__ import annotations
 import datetime
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from zoo import __version__
 from zoo.catalog.backbone import Backbone
+from zoo.catalog.plugins import load_plugins
 from zoo.data.folders import Dataset, describe_skipped, file_digest, fingerprint, load_dataset
 from zoo.errors import DataError, UsageError, ZooError
-from zoo.home import atomic_dir, runs_dir, zoo_home
 from zoo.reporting import Reporter
-from zoo.runs.store import save_run
+from zoo.runs.artifacts import new_run_folder, save_artifacts
+from zoo.runs.store import get_run, save_run
 
 MODES = ("feature-extraction", "fine-tune")
 # A linear head gets only ~100 Adam steps in 5 epochs of a small dataset: Keras's 1e-3 leaves it
@@ -45,8 +43,8 @@ class RunSettings:
     experiment: str | None = None
     head_from: int | None = None  # fine-tune: start from this feature-extraction run's head
 
-    def check(self) -> None:
-        """Out-of-range settings are usage errors (exit 2), caught before any work starts."""
+    def __post_init__(self) -> None:
+        """Out-of-range settings are usage errors (exit 2), caught once, before any work starts."""
         rules = [
             (1 <= self.epochs <= 10_000, "--epochs must be between 1 and 10000"),
             (1 <= self.batch_size <= 65_536, "--batch-size must be between 1 and 65536"),
@@ -109,7 +107,9 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        return 0 if all(result.ok for result in self.results) else 1
+        """0 when every run is ok and saved its model; 1 otherwise."""
+        whole = all(result.ok and "error" not in result.artifacts for result in self.results)
+        return 0 if whole else 1
 
 
 def run(
@@ -120,7 +120,6 @@ def run(
     reporter: Reporter | None = None,
 ) -> RunSummary:
     """Train and evaluate each backbone on the same splits; a failing backbone becomes a failed row."""
-    settings.check()
     if not backbones:
         raise UsageError("nothing to run: no backbone is available (see `zoo list`)")
     reporter = reporter or Reporter()
@@ -157,10 +156,7 @@ def _digests(dataset: Dataset, reporter: Reporter) -> dict[Path, str]:
 def _run_and_store(backbone: Backbone, context: _Context) -> RunResult:
     settings = context.settings
     mode = settings.mode_for(backbone)
-    run_folder = (
-        runs_dir()
-        / f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{backbone.name}-{uuid.uuid4().hex[:6]}"
-    )
+    run_folder = new_run_folder(backbone.name)
     started = time.perf_counter()
     context.reporter.backbone_started(backbone.name, mode)
     try:
@@ -181,7 +177,20 @@ def _run_and_store(backbone: Backbone, context: _Context) -> RunResult:
     except BaseException:  # no row points at these artifacts: nothing would ever find them
         shutil.rmtree(run_folder, ignore_errors=True)
         raise
+    _announce(result.run_id, context.reporter)
     return result
+
+
+def _announce(run_id: int, reporter: Reporter) -> None:
+    """Tell the plugins' run_finished hooks (trackers); one that fails is a warning only."""
+    plugins = load_plugins()
+    if not plugins.implementers("run_finished"):
+        return
+    record, problems = get_run(run_id), []
+    for _ in plugins.call_each("run_finished", lambda name: {"run": record}, problems):
+        pass
+    for problem in problems:
+        reporter.warning(problem)
 
 
 def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[str, Any]:
@@ -196,7 +205,11 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
         "mode": result.mode,
         "status": result.status,
         "reason": result.reason,
-        "settings": {**settings, "lr": context.settings.learning_rate_for(result.mode)},
+        "settings": {
+            **settings,
+            "lr": context.settings.learning_rate_for(result.mode),
+            "preprocessing": backbone.preprocessing.facts(),
+        },
         "data_fingerprint": context.fingerprint,
         "metrics": {**result.all_metrics(), "classes": context.dataset.classes},
         "history": result.history,
@@ -247,16 +260,12 @@ def _warn_skipped(skipped: list[tuple[Path, str]], context: _Context) -> None:
 def _finish(
     backbone: Backbone, mode: str, outcome, run_folder: Path, context: _Context
 ) -> RunResult:
+    """Evaluate on test, then save the artifacts: a run that trained and evaluated is kept
+    even when its model cannot be written (the error is stored with it)."""
     from zoo.runs.evaluation import evaluate
 
     metrics = evaluate(outcome.test_probabilities, outcome.test_labels, context.dataset.classes)
-    artifacts = {"run_folder": str(run_folder), "tensorboard": str(outcome.log_dir)}
-    with atomic_dir(run_folder / "model") as scratch:
-        outcome.save_model(scratch)
-    artifacts["model"] = str(run_folder / "model")
-    kernel, bias = outcome.head
-    np.savez(run_folder / "head.npz", kernel=kernel, bias=bias)
-    artifacts["head"] = str(run_folder / "head.npz")
+    artifacts = save_artifacts(outcome, run_folder)
     return RunResult(
         backbone.name,
         "ok",
@@ -269,4 +278,3 @@ def _finish(
         computed_features=outcome.computed_features,
         artifacts=artifacts,
     )
-

@@ -48,7 +48,7 @@ def create_model(
     return keras.Sequential(
         [
             layers.image_input(backbone),
-            layers.scale_pixels(backbone),
+            *layers.value_preprocessing(backbone),
             layer or layers.feature_layer(backbone, trainable=trainable),
             classifier_head(num_classes, pretrained=backbone.pretrained),
         ],
