@@ -280,17 +280,23 @@ def test_fine_tune_real_hub_backbone_from_its_head(zoo_home):
     assert list(Path(tuned.artifacts["run_folder"], "checkpoint").glob("best.index"))
 
 
-@pytest.mark.parametrize("rows_shuffled", [True, False], ids=["rows", "indices"])
-def test_training_batches_hold_every_row_once_with_its_label(rows_shuffled, monkeypatch):
+@pytest.mark.parametrize("source", ["memory", "disk"])
+def test_training_batches_hold_every_row_once_with_its_label(source, tmp_path):
+    from zoo.data.decoded import DecodedImages
     from zoo.training import fit as training
 
-    if not rows_shuffled:  # the path decoded images take
-        monkeypatch.setattr(training, "LARGEST_SHUFFLED_ROW", 0)
-    inputs = np.arange(40, dtype=np.float32).reshape(20, 2)
+    pixels = (np.arange(20 * 2 * 2 * 3) % 251).astype(np.uint8).reshape(20, 2, 2, 3)
+    pixels[:, 0, 0, 0] = np.arange(20)  # each image's first value is its index
     labels = np.arange(20) % 3
-    batches = list(training._batches(inputs, labels, 3, batch_size=6, shuffle_seed=1))
+    inputs = pixels.astype(np.float32)
+    if source == "disk":  # the path images take: decoded to a file, read a batch at a time
+        (tmp_path / "rows.u8").write_bytes(pixels.tobytes())
+        inputs = DecodedImages(tmp_path / "rows.u8", (2, 2, 3), np.arange(20))[np.arange(20)]
+    batches = list(training.batches(inputs, labels, 3, batch_size=6, shuffle_seed=1))
     seen = np.concatenate([rows.numpy() for rows, _ in batches])
     one_hot = np.concatenate([targets.numpy() for _, targets in batches])
     assert [len(rows) for rows, _ in batches] == [6, 6, 6, 2]
-    assert sorted(seen[:, 0]) == sorted(inputs[:, 0]) and (seen[:, 0] != inputs[:, 0]).any()
-    np.testing.assert_array_equal(one_hot.argmax(1), labels[(seen[:, 0] // 2).astype(int)])
+    order = seen[:, 0, 0, 0].astype(int)
+    assert sorted(order) == list(range(20)) and (order != np.arange(20)).any()
+    np.testing.assert_array_equal(seen, pixels[order])
+    np.testing.assert_array_equal(one_hot.argmax(1), labels[order])

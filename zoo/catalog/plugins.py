@@ -109,7 +109,7 @@ def _register(plugins: PluginSet, name: str, version: str, load) -> None:
     try:
         module = load()
         plugins.manager.register(module, name=name)
-        _check_hook_names(plugins.manager, module, name)
+        _check_hook_names(plugins.manager, module)
     except (Exception, SystemExit) as error:  # a broken plugin must not take the others down
         if plugins.manager.has_plugin(name):
             plugins.manager.unregister(name=name)
@@ -120,9 +120,9 @@ def _register(plugins: PluginSet, name: str, version: str, load) -> None:
     plugins.versions[name] = version
 
 
-def _check_hook_names(manager: pluggy.PluginManager, module: ModuleType, name: str) -> None:
+def _check_hook_names(manager: pluggy.PluginManager, module: ModuleType) -> None:
     """A misspelt hook (`register_backbone`) would silently never be called: refuse it."""
-    known = {hook for hook in dir(hookspecs) if not hook.startswith("_")}
+    known = set(_hook_names())
     for attribute in dir(module):
         if manager.parse_hookimpl_opts(module, attribute) is not None and attribute not in known:
             raise RegistryError(f"{attribute} is not a zoo hook (hooks: {', '.join(_hook_names())})")

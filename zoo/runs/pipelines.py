@@ -2,11 +2,13 @@
 
 - feature extraction: frozen backbone, features computed once and cached, only the head trains;
 - end to end: fine-tuning a pretrained backbone (low learning rate), or a model with no
-  pretrained weights trained from scratch; pixels are decoded once per run and kept in memory.
+  pretrained weights trained from scratch; images are decoded once per run into a file in the
+  run's folder and streamed from it a batch at a time, so memory does not grow with their number.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ import numpy as np
 
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.preprocessing import Preprocessing
-from zoo.data.decode import decoded_batches
+from zoo.data.decoded import DecodedImages, decode_to_disk
 from zoo.data.folders import Dataset, ImageSet, check_readable, stratified_split
 from zoo.extraction.cache import FeatureCache, backbone_key
 from zoo.extraction.extract import extract
@@ -24,7 +26,7 @@ from zoo.home import tensorboard_root
 from zoo.reporting import Reporter
 from zoo.runs import artifacts
 from zoo.sources.hub import resolve
-from zoo.training.fit import FitSettings, fit, tensorboard_dir
+from zoo.training.fit import FitSettings, batches, fit, tensorboard_dir
 
 # The fastest of 16, 32, 64 and 128 for EfficientNet-Lite0 on a 2-core CPU (benchmarks/).
 INFERENCE_BATCH = 32
@@ -212,50 +214,61 @@ def feature_extraction(
     )
 
 
-def decode_all(images: ImageSet, preprocessing: Preprocessing, reporter: Reporter, name: str):
-    """The images that decode, as uint8 pixels with their indices, and the skipped ones."""
-    batches, good, skipped = [], [], []
+def decode_to_scratch(
+    images: ImageSet, preprocessing: Preprocessing, folder: Path, reporter: Reporter, name: str
+) -> tuple[tuple[DecodedImages, np.ndarray], list[tuple[Path, str]]]:
+    """The images that decode, on disk in `folder`, with their indices; and the skipped ones."""
     with reporter.task(f"decoding ({name})", len(images)) as advance:
-        for indices, pixels, failures in decoded_batches(images.paths, preprocessing, INFERENCE_BATCH):
-            batches.append(pixels)
-            good += indices
-            skipped += [(images.paths[i], reason) for i, reason in failures.items()]
-            advance(len(indices) + len(failures))
-    pixels = np.concatenate(batches) if batches else np.zeros((0, *preprocessing.input_size, 3), np.uint8)
-    return (pixels, np.array(good, dtype=int)), skipped
+        decoded, good, failed = decode_to_disk(
+            images.paths, preprocessing, folder / f"{name}.u8", INFERENCE_BATCH, advance
+        )
+    return (decoded, good), [(images.paths[i], reason) for i, reason in failed.items()]
 
 
 def end_to_end(
-    backbone: Backbone, mode: str, dataset: Dataset, settings, reporter: Reporter, checkpoint: Path
+    backbone: Backbone,
+    mode: str,
+    dataset: Dataset,
+    settings,
+    reporter: Reporter,
+    checkpoint: Path,
+    scratch: Path,
 ) -> Outcome:
+    """Train the whole model; images stream from a decoded copy in `scratch`, deleted after."""
     from zoo.training.models import create_model
 
-    train, train_skipped = decode_all(dataset.train, backbone.preprocessing, reporter, "train")
-    test, test_skipped = decode_all(dataset.test, backbone.preprocessing, reporter, "test")
-    parts, skipped = _parts(train, test, dataset, settings), train_skipped + test_skipped
-    _check_readable(parts, skipped, settings)
-    num_classes = len(dataset.classes)
-    model = create_model(backbone, num_classes, trainable=True)
-    if settings.head_from is not None:
-        _start_from_head(model, settings.head_from)
-    history, log_dir = _train(
-        model,
-        parts,
-        num_classes,
-        mode,
-        backbone,
-        settings,
-        reporter,
-        checkpoint,
-        eval_batch_size=INFERENCE_BATCH,
-    )
-    probabilities = model.predict(parts["test"][0], batch_size=INFERENCE_BATCH, verbose=0)
+    try:
+        steps = backbone.preprocessing
+        train, train_skipped = decode_to_scratch(dataset.train, steps, scratch, reporter, "train")
+        test, test_skipped = decode_to_scratch(dataset.test, steps, scratch, reporter, "test")
+        parts, skipped = _parts(train, test, dataset, settings), train_skipped + test_skipped
+        _check_readable(parts, skipped, settings)
+        num_classes = len(dataset.classes)
+        model = create_model(backbone, num_classes, trainable=True)
+        if settings.head_from is not None:
+            _start_from_head(model, settings.head_from)
+        history, log_dir = _train(
+            model,
+            parts,
+            num_classes,
+            mode,
+            backbone,
+            settings,
+            reporter,
+            checkpoint,
+            eval_batch_size=INFERENCE_BATCH,
+        )
+        test_images, test_labels = parts["test"]
+        test_batches = batches(test_images, test_labels, num_classes, INFERENCE_BATCH, None)
+        probabilities = model.predict(test_batches, verbose=0)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return Outcome(
         lambda folder: artifacts.export_classifier(model, folder),
         tuple(model.get_layer("output_layer").get_weights()),
         history,
         probabilities,
-        parts["test"][1],
+        test_labels,
         skipped,
         log_dir,
     )

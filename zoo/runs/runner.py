@@ -244,7 +244,13 @@ def _train_and_evaluate(
         )
     else:
         outcome = pipelines.end_to_end(
-            backbone, mode, context.dataset, context.settings, context.reporter, checkpoint
+            backbone,
+            mode,
+            context.dataset,
+            context.settings,
+            context.reporter,
+            checkpoint,
+            scratch=run_folder / "decoded",
         )
     _warn_skipped(outcome.skipped, context)
     return _finish(backbone, mode, outcome, run_folder, context)
