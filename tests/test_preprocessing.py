@@ -62,7 +62,9 @@ def test_centre_crop_resizes_then_crops_the_middle(tmp_path):
     path = tmp_path / "square.png"
     Image.fromarray(image).save(path)
     steps = zoo.Preprocessing(input_size=(30, 30), crop_fraction=0.6, interpolation="bicubic")
-    assert steps.resize_to == (50, 50)
+    assert steps.resize_to(100, 100) == (50, 50)
+    # keeping the aspect ratio: a 200x100 image covers 50x50 at 100x50, then its centre is cut
+    assert steps.resize_to(200, 100) == (100, 50)
     cropped = load_pixels(path, steps)
     assert cropped.shape == (30, 30, 3)
     assert np.abs(cropped.reshape(-1, 3).mean(axis=0) - (200, 0, 0)).max() < 3
@@ -101,11 +103,16 @@ def vars_of(backbone: zoo.Backbone) -> dict:
         ({"channel_order": "RBG"}, "'channel_order'"),
         ({"interpolation": "cubic"}, "'interpolation'"),
         ({"crop_fraction": 1.5}, "'crop_fraction'"),
+        ({"crop_fraction": 0.001}, "'crop_fraction'"),
+        ({"input_size": (0, 8)}, "'input_size'"),
+        ({"feature_dim": 0}, "'feature_dim'"),
+        ({"name": "../../etc"}, "names use lowercase"),
+        ({"input_range": (0.0,)}, "'input_range'"),
         ({"input_range": (0.0, float("inf"))}, "finite"),
     ],
 )
 def test_bad_preprocessing_is_one_line_naming_the_field(extra, wanted):
     with pytest.raises(RegistryError) as caught:
-        zoo.Backbone(name="bad", handle="/m", input_size=(8, 8), feature_dim=1, **extra)
+        zoo.Backbone(**{"name": "bad", "handle": "/m", "input_size": (8, 8), "feature_dim": 1, **extra})
     message = str(caught.value)
-    assert wanted in message and "'bad'" in message and "\n" not in message
+    assert wanted in message and "\n" not in message

@@ -290,8 +290,9 @@ def test_training_batches_hold_every_row_once_with_its_label(source, tmp_path):
     labels = np.arange(20) % 3
     inputs = pixels.astype(np.float32)
     if source == "disk":  # the path images take: decoded to a file, read a batch at a time
-        (tmp_path / "rows.u8").write_bytes(pixels.tobytes())
-        inputs = DecodedImages(tmp_path / "rows.u8", (2, 2, 3), np.arange(20))[np.arange(20)]
+        stored = np.random.default_rng(5).permutation(20)  # file row r holds image stored[r]
+        (tmp_path / "rows.u8").write_bytes(pixels[stored].tobytes())
+        inputs = DecodedImages(tmp_path / "rows.u8", (2, 2, 3), np.argsort(stored))
     batches = list(training.batches(inputs, labels, 3, batch_size=6, shuffle_seed=1))
     seen = np.concatenate([rows.numpy() for rows, _ in batches])
     one_hot = np.concatenate([targets.numpy() for _, targets in batches])

@@ -45,7 +45,7 @@ def get_backbone(name_or_handle: str, catalog: Catalog | None = None) -> Backbon
         handle=name_or_handle,
         input_size=(224, 224),
         input_range=(0.0, 1.0),
-        feature_dim=0,
+        feature_dim=1,  # not known before the model loads; create_model does not use it
     )
 
 
@@ -71,14 +71,19 @@ def run(
     **settings: Any,
 ) -> RunSummary:
     """Train, evaluate and store runs; settings as on the command line (epochs=5, ...)."""
+    run_settings = RunSettings(**settings)  # usage errors first
+    catalog = load_catalog(_path(registry))
+    reporter = reporter or Reporter()
+    for problem in catalog.problems:  # a broken plugin is reported in a notebook too
+        reporter.warning(problem)
     return run_backbones(
         names or [],
         all_backbones=all_backbones,
         data=_path(data),
         train=_path(train),
         test=_path(test),
-        settings=RunSettings(**settings),
-        catalog=load_catalog(_path(registry)),
+        settings=run_settings,
+        catalog=catalog,
         reporter=reporter,
     )
 

@@ -7,11 +7,13 @@ The engine calls a Reporter; the CLI passes one that renders the events with Ric
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 
 
 class Reporter:
-    """Silent by default. Override any method to show an event."""
+    """Progress is silent by default (the Python API, tests); warnings are Python warnings.
+    Override any method to show an event."""
 
     @contextlib.contextmanager
     def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
@@ -23,3 +25,4 @@ class Reporter:
 
     def warning(self, text: str) -> None:
         """Something the user should know that does not stop the run (plain text)."""
+        warnings.warn(text, stacklevel=2)

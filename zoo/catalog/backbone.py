@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.catalog.preprocessing import Preprocessing, preprocessing_problem, range_as_mean_std
-from zoo.catalog.registry import Entry
+from zoo.catalog.preprocessing import Preprocessing, range_as_mean_std
+from zoo.catalog.registry import FIELDS, Entry, entry_problem
 from zoo.errors import RegistryError
 
 # Writes a hub-format SavedModel into the folder it is given (zoo makes that write atomic).
@@ -51,16 +51,13 @@ class Backbone:
     make_layer: MakeLayer | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        problem = preprocessing_problem(
-            {
-                "input_range": self.input_range,
-                "mean": self.mean,
-                "std": self.std,
-                "channel_order": self.channel_order,
-                "interpolation": self.interpolation,
-                "crop_fraction": self.crop_fraction,
-            }
-        )
+        """The registry's checks, for a backbone a plugin builds in code."""
+        table = {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in vars(self).items()
+            if key in FIELDS and key != "plugin" and value is not None  # zoo sets the plugin
+        }
+        problem = entry_problem(self.name, table, required=("handle", "input_size", "feature_dim"))
         if problem:
             raise RegistryError(f"backbone {self.name!r}: {problem}")
 
@@ -104,7 +101,7 @@ class Backbone:
             "handle": self.handle,
             "fallback_handles": list(self.fallback_handles),
             "input_size": list(self.input_size),
-            "input_range": list(self.input_range) if self.input_range else None,
+            "input_range": None if self.mean is not None else list(self.input_range or (0.0, 1.0)),
             "preprocessing": self.preprocessing.facts(),
             "feature_dim": self.feature_dim,
             "params_m": self.params_m,

@@ -197,12 +197,14 @@ def load_catalog(registry_path: Path | None = None, plugins: PluginSet | None = 
     for plugin_name, paths in plugins.call_each("registry_files", lambda name: {}, problems):
         registry = _merge_plugin_registry(registry, plugin_name, paths, problems)
     backbones: dict[str, Backbone] = {}
-    for _ in plugins.call_each(
-        "register_backbones",
-        lambda name: {"registry": registry, "register": _registrar(name, backbones, problems)},
-        problems,
-    ):
-        pass
+    staged: dict[str, dict[str, Backbone]] = {}  # a plugin's backbones count once its hook returns
+
+    def arguments(name: str) -> dict[str, Any]:
+        staged[name] = {}
+        return {"registry": registry, "register": _registrar(name, staged[name], backbones, problems)}
+
+    for name, _ in plugins.call_each("register_backbones", arguments, problems):
+        backbones.update(staged[name])
     problems += _orphaned_entries(registry, backbones, plugins)
     return Catalog(backbones=dict(sorted(backbones.items())), problems=problems, plugins=plugins)
 
@@ -233,21 +235,28 @@ def _merge_plugin_registry(
     return Registry(merged)
 
 
-def _registrar(plugin_name: str, backbones: dict[str, Backbone], problems: list[str]):
+def _registrar(
+    plugin_name: str, mine: dict[str, Backbone], earlier: dict[str, Backbone], problems: list[str]
+):
     """The `register` callback: a backbone's `plugin` is the plugin that registered it."""
 
     def register(backbone: Backbone) -> None:
         if not isinstance(backbone, Backbone):
             raise RegistryError(f"register() takes a zoo.Backbone, not {backbone!r}")
-        if backbone.name in backbones:
+        if backbone.name in earlier or backbone.name in mine:
+            owner = earlier[backbone.name].plugin if backbone.name in earlier else plugin_name
             problems.append(
                 f"plugin {plugin_name!r} registered backbone {backbone.name!r}, which "
-                f"plugin {backbones[backbone.name].plugin!r} already provides; the second one was skipped"
+                f"plugin {owner!r} already provides; the second one was skipped"
             )
             return
-        backbones[backbone.name] = dataclasses.replace(backbone, plugin=plugin_name)
+        mine[backbone.name] = dataclasses.replace(backbone, plugin=plugin_name)
 
     return register
+
+
+# Family plugins of zoo 0.1, now data: `plugin = "hub"` with `family = "<the old name>"`.
+FORMER_FAMILY_PLUGINS = ("resnet", "efficientnet", "mobilenet")
 
 
 def _orphaned_entries(
@@ -256,7 +265,11 @@ def _orphaned_entries(
     loaded = set(plugins.versions)
     return [
         f"{entry.source}: backbone {name!r} names plugin {entry.plugin!r}, which is not installed; "
-        f"install it or fix the 'plugin' field (plugins: {', '.join(sorted(loaded))})"
+        + (
+            f'families are data now: write plugin = "hub" and family = "{entry.plugin}"'
+            if entry.plugin in FORMER_FAMILY_PLUGINS
+            else f"install it or fix the 'plugin' field (plugins: {', '.join(sorted(loaded))})"
+        )
         for name, entry in registry.items()
         if name not in backbones and entry.plugin not in loaded
     ]

@@ -9,21 +9,28 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.errors import RegistryError
+
 # Pillow's resampling filters, by the names the registry uses.
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 CHANNEL_ORDERS = ("RGB", "BGR")
+# A smaller centre crop would decode images many times the input size to keep a sliver of them.
+MIN_CROP_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
 class Preprocessing:
     """Raw image to network input, in two steps.
 
-    1. Geometry, done by the decoder for every image zoo reads (training, test, `zoo predict`):
-       resize with `interpolation` so that the centre crop of `crop_fraction` of each side is
-       `input_size`, then crop that centre. `crop_fraction` 1.0 is a plain resize.
-    2. Values, done inside every model zoo builds or exports (raw 0..255 pixels in): reorder the
-       channels to `channel_order`, then `(pixel - mean) / std` per channel, `mean` and `std`
-       in 0..255 pixel units and in `channel_order`.
+    1. Geometry, done by zoo's decoder for every image it reads (training, test, `zoo predict`)
+       and stored with each run: `crop_fraction` 1.0 resizes to `input_size` with
+       `interpolation` (the aspect ratio is not kept, as Keras's `image_dataset_from_directory`
+       does); below 1.0 the image is resized keeping its aspect ratio until it covers
+       `input_size / crop_fraction`, then its centre `input_size` is cropped (torchvision's
+       `Resize` + `CenterCrop`, timm's `crop_pct`).
+    2. Values, done inside every model zoo builds or exports (raw 0..255 RGB pixels in): reorder
+       the channels to `channel_order`, then `(pixel - mean) / std` per channel, `mean` and
+       `std` in 0..255 pixel units and in `channel_order`.
     """
 
     input_size: tuple[int, int]
@@ -33,10 +40,18 @@ class Preprocessing:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (255.0, 255.0, 255.0)
 
-    @property
-    def resize_to(self) -> tuple[int, int]:
-        """The (height, width) an image is resized to before its centre is cropped."""
-        return tuple(max(side, round(side / self.crop_fraction)) for side in self.input_size)
+    def __post_init__(self) -> None:
+        problem = preprocessing_problem(vars(self))
+        if problem:
+            raise RegistryError(f"preprocessing: {problem}")
+
+    def resize_to(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) an image of this size is resized to before its centre is cropped."""
+        target_height, target_width = self.input_size
+        if self.crop_fraction == 1.0:
+            return target_width, target_height
+        scale = max(target_width / width, target_height / height) / self.crop_fraction
+        return max(target_width, round(width * scale)), max(target_height, round(height * scale))
 
     def facts(self) -> dict[str, Any]:
         return {
@@ -44,7 +59,7 @@ class Preprocessing:
             "interpolation": self.interpolation,
             "crop_fraction": self.crop_fraction,
             "channel_order": self.channel_order,
-            "mean": list(self.mean),
+            "mean": [v + 0.0 for v in self.mean],  # + 0.0: -0.0 would give another cache key
             "std": list(self.std),
         }
 
@@ -78,6 +93,6 @@ def preprocessing_problem(values: dict[str, Any]) -> str | None:
     if values.get("interpolation", "bilinear") not in INTERPOLATIONS:
         return f"field 'interpolation' must be one of {', '.join(INTERPOLATIONS)}, got {values['interpolation']!r}"
     crop = values.get("crop_fraction", 1.0)
-    if not (math.isfinite(crop) and 0 < crop <= 1):
-        return f"field 'crop_fraction' must be in (0, 1], e.g. 0.875, got {crop!r}"
+    if isinstance(crop, bool) or not (math.isfinite(crop) and MIN_CROP_FRACTION <= crop <= 1):
+        return f"field 'crop_fraction' must be in [{MIN_CROP_FRACTION}, 1], e.g. 0.875, got {crop!r}"
     return None

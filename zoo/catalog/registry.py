@@ -43,13 +43,9 @@ def _is_triple(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 3 and all(_is_number(v) for v in value)
 
 
-def _is_name(value: Any) -> bool:
-    return isinstance(value, str) and bool(NAME_PATTERN.match(value))
-
-
 # field -> (required, check, what the check wants)
 FIELDS: dict[str, tuple[bool, Any, str]] = {
-    "plugin": (True, _is_name, "a plugin name (lowercase letters, digits, '_', '-')"),
+    "plugin": (True, lambda v: isinstance(v, str) and v != "", "a plugin's name"),
     "family": (False, lambda v: isinstance(v, str), "a string (e.g. resnet)"),
     "handle": (True, lambda v: isinstance(v, str) and v != "", "a non-empty string"),
     "input_size": (True, _is_pair(_is_positive_int), "two positive integers [height, width]"),
@@ -151,37 +147,47 @@ def parse_registry(
 
 def _validate_entry(path: Path, name: str, table: Any, default_plugin: str | None) -> Entry:
     where = f"{path}: backbone {name!r}"
-    if not NAME_PATTERN.match(name):
-        raise RegistryError(
-            f"{where}: names use lowercase letters, digits, '_' and '-' (e.g. resnet50v2)"
-        )
     if not isinstance(table, dict):
+        if not NAME_PATTERN.match(name):
+            raise RegistryError(f"{where}: {NAME_RULE}")
         raise RegistryError(f"{where}: must be a table, written [backbones.{name}]")
     if default_plugin is not None:
         table = {"plugin": default_plugin, **table}
-    for key in table:
-        if key not in FIELDS:
-            raise RegistryError(
-                f"{where}: unknown field {key!r}; known fields: {', '.join(FIELDS)}"
-            )
-    for field, (required, check, wanted) in FIELDS.items():
-        if field not in table:
-            if required:
-                raise RegistryError(f"{where}: missing field {field!r} ({wanted})")
-            continue
-        if not check(table[field]):
-            raise RegistryError(f"{where}: field {field!r} must be {wanted}, got {table[field]!r}")
-    for field in ("handle", "fallback_handles"):
-        for handle in _as_list(table.get(field, [])):
-            if not handle.startswith(HANDLE_PREFIXES):
-                raise RegistryError(
-                    f"{where}: field {field!r} has unsupported handle {handle!r}; use an "
-                    "https:// URL, a file:// URL, an absolute path, or zoo:NAME"
-                )
-    problem = preprocessing_problem(table)
+    problem = entry_problem(name, table)
     if problem:
         raise RegistryError(f"{where}: {problem}")
     return Entry(name=name, source=path, fields=dict(table))
+
+
+NAME_RULE = "names use lowercase letters, digits, '_' and '-' (e.g. resnet50v2)"
+
+
+def entry_problem(name: str, table: dict[str, Any], required: tuple[str, ...] | None = None) -> str | None:
+    """What is wrong with one backbone's fields, or None: the checks for TOML and code alike.
+
+    `required` overrides which fields must be present (a Backbone built in code gets its
+    plugin from zoo).
+    """
+    if not NAME_PATTERN.match(name):
+        return NAME_RULE
+    for key in table:
+        if key not in FIELDS:
+            return f"unknown field {key!r}; known fields: {', '.join(FIELDS)}"
+    for field, (is_required, check, wanted) in FIELDS.items():
+        if field not in table:
+            if is_required if required is None else field in required:
+                return f"missing field {field!r} ({wanted})"
+            continue
+        if not check(table[field]):
+            return f"field {field!r} must be {wanted}, got {table[field]!r}"
+    for field in ("handle", "fallback_handles"):
+        for handle in _as_list(table.get(field, [])):
+            if not handle.startswith(HANDLE_PREFIXES):
+                return (
+                    f"field {field!r} has unsupported handle {handle!r}; use an "
+                    "https:// URL, a file:// URL, an absolute path, or zoo:NAME"
+                )
+    return preprocessing_problem(table)
 
 
 def _as_list(value: Any) -> list[str]:

@@ -40,17 +40,18 @@ RESAMPLING = {
 def load_pixels(path: Path, preprocessing: Preprocessing) -> np.ndarray:
     """Decode any image file to uint8 RGB pixels [height, width, 3] at the input size.
 
-    The image is resized to `preprocessing.resize_to` and its centre cropped to the input size.
+    Geometry as `Preprocessing` describes it: a plain resize, or a resize keeping the aspect
+    ratio followed by a centre crop.
     """
     height, width = preprocessing.input_size
-    resized_height, resized_width = preprocessing.resize_to
     try:
         with Image.open(path) as image:
-            image.draft("RGB", (resized_width, resized_height))  # JPEG: decode big photos smaller
+            image.draft("RGB", preprocessing.resize_to(*image.size))  # JPEG: decode big ones smaller
             image = _to_rgb(ImageOps.exif_transpose(image))
+            resized_width, resized_height = preprocessing.resize_to(*image.size)
             image = image.resize((resized_width, resized_height), RESAMPLING[preprocessing.interpolation])
-            top, left = (resized_height - height) // 2, (resized_width - width) // 2
-            if (top, left) != (0, 0):
+            left, top = (resized_width - width) // 2, (resized_height - height) // 2
+            if (left, top) != (0, 0):
                 image = image.crop((left, top, left + width, top + height))
             return np.asarray(image, dtype=np.uint8)
     except Exception as error:  # Pillow raises many types for broken files; all mean "skip it"

@@ -94,7 +94,7 @@ def export_classifier(model: Any, folder: Path) -> None:
     # hides its variables from Keras: track the loaded objects themselves, or TensorFlow refuses
     # to export a function that "references an untracked resource".
     module.loaded_backbones = [
-        layer.resolved_object for layer in model.layers if hasattr(layer, "resolved_object")
+        layer.resolved_object for layer in model.submodules if hasattr(layer, "resolved_object")
     ]
 
     @tf.function(
