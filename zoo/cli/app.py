@@ -182,6 +182,11 @@ def run(
     head_from: int | None = typer.Option(
         None, "--head-from", help="Fine-tune: start from this run's head."
     ),
+    strategy: str = typer.Option(
+        "auto",
+        "--strategy",
+        help="End-to-end training: auto, default, mirrored (local GPUs) or multi-worker (TF_CONFIG).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Train and evaluate backbones; ends with a comparison table. Exit 1 if any failed."""
@@ -202,6 +207,7 @@ def run(
         logdir=logdir,
         experiment=experiment,
         head_from=head_from,
+        strategy=strategy,
     )
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
     loaded.select(names or [], all_backbones)

@@ -27,6 +27,7 @@ from zoo.reporting import Reporter
 from zoo.runs import artifacts
 from zoo.sources.hub import resolve
 from zoo.training.fit import FitSettings, batches, fit, tensorboard_dir
+from zoo.training.strategies import cluster_failures_explained, make_strategy
 
 # The fastest of 16, 32, 64 and 128 for EfficientNet-Lite0 on a 2-core CPU (benchmarks/).
 INFERENCE_BATCH = 32
@@ -244,23 +245,25 @@ def end_to_end(
         parts, skipped = _parts(train, test, dataset, settings), train_skipped + test_skipped
         _check_readable(parts, skipped, settings)
         num_classes = len(dataset.classes)
-        model = create_model(backbone, num_classes, trainable=True)
-        if settings.head_from is not None:
-            _start_from_head(model, settings.head_from)
-        history, log_dir = _train(
-            model,
-            parts,
-            num_classes,
-            mode,
-            backbone,
-            settings,
-            reporter,
-            checkpoint,
-            eval_batch_size=INFERENCE_BATCH,
-        )
+        with make_strategy(settings.strategy).scope(), cluster_failures_explained():
+            model = create_model(backbone, num_classes, trainable=True)  # on every replica
+            if mode == "fine-tune":
+                _warn_if_frozen(model, backbone, reporter)
+            if settings.head_from is not None:
+                _start_from_head(model, settings.head_from)
+            history, log_dir = _train(
+                model,
+                parts,
+                num_classes,
+                mode,
+                backbone,
+                settings,
+                reporter,
+                checkpoint,
+                eval_batch_size=INFERENCE_BATCH,
+            )
         test_images, test_labels = parts["test"]
-        test_batches = batches(test_images, test_labels, num_classes, INFERENCE_BATCH, None)
-        probabilities = model.predict(test_batches, verbose=0)
+        probabilities = _predict_images(model, test_images, test_labels, num_classes)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Outcome(
@@ -272,6 +275,23 @@ def end_to_end(
         skipped,
         log_dir,
     )
+
+
+def _warn_if_frozen(model: Any, backbone: Backbone, reporter: Reporter) -> None:
+    """A SavedModel that lists no trainable variables cannot be fine-tuned: say so, once."""
+    hub_layers = [layer for layer in model.layers if hasattr(layer, "resolved_object")]
+    if hub_layers and not any(layer.trainable_weights for layer in hub_layers):
+        reporter.warning(
+            f"{backbone.name}: its SavedModel lists no trainable variables (not TF Hub's "
+            "Reusable SavedModel API), so fine-tuning trains the new head only"
+        )
+
+
+def _predict_images(model: Any, images: Any, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Test probabilities by direct calls: each worker of a cluster computes them alone."""
+    test_batches = batches(images, labels, num_classes, INFERENCE_BATCH, shuffle_seed=None)
+    chunks = [model(pixels, training=False).numpy() for pixels, _ in test_batches]
+    return np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)
 
 
 def _start_from_head(model: Any, run_id: int) -> None:

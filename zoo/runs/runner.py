@@ -21,6 +21,7 @@ from zoo.errors import DataError, UsageError, ZooError
 from zoo.reporting import Reporter
 from zoo.runs.artifacts import new_run_folder, save_artifacts
 from zoo.runs.store import get_run, save_run
+from zoo.training.strategies import STRATEGIES, is_chief, make_strategy
 
 MODES = ("feature-extraction", "fine-tune")
 # A linear head gets only ~100 Adam steps in 5 epochs of a small dataset: Keras's 1e-3 leaves it
@@ -42,6 +43,7 @@ class RunSettings:
     logdir: Path | None = None
     experiment: str | None = None
     head_from: int | None = None  # fine-tune: start from this feature-extraction run's head
+    strategy: str = "auto"  # end-to-end training: see zoo.training.strategies
 
     def __post_init__(self) -> None:
         """Out-of-range settings are usage errors (exit 2), caught once, before any work starts."""
@@ -53,6 +55,7 @@ class RunSettings:
             (self.patience >= 1, "--patience must be at least 1"),
             (self.max_bad >= 0, "--max-bad must be 0 or more"),
             (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}"),
+            (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
         ]
         for ok, message in rules:
             if not ok:
@@ -124,6 +127,8 @@ def run(
         raise UsageError("nothing to run: no backbone is available (see `zoo list`)")
     reporter = reporter or Reporter()
     dataset = load_dataset(train_dir, test_dir)
+    if any(settings.mode_for(backbone) != "feature-extraction" for backbone in backbones):
+        make_strategy(settings.strategy)  # a cluster's collectives are set up before any TF op
     digests = _digests(dataset, reporter)
     context = _Context(dataset, digests, fingerprint(dataset, digests), settings, reporter)
     results = [_run_and_store(backbone, context) for backbone in backbones]
@@ -172,6 +177,9 @@ def _run_and_store(backbone: Backbone, context: _Context) -> RunResult:
         )
     result.seconds = time.perf_counter() - started
     result.params_m = backbone.params_m
+    if not is_chief():  # a cluster's other workers train with the chief, which stores the run
+        shutil.rmtree(run_folder, ignore_errors=True)
+        return result
     try:
         result.run_id = save_run(_record(result, backbone, context))
     except BaseException:  # no row points at these artifacts: nothing would ever find them

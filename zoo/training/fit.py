@@ -85,7 +85,9 @@ def batches(
         return pixels, targets
 
     batched = order.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return batched.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()  # several workers split each batch; there are no files to shard
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batched.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def fit(
