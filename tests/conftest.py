@@ -28,8 +28,12 @@ def zoo_home(tmp_path, monkeypatch) -> Path:
     """Every test gets its own empty zoo home; nothing touches ~/.cache."""
     home = tmp_path / "zoo-home"
     monkeypatch.setenv("ZOO_HOME", str(home))
-    for variable in ("TFHUB_CACHE_DIR", "ZOO_REGISTRY", "ZOO_PLUGINS"):
+    for variable in ("TFHUB_CACHE_DIR", "ZOO_REGISTRY", "ZOO_PLUGINS", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(variable, raising=False)
+    # Where MLflow is installed its tracker logs every run: to this test's own file store (fast),
+    # never to an mlflow.db in the folder pytest was started from.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     return home
 
 

@@ -31,6 +31,8 @@ DEFAULT_PLUGINS = (
     "zoo_plugins.hub",
     "zoo_plugins.efficientnet_lite",
     "zoo_plugins.scratch",
+    "zoo_plugins.tensorboard_hparams",
+    "zoo_plugins.mlflow_tracker",
 )
 ENTRY_POINT_GROUP = "zoo"
 # os.pathsep-separated .py files to load as plugins: handy while writing one.

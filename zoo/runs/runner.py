@@ -130,9 +130,10 @@ def run(
     if any(settings.mode_for(backbone) != "feature-extraction" for backbone in backbones):
         make_strategy(settings.strategy)  # a cluster's collectives are set up before any TF op
     digests = _digests(dataset, reporter)
-    context = _Context(dataset, digests, fingerprint(dataset, digests), settings, reporter)
+    data = str(train_dir.parent)
+    context = _Context(dataset, digests, fingerprint(dataset, digests), data, settings, reporter)
     results = [_run_and_store(backbone, context) for backbone in backbones]
-    return RunSummary(results, str(train_dir.parent), context.skipped)
+    return RunSummary(results, data, context.skipped)
 
 
 @dataclass
@@ -140,6 +141,7 @@ class _Context:
     dataset: Dataset
     digests: dict[Path, str]
     fingerprint: str
+    data: str  # the folder holding train/ (and usually test/): `zoo runs` shows its name
     settings: RunSettings
     reporter: Reporter
     skipped: list[tuple[Path, str]] = field(default_factory=list)
@@ -218,6 +220,7 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
             "lr": context.settings.learning_rate_for(result.mode),
             "preprocessing": backbone.preprocessing.facts(),
         },
+        "data": context.data,
         "data_fingerprint": context.fingerprint,
         "metrics": {**result.all_metrics(), "classes": context.dataset.classes},
         "history": result.history,

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS runs (
     reason TEXT,
     settings TEXT NOT NULL,
     data_fingerprint TEXT,
+    data TEXT,
     metrics TEXT NOT NULL,
     history TEXT NOT NULL,
     artifacts TEXT NOT NULL,
@@ -32,6 +33,9 @@ CREATE TABLE IF NOT EXISTS runs (
 )
 """
 JSON_COLUMNS = ("settings", "metrics", "history", "artifacts", "versions")
+# Columns added after the first release: a store made before them gains them (NULL in old rows).
+ADDED_COLUMNS = {"data": "TEXT"}
+STATUSES = ("ok", "failed")
 
 
 def connect(path: Path | None = None) -> sqlite3.Connection:
@@ -43,6 +47,7 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(SCHEMA)
+        _add_missing_columns(connection)
     except sqlite3.DatabaseError as error:  # not a database, damaged, or locked past the timeout
         if connection is not None:
             connection.close()
@@ -51,6 +56,14 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
             "and zoo starts a new one"
         ) from None
     return connection
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    present = {row["name"] for row in connection.execute("PRAGMA table_info(runs)")}
+    for name, kind in ADDED_COLUMNS.items():
+        if name not in present:
+            with connection:
+                connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
 
 def save_run(record: dict[str, Any], path: Path | None = None) -> int:
@@ -74,11 +87,51 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
     return record
 
 
-def list_runs(limit: int | None = None, path: Path | None = None) -> list[dict[str, Any]]:
-    """Stored runs, newest first."""
-    query = "SELECT * FROM runs ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+def data_name(record: dict[str, Any]) -> str | None:
+    """The data folder's name (`food` for ~/photos/food); None for runs stored before it was kept."""
+    return Path(record["data"]).name if record.get("data") else None
+
+
+def list_runs(
+    limit: int | None = None,
+    path: Path | None = None,
+    *,
+    backbone: str | None = None,
+    status: str | None = None,
+    data: str | None = None,
+) -> list[dict[str, Any]]:
+    """Stored runs, newest first, optionally only those of one backbone, status or data folder.
+
+    `data` matches the data folder's name or path, or the start of the data fingerprint.
+    """
+    conditions, values = [], []
+    if backbone is not None:
+        conditions.append("backbone = ?")
+        values.append(backbone)
+    if status is not None:
+        conditions.append("status = ?")
+        values.append(status)
+    if data is not None:
+        conditions.append(
+            "(data = ? OR data LIKE ? ESCAPE '\\' OR data_fingerprint LIKE ? ESCAPE '\\')"
+        )
+        literal = data.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        values += [data, f"%/{literal}", f"{literal}%"]
+    query = "SELECT * FROM runs"
+    if conditions:
+        query += " WHERE " + " AND ".join(conditions)
+    query += " ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
     with closing(connect(path)) as connection:
-        return [_decode(row) for row in connection.execute(query)]
+        return [_decode(row) for row in connection.execute(query, values)]
+
+
+def stored_values(column: str, path: Path | None = None) -> list[str]:
+    """The distinct values of `backbone`, `data` or `data_fingerprint` in the store (for hints)."""
+    if column not in ("backbone", "data", "data_fingerprint"):
+        raise ValueError(column)
+    query = f"SELECT DISTINCT {column} FROM runs WHERE {column} IS NOT NULL ORDER BY {column}"
+    with closing(connect(path)) as connection:
+        return [row[0] for row in connection.execute(query)]
 
 
 def get_run(run_id: int, path: Path | None = None) -> dict[str, Any]:
