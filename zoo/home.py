@@ -40,6 +40,11 @@ def tensorboard_root() -> Path:
     return zoo_home() / "tensorboard"
 
 
+def reports_dir() -> Path:
+    """Comparison reports (`zoo report --compare`, and after `zoo run` of several backbones)."""
+    return zoo_home() / "reports"
+
+
 def store_path() -> Path:
     return zoo_home() / "runs.sqlite"
 

@@ -224,9 +224,15 @@ def run(
         reporter=reporter,
     )
     rows = [_result_row(result) for result in summary.results]
+    comparison = _compare_after_run(summary, reporter)
     if as_json:
         print_json(
-            {"data": summary.data, "skipped": [str(p) for p, _ in summary.skipped], "runs": rows}
+            {
+                "data": summary.data,
+                "skipped": [str(p) for p, _ in summary.skipped],
+                "runs": rows,
+                "report": str(comparison.html) if comparison else None,
+            }
         )
     else:
         out.print(tables.comparison_table(rows, title=f"zoo run on {escape(summary.data)}"))
@@ -241,7 +247,38 @@ def run(
                     f"metrics, but its model was not saved: {problem}",
                     highlight=False,
                 )
+        if comparison:
+            err.print(f"comparison report: {escape(str(comparison.html))}", highlight=False)
     raise typer.Exit(summary.exit_code)
+
+
+def _compare_after_run(summary, reporter):
+    """The comparison report of a run of several backbones; a failure to draw it is a warning."""
+    from zoo.runs.store import get_run
+
+    run_ids = [result.run_id for result in summary.results if result.ok]
+    if len(run_ids) < 2:
+        return None
+    try:
+        return _write_comparison([get_run(run_id) for run_id in run_ids], None)
+    except Exception as error:  # the runs are stored; the pictures can be drawn again later
+        reporter.warning(
+            f"could not write the comparison report ({error}); try `zoo report --compare`"
+        )
+        return None
+
+
+def _write_comparison(records: list[dict], out_dir: Path | None):
+    from zoo.home import reports_dir
+    from zoo.runs.compare_report import measured_speeds, write_comparison
+    from zoo.runs.store import list_runs
+
+    ids = [record["id"] for record in records]
+    name = "-".join(map(str, ids)) if len(ids) <= 6 else f"{ids[0]}-to-{ids[-1]}-{len(ids)}-runs"
+    folder = out_dir or reports_dir() / f"compare-{name}"
+    backbones = {record["backbone"] for record in records}
+    earlier = [run for run in list_runs() if run["backbone"] in backbones]
+    return write_comparison(records, folder, measured_speeds(earlier))
 
 
 def _result_row(result) -> dict:
@@ -258,14 +295,49 @@ def _result_row(result) -> dict:
 
 @app.command()
 def runs(
-    limit: int = typer.Option(20, "--limit", help="How many runs to show."),
+    last: int = typer.Option(20, "--last", "--limit", help="Show the newest N matching runs."),
+    backbone: str | None = typer.Option(None, "--backbone", help="Only runs of this backbone."),
+    data: str | None = typer.Option(
+        None, "--data", help="Only runs on this data folder (name, path or fingerprint start)."
+    ),
+    status: str | None = typer.Option(None, "--status", help="Only runs that are ok or failed."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV (for spreadsheets)."),
 ) -> None:
-    """Stored runs, newest first."""
-    from zoo.runs.store import list_runs
+    """Stored runs, newest first: data folder and fingerprint, test accuracy, status."""
+    from zoo.runs.store import STATUSES, list_runs
 
-    stored = list_runs(limit)
-    emit(stored, as_json, tables.runs_table)
+    if last < 1:
+        raise UsageError("--last must be at least 1")
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"--status must be one of {', '.join(STATUSES)}, not {status!r}")
+    if as_json and as_csv:
+        raise UsageError("choose one of --json and --csv")
+    stored = list_runs(last, backbone=backbone, data=data, status=status)
+    if not stored:
+        _check_filter_values(backbone, data)
+    if as_csv:
+        sys.stdout.write(tables.runs_csv(stored))
+    else:
+        emit(stored, as_json, tables.runs_table)
+
+
+def _check_filter_values(backbone: str | None, data: str | None) -> None:
+    """A filter value that matches no stored run at all is likely a typo: say what is stored."""
+    from zoo.runs.store import list_runs, stored_values
+
+    if backbone is not None and not list_runs(1, backbone=backbone):
+        _no_stored_run("--backbone", backbone, stored_values("backbone"))
+    if data is not None and not list_runs(1, data=data):
+        _no_stored_run("--data", data, sorted({Path(p).name for p in stored_values("data")}))
+
+
+def _no_stored_run(option: str, value: str, known: list[str]) -> None:
+    import difflib
+
+    close = difflib.get_close_matches(value, known, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"stored: {', '.join(known) or 'none'}"
+    raise UsageError(f"no stored run has {option} {value!r}; {hint}")
 
 
 @app.command()
@@ -291,20 +363,65 @@ def compare(
 
 @app.command()
 def report(
-    run_id: int = typer.Argument(..., help="Run id (see `zoo runs`)."),
+    run_ids: list[int] = typer.Argument(..., help="Run id, or several with --compare."),
+    compare_runs: bool = typer.Option(
+        False, "--compare", help="Compare the runs: PNGs and one self-contained HTML file."
+    ),
     out_dir: Path | None = typer.Option(
-        None, "--out", help="Folder for the PNGs [default: the run's folder]."
+        None,
+        "--out",
+        help="Folder for the files [default: the run's report/, or ZOO_HOME/reports/].",
     ),
 ) -> None:
-    """Write loss/accuracy curves and the confusion matrix of a run as PNG files."""
+    """A run's loss/accuracy curves and confusion matrix as PNGs; or, with --compare, several runs
+    side by side: accuracy against speed, per-class accuracy and the loss curves."""
     from zoo.runs.artifacts import report_folder
     from zoo.runs.report import write_report
     from zoo.runs.store import get_run
 
-    record = get_run(run_id)
+    if len(run_ids) > 1 and not compare_runs:
+        raise UsageError("give one run id, or --compare RUN... to compare several")
+    records = [get_run(run_id) for run_id in run_ids]
+    if compare_runs:
+        comparison = _write_comparison(records, out_dir)
+        for path in [*comparison.pictures, comparison.html]:
+            out.print(str(path), highlight=False)
+        for line in comparison.left_out:
+            err.print(f"[yellow]left out:[/] {escape(line)}", highlight=False)
+        return
+    (record,) = records
     folder = out_dir or report_folder(record)
     for path in write_report(record, folder):
         out.print(str(path))
+
+
+@app.command("tensorboard")
+def tensorboard_command(
+    logdir: Path | None = typer.Option(
+        None, "--logdir", help="Log root [default: ZOO_HOME/tensorboard]."
+    ),
+    port: int = typer.Option(6006, "--port", help="Port on 127.0.0.1."),
+) -> None:
+    """Start TensorBoard on zoo's logs (127.0.0.1 only); the HPARAMS tab compares the runs."""
+    from zoo.home import tensorboard_root
+
+    root = logdir or tensorboard_root()
+    if not root.is_dir():
+        raise UsageError(
+            f"no TensorBoard logs at {root} yet; `zoo run` writes them (or pass --logdir)"
+        )
+    if not 0 < port < 65536:
+        raise UsageError("--port must be between 1 and 65535")
+    load_tensorflow()
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(logdir=str(root), host="127.0.0.1", port=port)
+    try:
+        code = board.main()  # serves until Ctrl-C; a port in use is one line from TensorBoard
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(0 if code == 0 else UsageError.exit_code)
 
 
 @app.command()

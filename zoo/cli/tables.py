@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -123,6 +126,13 @@ def _short(reason: str | None, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _data(run: dict[str, Any]) -> str:
+    """The data folder's name beside the start of its fingerprint: `food a1b2c3d4`."""
+    name = Path(run["data"]).name if run.get("data") else None
+    fingerprint = (run.get("data_fingerprint") or "")[:8]
+    return " ".join(part for part in (name, fingerprint) if part) or "-"
+
+
 def runs_table(runs: list[dict[str, Any]]) -> Table:
     table = Table(title="Runs (newest first)")
     for column in ("run", "when", "backbone", "mode", "test acc", "epochs", "data", "status"):
@@ -135,10 +145,50 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             run["mode"],
             _fmt(run["metrics"].get("accuracy"), ".3f"),
             _fmt(run["metrics"].get("epochs_run")),
-            _fmt(run["data_fingerprint"]),
+            escape(_data(run)),
             run["status"] if run["status"] == "ok" else f"failed: {escape(_short(run['reason']))}",
         )
     return table
+
+
+# One flat row a run for spreadsheets: (column, where in the record).
+CSV_COLUMNS = (
+    ("id", ("id",)),
+    ("created_at", ("created_at",)),
+    ("backbone", ("backbone",)),
+    ("mode", ("mode",)),
+    ("status", ("status",)),
+    ("data", ("data",)),
+    ("data_fingerprint", ("data_fingerprint",)),
+    ("test_accuracy", ("metrics", "accuracy")),
+    ("macro_f1", ("metrics", "macro_f1")),
+    ("test_loss", ("metrics", "loss")),
+    ("epochs_run", ("metrics", "epochs_run")),
+    ("seconds", ("metrics", "seconds")),
+    ("images_per_second", ("metrics", "images_per_second")),
+    ("params_m", ("metrics", "params_m")),
+    ("epochs", ("settings", "epochs")),
+    ("batch_size", ("settings", "batch_size")),
+    ("lr", ("settings", "lr")),
+    ("seed", ("settings", "seed")),
+    ("reason", ("reason",)),
+)
+
+
+def _dig(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
+
+
+def runs_csv(runs: list[dict[str, Any]]) -> str:
+    """The runs as CSV text with a header row; empty cells where a value is missing."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(name for name, _ in CSV_COLUMNS)
+    for run in runs:
+        writer.writerow("" if (v := _dig(run, keys)) is None else v for _, keys in CSV_COLUMNS)
+    return buffer.getvalue()
 
 
 def pull_table(reports: list[dict[str, Any]]) -> Table:

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot drawing to files only (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display needed
@@ -31,7 +32,7 @@ def write_report(record: dict[str, Any], folder: Path) -> list[Path]:
 
 
 def _curves(record: dict[str, Any], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     history = record["history"]
@@ -53,7 +54,7 @@ def _curves(record: dict[str, Any], path: Path) -> Path:
 
 
 def _confusion(record: dict[str, Any], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.array(record["metrics"]["confusion_matrix"])
     classes = record["metrics"]["classes"]
     figure, axis = plt.subplots(figsize=(1.0 + 0.7 * len(classes), 0.6 + 0.6 * len(classes)))

@@ -1,0 +1,252 @@
+"""Pictures that compare runs: accuracy against speed, per-class accuracy, loss curves.
+
+Each picture is a PNG, and all of them sit in one HTML file with the images inlined (base64),
+no script and no link out: it opens offline, mailed or copied anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import UsageError
+from zoo.home import atomic_write_bytes
+from zoo.runs.report import pyplot
+
+PICTURES = ("accuracy_vs_speed", "per_class_accuracy", "loss_curves")
+
+
+@dataclass
+class Comparison:
+    html: Path
+    pictures: list[Path]
+    left_out: list[str] = field(default_factory=list)  # failed runs, one line each
+
+
+def measured_speeds(runs: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    """Each backbone's newest measured extraction speed: {backbone: (images/s, run id)}.
+
+    A run that found every feature cached measured nothing; the speed is the backbone's on this
+    machine, so the report borrows it from the newest run of the same backbone that did measure.
+    """
+    speeds: dict[str, tuple[float, int]] = {}
+    for run in sorted(runs, key=lambda run: run["id"], reverse=True):
+        speed = run["metrics"].get("images_per_second")
+        if speed and run["backbone"] not in speeds:
+            speeds[run["backbone"]] = (float(speed), run["id"])
+    return speeds
+
+
+def write_comparison(
+    records: list[dict[str, Any]],
+    folder: Path,
+    speeds: dict[str, tuple[float, int]] | None = None,
+) -> Comparison:
+    """Write the PNGs and compare.html for these stored runs into `folder`."""
+    ok = [record for record in records if record["status"] == "ok"]
+    left_out = [
+        f"run {record['id']} ({record['backbone']}) failed: {record['reason']}"
+        for record in records
+        if record["status"] != "ok"
+    ]
+    if not ok:
+        raise UsageError("none of these runs succeeded: there is nothing to compare")
+    speeds = {**measured_speeds(ok), **(speeds or {})}
+    drawn = {
+        "accuracy_vs_speed": _accuracy_vs_speed(ok, speeds),
+        "per_class_accuracy": _per_class_accuracy(ok),
+        "loss_curves": _loss_curves(ok),
+    }
+    pictures = []
+    for name, png in drawn.items():
+        pictures.append(folder / f"{name}.png")
+        atomic_write_bytes(pictures[-1], png)
+    page = folder / "compare.html"
+    atomic_write_bytes(page, _page(ok, left_out, speeds, drawn).encode())
+    return Comparison(page, pictures, left_out)
+
+
+def _label(record: dict[str, Any]) -> str:
+    return f"#{record['id']} {record['backbone']}"
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=100)
+    pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def _accuracy_vs_speed(records: list[dict[str, Any]], speeds: dict) -> bytes:
+    """Test accuracy against images/s; a marker's area grows with the backbone's parameters."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(8, 5))
+    unmeasured = []
+    for index, record in enumerate(records):
+        if record["backbone"] not in speeds:
+            unmeasured.append(_label(record))
+            continue
+        params = record["metrics"].get("params_m")
+        axis.scatter(
+            speeds[record["backbone"]][0],
+            record["metrics"]["accuracy"],
+            s=40 + 15 * params if params else 40,
+            color=f"C{index % 10}",
+            alpha=0.7,
+            edgecolors="black",
+            label=_label(record) + (f" ({params:g}M params)" if params else ""),
+        )
+    axis.set_xlabel("feature extraction, images per second (this machine)")
+    axis.set_ylabel("test accuracy")
+    axis.set_title("Accuracy against speed (marker area: parameters)")
+    axis.grid(alpha=0.3)
+    if unmeasured:
+        axis.text(
+            0.01, 0.01, "no speed measured: " + ", ".join(unmeasured),
+            transform=axis.transAxes, fontsize=8, color="dimgray",
+        )  # fmt: skip
+    if len(unmeasured) < len(records):
+        axis.legend(fontsize=8, markerscale=0.6, loc="best")
+    return _png(figure)
+
+
+def _per_class_accuracy(records: list[dict[str, Any]]) -> bytes:
+    """Runs (rows) by classes (columns), each cell the class's test accuracy."""
+    plt = pyplot()
+    classes = sorted({name for r in records for name in r["metrics"]["per_class_accuracy"]})
+    table = np.array(
+        [
+            [r["metrics"]["per_class_accuracy"].get(name, np.nan) for name in classes]
+            for r in records
+        ]
+    )
+    figure, axis = plt.subplots(
+        figsize=(max(6.0, 1.2 + 0.75 * len(classes)), 1.6 + 0.5 * len(records))
+    )
+    image = axis.imshow(table, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(records)), [_label(r) for r in records])
+    for (row, column), value in np.ndenumerate(table):
+        if not np.isnan(value):
+            colour = "black" if value > 0.6 else "white"
+            axis.text(
+                column, row, f"{value:.2f}", ha="center", va="center", color=colour, fontsize=8
+            )
+    figure.colorbar(image, label="test accuracy")
+    axis.set_title("Per-class test accuracy")
+    return _png(figure)
+
+
+def _loss_curves(records: list[dict[str, Any]]) -> bytes:
+    """Every run's training (solid) and validation (dashed) loss on one pair of axes."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for index, record in enumerate(records):
+        colour = f"C{index % 10}"
+        history = record["history"]
+        epochs = np.arange(1, len(history.get("loss", [])) + 1)
+        axis.plot(epochs, history.get("loss", []), color=colour, marker="o", label=_label(record))
+        if "val_loss" in history:
+            axis.plot(epochs, history["val_loss"], color=colour, linestyle="--", marker="x")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_title("Loss: training (solid) and validation (dashed)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _png(figure)
+
+
+def _cell(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _row(record: dict[str, Any], speeds: dict) -> str:
+    metrics = record["metrics"]
+    speed = speeds.get(record["backbone"])
+    if speed is None:
+        speed_text = "-"
+    elif speed[1] == record["id"]:
+        speed_text = f"{speed[0]:.0f}"
+    else:
+        speed_text = f"{speed[0]:.0f} (run {speed[1]})"
+    data = Path(record["data"]).name if record.get("data") else "-"
+    cells = [
+        str(record["id"]),
+        record["backbone"],
+        record["mode"],
+        data,
+        _cell(metrics.get("accuracy"), ".3f"),
+        _cell(metrics.get("macro_f1"), ".3f"),
+        _cell(metrics.get("loss"), ".3f"),
+        speed_text,
+        _cell(metrics.get("params_m"), ".1f"),
+        _cell(metrics.get("epochs_run"), "d"),
+    ]
+    return "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>"
+
+
+HEADERS = (
+    "run",
+    "backbone",
+    "mode",
+    "data",
+    "test acc",
+    "F1",
+    "loss",
+    "img/s",
+    "params M",
+    "epochs",
+)
+STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 980px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th { background: #f3f3f3; }
+td:nth-child(2), td:nth-child(3), td:nth-child(4) { text-align: left; }
+img { max-width: 100%; display: block; margin: 1em 0 2em; }
+.note { color: #666; font-size: 0.9em; }
+"""
+
+
+def _page(records: list[dict[str, Any]], left_out: list[str], speeds: dict, drawn: dict) -> str:
+    title = "zoo: " + ", ".join(_label(record) for record in records)
+    rows = "\n".join(_row(record, speeds) for record in records)
+    notes = "".join(f'<p class="note">{html.escape(line)}</p>' for line in left_out)
+    images = "\n".join(
+        f"<h2>{name.replace('_', ' ').capitalize()}</h2>\n"
+        f'<img id="{name}" alt="{name}" src="data:image/png;base64,'
+        f'{base64.b64encode(png).decode()}">'
+        for name, png in drawn.items()
+    )
+    made = datetime.datetime.now().isoformat(timespec="seconds")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<h1>Runs compared</h1>
+<p class="note">Written by zoo on {made}. Speed: feature extraction on this machine;
+a run whose features were all cached shows the speed measured by an earlier run.</p>
+<table>
+<tr>{"".join(f"<th>{header}</th>" for header in HEADERS)}</tr>
+{rows}
+</table>
+{notes}
+{images}
+</body>
+</html>
+"""
