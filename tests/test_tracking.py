@@ -63,6 +63,7 @@ def _value(proto):
 def test_a_run_shows_up_in_tensorboard_hparams(tiny_registry, tiny_images, tmp_path):
     result = run_tiny(tiny_images, logdir=tmp_path / "tb", batch_size=8)
     record = get_run(result.run_id)
+    assert Path(record["data"]) == tiny_images  # kept at run time, for `zoo runs`
     (session,) = hparams_sessions(Path(record["artifacts"]["tensorboard"]))
     hparams, scalars = session
     assert hparams["backbone"] == "tiny" and hparams["mode"] == "feature-extraction"

@@ -413,9 +413,9 @@ def tensorboard_command(
     if not 0 < port < 65536:
         raise UsageError("--port must be between 1 and 65535")
     load_tensorflow()
-    from tensorboard import program
+    from tensorboard.program import TensorBoard
 
-    board = program.TensorBoard()
+    board = TensorBoard()
     board.configure(logdir=str(root), host="127.0.0.1", port=port)
     try:
         code = board.main()  # serves until Ctrl-C; a port in use is one line from TensorBoard
