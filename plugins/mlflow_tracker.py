@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zoo.catalog.hookspecs import hookimpl
+import zoo
 
 EXPERIMENT = "zoo"  # unless $MLFLOW_EXPERIMENT_NAME says otherwise
 # MLflow retries a refused connection 7 times with exponential backoff (minutes of waiting after
@@ -132,7 +132,7 @@ def _close_quietly(client: Any, run_id: str) -> None:
 # find_spec imports nothing: `zoo list` stays fast with MLflow installed.
 if importlib.util.find_spec("mlflow") is not None:
 
-    @hookimpl
+    @zoo.hookimpl
     def run_finished(run):
         """Log the stored run to MLflow."""
         log_run(run)

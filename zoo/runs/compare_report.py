@@ -104,6 +104,8 @@ def _accuracy_vs_speed(records: list[dict[str, Any]], speeds: dict) -> bytes:
             edgecolors="black",
             label=_label(record) + (f" ({params:g}M params)" if params else ""),
         )
+    accuracies = [record["metrics"]["accuracy"] for record in records]
+    axis.set_ylim(max(0.0, min(accuracies) - 0.05), min(1.0, max(accuracies)) + 0.05)
     axis.set_xlabel("feature extraction, images per second (this machine)")
     axis.set_ylabel("test accuracy")
     axis.set_title("Accuracy against speed (marker area: parameters)")
