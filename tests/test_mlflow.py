@@ -1,7 +1,13 @@
 """The MLflow tracker (`zoo[mlflow]`), read back with MLflow's own client."""
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -71,3 +77,49 @@ def test_a_tracking_server_that_is_down_is_one_warning(tiny_registry, tiny_image
     (stored,) = list_runs()
     assert stored["id"] == result.run_id and stored["status"] == "ok"
     assert Path(stored["artifacts"]["model"], "saved_model.pb").is_file()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("ZOO_TEST_MLFLOW_SERVER"),
+    reason="starting `mlflow server` takes 15-20 s here; set ZOO_TEST_MLFLOW_SERVER=1 to run it",
+)
+def test_a_run_reaches_an_mlflow_server(tiny_registry, tiny_images, tmp_path, monkeypatch):
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--backend-store-uri", (tmp_path / "server-store").as_uri(),
+            "--artifacts-destination", (tmp_path / "server-artifacts").as_uri(),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers go with it when the group is stopped
+    )  # fmt: skip
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{uri}/health", server)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        reporter = Warnings()
+        result = run_tiny(tiny_images, reporter=reporter)
+        assert reporter.texts == []
+        client, found = only_run(uri)
+        assert found.data.tags["zoo.run_id"] == str(result.run_id)
+        assert {a.path for a in client.list_artifacts(found.info.run_id)} == {
+            "confusion_matrix.json",
+            "model",
+        }
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "mlflow server exited"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.25)
+    raise AssertionError(f"mlflow server not up after {seconds} s")

@@ -254,31 +254,18 @@ def run(
 
 def _compare_after_run(summary, reporter):
     """The comparison report of a run of several backbones; a failure to draw it is a warning."""
-    from zoo.runs.store import get_run
+    from zoo.runs.compare_report import compare_runs
 
     run_ids = [result.run_id for result in summary.results if result.ok]
     if len(run_ids) < 2:
         return None
     try:
-        return _write_comparison([get_run(run_id) for run_id in run_ids], None)
+        return compare_runs(run_ids)
     except Exception as error:  # the runs are stored; the pictures can be drawn again later
         reporter.warning(
             f"could not write the comparison report ({error}); try `zoo report --compare`"
         )
         return None
-
-
-def _write_comparison(records: list[dict], out_dir: Path | None):
-    from zoo.home import reports_dir
-    from zoo.runs.compare_report import measured_speeds, write_comparison
-    from zoo.runs.store import list_runs
-
-    ids = [record["id"] for record in records]
-    name = "-".join(map(str, ids)) if len(ids) <= 6 else f"{ids[0]}-to-{ids[-1]}-{len(ids)}-runs"
-    folder = out_dir or reports_dir() / f"compare-{name}"
-    backbones = {record["backbone"] for record in records}
-    earlier = [run for run in list_runs() if run["backbone"] in backbones]
-    return write_comparison(records, folder, measured_speeds(earlier))
 
 
 def _result_row(result) -> dict:
@@ -381,15 +368,16 @@ def report(
 
     if len(run_ids) > 1 and not compare_runs:
         raise UsageError("give one run id, or --compare RUN... to compare several")
-    records = [get_run(run_id) for run_id in run_ids]
     if compare_runs:
-        comparison = _write_comparison(records, out_dir)
+        from zoo.runs.compare_report import compare_runs as write_comparison
+
+        comparison = write_comparison(run_ids, out_dir)
         for path in [*comparison.pictures, comparison.html]:
             out.print(str(path), highlight=False)
         for line in comparison.left_out:
             err.print(f"[yellow]left out:[/] {escape(line)}", highlight=False)
         return
-    (record,) = records
+    record = get_run(run_ids[0])
     folder = out_dir or report_folder(record)
     for path in write_report(record, folder):
         out.print(str(path))

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import UsageError
-from zoo.home import atomic_write_bytes
+from zoo.home import atomic_write_bytes, reports_dir
 from zoo.runs.report import pyplot
+from zoo.runs.store import get_run, list_runs
 
 PICTURES = ("accuracy_vs_speed", "per_class_accuracy", "loss_curves")
 
@@ -44,12 +45,33 @@ def measured_speeds(runs: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
     return speeds
 
 
+def compare_runs(run_ids: list[int], folder: Path | None = None) -> Comparison:
+    """The comparison of stored runs, into `folder` or $ZOO_HOME/reports/compare-<ids>/."""
+    records = [get_run(run_id) for run_id in run_ids]
+    backbones = {record["backbone"] for record in records}
+    earlier = [run for run in list_runs() if run["backbone"] in backbones]
+    return write_comparison(records, folder or default_folder(run_ids), measured_speeds(earlier))
+
+
+def default_folder(run_ids: list[int]) -> Path:
+    many = len(run_ids) > 6  # a folder name stays short however many runs are compared
+    name = (
+        f"{run_ids[0]}-to-{run_ids[-1]}-{len(run_ids)}-runs"
+        if many
+        else "-".join(map(str, run_ids))
+    )
+    return reports_dir() / f"compare-{name}"
+
+
 def write_comparison(
     records: list[dict[str, Any]],
     folder: Path,
     speeds: dict[str, tuple[float, int]] | None = None,
 ) -> Comparison:
-    """Write the PNGs and compare.html for these stored runs into `folder`."""
+    """Write the PNGs and compare.html for these stored runs into `folder`.
+
+    `speeds` lends each backbone's measured speed to its runs that measured none (all cached).
+    """
     ok = [record for record in records if record["status"] == "ok"]
     left_out = [
         f"run {record['id']} ({record['backbone']}) failed: {record['reason']}"
@@ -58,7 +80,7 @@ def write_comparison(
     ]
     if not ok:
         raise UsageError("none of these runs succeeded: there is nothing to compare")
-    speeds = {**measured_speeds(ok), **(speeds or {})}
+    speeds = speeds if speeds is not None else measured_speeds(ok)
     drawn = {
         "accuracy_vs_speed": _accuracy_vs_speed(ok, speeds),
         "per_class_accuracy": _per_class_accuracy(ok),
@@ -71,6 +93,12 @@ def write_comparison(
     page = folder / "compare.html"
     atomic_write_bytes(page, _page(ok, left_out, speeds, drawn).encode())
     return Comparison(page, pictures, left_out)
+
+
+def _speed(record: dict[str, Any], speeds: dict) -> tuple[float, int] | None:
+    """(images/s, the run that measured it): the run's own, else its backbone's newest."""
+    own = record["metrics"].get("images_per_second")
+    return (float(own), record["id"]) if own else speeds.get(record["backbone"])
 
 
 def _label(record: dict[str, Any]) -> str:
@@ -91,12 +119,13 @@ def _accuracy_vs_speed(records: list[dict[str, Any]], speeds: dict) -> bytes:
     figure, axis = plt.subplots(figsize=(8, 5))
     unmeasured = []
     for index, record in enumerate(records):
-        if record["backbone"] not in speeds:
+        speed = _speed(record, speeds)
+        if speed is None:
             unmeasured.append(_label(record))
             continue
         params = record["metrics"].get("params_m")
         axis.scatter(
-            speeds[record["backbone"]][0],
+            speed[0],
             record["metrics"]["accuracy"],
             s=40 + 15 * params if params else 40,
             color=f"C{index % 10}",
@@ -175,7 +204,7 @@ def _cell(value: Any, spec: str) -> str:
 
 def _row(record: dict[str, Any], speeds: dict) -> str:
     metrics = record["metrics"]
-    speed = speeds.get(record["backbone"])
+    speed = _speed(record, speeds)
     if speed is None:
         speed_text = "-"
     elif speed[1] == record["id"]:
