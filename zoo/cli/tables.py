@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
+
+from zoo.runs.store import data_name
 
 
 def _fmt(value: Any, spec: str = "") -> str:
@@ -128,7 +129,7 @@ def _short(reason: str | None, limit: int = 60) -> str:
 
 def _data(run: dict[str, Any]) -> str:
     """The data folder's name beside the start of its fingerprint: `food a1b2c3d4`."""
-    name = Path(run["data"]).name if run.get("data") else None
+    name = data_name(run)
     fingerprint = (run.get("data_fingerprint") or "")[:8]
     return " ".join(part for part in (name, fingerprint) if part) or "-"
 

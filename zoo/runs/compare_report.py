@@ -19,7 +19,7 @@ import numpy as np
 from zoo.errors import UsageError
 from zoo.home import atomic_write_bytes, reports_dir
 from zoo.runs.report import pyplot
-from zoo.runs.store import get_run, list_runs
+from zoo.runs.store import data_name, get_run, list_runs
 
 PICTURES = ("accuracy_vs_speed", "per_class_accuracy", "loss_curves")
 
@@ -211,7 +211,7 @@ def _row(record: dict[str, Any], speeds: dict) -> str:
         speed_text = f"{speed[0]:.0f}"
     else:
         speed_text = f"{speed[0]:.0f} (run {speed[1]})"
-    data = Path(record["data"]).name if record.get("data") else "-"
+    data = data_name(record) or "-"
     cells = [
         str(record["id"]),
         record["backbone"],

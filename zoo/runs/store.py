@@ -62,8 +62,12 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
     present = {row["name"] for row in connection.execute("PRAGMA table_info(runs)")}
     for name, kind in ADDED_COLUMNS.items():
         if name not in present:
-            with connection:
-                connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            try:
+                with connection:
+                    connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as error:  # another zoo process added it just now
+                if "duplicate column" not in str(error):
+                    raise
 
 
 def save_run(record: dict[str, Any], path: Path | None = None) -> int:
