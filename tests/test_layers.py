@@ -20,7 +20,7 @@ STAGES = [
     ("zoo.training",),
     ("zoo.runs",),
     ("zoo.api",),
-    ("zoo.cli", "zoo.__main__"),
+    ("zoo.cli", "zoo.launch", "zoo.__main__"),
 ]
 
 

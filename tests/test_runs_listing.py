@@ -101,7 +101,7 @@ def test_csv_is_one_flat_row_a_run(stored, capsys):
     "args, says",
     [
         (["--status", "done"], "--status must be one of ok, failed"),
-        (["--last", "0"], "--last must be at least 1"),
+        (["--last", "0"], "--last must be between 1 and"),
         (["--json", "--csv"], "one of --json and --csv"),
         (["--backbone", "resnet50"], "did you mean resnet50v2"),
         (["--data", "fod"], "did you mean food"),

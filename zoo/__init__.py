@@ -6,13 +6,20 @@ What a plugin needs is here, and cheap to import (no TensorFlow): `zoo.hookimpl`
 never import TensorFlow.
 """
 
-from zoo.catalog.backbone import Backbone
-from zoo.catalog.hookspecs import hookimpl
-from zoo.catalog.preprocessing import Preprocessing
-from zoo.errors import BackboneUnavailable, WeightsError, ZooError
+import importlib
 
 __version__ = "0.1.0"
 API = ["create_model", "list_backbones", "run"]
+# Loaded on first use, like the API: the `zoo` command's first code (zoo.launch) runs before
+# anything else, so that a Ctrl-C during start-up is one line and not a traceback.
+PLUGIN_NAMES = {
+    "Backbone": "zoo.catalog.backbone",
+    "hookimpl": "zoo.catalog.hookspecs",
+    "Preprocessing": "zoo.catalog.preprocessing",
+    "BackboneUnavailable": "zoo.errors",
+    "WeightsError": "zoo.errors",
+    "ZooError": "zoo.errors",
+}
 __all__ = [
     "Backbone",
     "BackboneUnavailable",
@@ -25,6 +32,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name in PLUGIN_NAMES:
+        return getattr(importlib.import_module(PLUGIN_NAMES[name]), name)
     if name in API:
         from zoo import api
 

@@ -1,3 +1,3 @@
-from zoo.cli import console_main
+from zoo.launch import console_main
 
 console_main()

@@ -27,3 +27,7 @@ class WeightsError(ZooError):
 
 class BackboneUnavailable(ZooError):
     """A backbone cannot be loaded: not cached and unreachable, bad handle, broken archive."""
+
+
+class StoreError(ZooError):
+    """The run store cannot be read or written: locked, full, read-only, damaged, or newer."""

@@ -84,3 +84,32 @@ def atomic_write_bytes(final: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+# Characters TensorFlow's checkpoint reader takes for a glob ('[1]' matches '1', not '[1]') and
+# Keras's ModelCheckpoint for a format field ('{a,b}' raises).
+PATTERN_CHARACTERS = frozenset("*?[]{}")
+
+
+@contextlib.contextmanager
+def pattern_free(path: Path) -> Iterator[Path]:
+    """`path`, or while the block runs an alias of it that holds no pattern characters.
+
+    The alias is a symlink in a new temporary folder, to `path` itself when it is a folder,
+    else to its parent (created if missing): the same files under a name no API reads as a
+    pattern. Paths without such characters are yielded as they are.
+    """
+    if not PATTERN_CHARACTERS & set(str(path)):
+        yield path
+        return
+    target = path if path.is_dir() else path.parent
+    target.mkdir(parents=True, exist_ok=True)
+    alias_root = Path(tempfile.mkdtemp(prefix="zoo-alias-"))
+    link = alias_root / "path"
+    try:
+        link.symlink_to(target.resolve(), target_is_directory=True)
+        yield link if target == path else link / path.name
+    finally:
+        with contextlib.suppress(OSError):
+            link.unlink()
+        shutil.rmtree(alias_root, ignore_errors=True)

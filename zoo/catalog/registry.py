@@ -5,6 +5,7 @@ Nothing here imports TensorFlow: `zoo list` must answer instantly.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -25,8 +26,19 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 HANDLE_PREFIXES = ("https://", "http://", "file://", "zoo:", "/", "~")
 
 
+# Bounds that keep every number convertible (TensorFlow shapes are 64-bit, pixels count).
+LARGEST_INPUT_SIDE = 16_384
+LARGEST_FEATURE_DIM = 1 << 20
+LARGEST_NUMBER = 1e12
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) <= LARGEST_NUMBER
+    )
 
 
 def _is_pair(check):
@@ -35,8 +47,10 @@ def _is_pair(check):
     )
 
 
-def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _is_int_up_to(largest: int):
+    return lambda value: (
+        isinstance(value, int) and not isinstance(value, bool) and 0 < value <= largest
+    )
 
 
 def _is_triple(value: Any) -> bool:
@@ -48,16 +62,24 @@ FIELDS: dict[str, tuple[bool, Any, str]] = {
     "plugin": (True, lambda v: isinstance(v, str) and v != "", "a plugin's name"),
     "family": (False, lambda v: isinstance(v, str), "a string (e.g. resnet)"),
     "handle": (True, lambda v: isinstance(v, str) and v != "", "a non-empty string"),
-    "input_size": (True, _is_pair(_is_positive_int), "two positive integers [height, width]"),
-    "input_range": (False, _is_pair(_is_number), "two numbers [low, high]"),
-    "mean": (False, _is_triple, "three numbers, per channel, in 0..255 units"),
+    "input_size": (
+        True,
+        _is_pair(_is_int_up_to(LARGEST_INPUT_SIDE)),
+        f"two positive integers [height, width], each at most {LARGEST_INPUT_SIDE}",
+    ),
+    "input_range": (False, _is_pair(_is_number), "two finite numbers [low, high]"),
+    "mean": (False, _is_triple, "three finite numbers, per channel, in 0..255 units"),
     "std": (False, _is_triple, "three positive numbers, per channel, in 0..255 units"),
     "channel_order": (False, lambda v: v in CHANNEL_ORDERS, f"one of {', '.join(CHANNEL_ORDERS)}"),
     "interpolation": (False, lambda v: v in INTERPOLATIONS, f"one of {', '.join(INTERPOLATIONS)}"),
     "crop_fraction": (False, _is_number, "a number in (0, 1], e.g. 0.875"),
-    "feature_dim": (True, _is_positive_int, "a positive integer"),
-    "params_m": (False, _is_number, "a number (millions of parameters)"),
-    "imagenet_top1": (False, _is_number, "a number (percent)"),
+    "feature_dim": (
+        True,
+        _is_int_up_to(LARGEST_FEATURE_DIM),
+        f"a positive integer, at most {LARGEST_FEATURE_DIM}",
+    ),
+    "params_m": (False, _is_number, "a finite number (millions of parameters)"),
+    "imagenet_top1": (False, _is_number, "a finite number (percent)"),
     "paper": (False, lambda v: isinstance(v, str), "a string"),
     "description": (False, lambda v: isinstance(v, str), "a string"),
     "pretrained": (False, lambda v: isinstance(v, bool), "true or false"),
@@ -182,10 +204,14 @@ def entry_problem(name: str, table: dict[str, Any], required: tuple[str, ...] | 
             return f"field {field!r} must be {wanted}, got {table[field]!r}"
     for field in ("handle", "fallback_handles"):
         for handle in _as_list(table.get(field, [])):
-            if not handle.startswith(HANDLE_PREFIXES):
+            built = handle.startswith("zoo:")
+            if not handle.startswith(HANDLE_PREFIXES) or (
+                built and not NAME_PATTERN.match(handle.removeprefix("zoo:"))
+            ):
                 return (
                     f"field {field!r} has unsupported handle {handle!r}; use an "
-                    "https:// URL, a file:// URL, an absolute path, or zoo:NAME"
+                    "https:// URL, a file:// URL, an absolute path, or zoo:NAME (NAME in "
+                    "lowercase letters, digits, '_' and '-')"
                 )
     return preprocessing_problem(table)
 

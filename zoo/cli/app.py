@@ -34,6 +34,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT)
+LARGEST_LIMIT = 1_000_000  # `zoo runs --last`
 
 
 class Settings:
@@ -211,6 +212,10 @@ def run(
     )
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
     loaded.select(names or [], all_backbones)
+    if data is not None or train is not None or test is not None:
+        from zoo.data.folders import find_splits
+
+        find_splits(data, train, test)  # a missing folder is a usage error, before TensorFlow
     reporter = Reporter() if as_json else RichReporter(err)
     load_tensorflow()
     summary = run_backbones(
@@ -277,6 +282,7 @@ def _result_row(result) -> dict:
         "reason": result.reason,
         "metrics": result.all_metrics(),
         "artifact_error": result.artifacts.get("error"),
+        "pending": result.pending,
     }
 
 
@@ -294,8 +300,8 @@ def runs(
     """Stored runs, newest first: data folder and fingerprint, test accuracy, status."""
     from zoo.runs.store import STATUSES, list_runs
 
-    if last < 1:
-        raise UsageError("--last must be at least 1")
+    if not 1 <= last <= LARGEST_LIMIT:
+        raise UsageError(f"--last must be between 1 and {LARGEST_LIMIT}")
     if status is not None and status not in STATUSES:
         raise UsageError(f"--status must be one of {', '.join(STATUSES)}, not {status!r}")
     if as_json and as_csv:
@@ -344,7 +350,8 @@ def compare(
         for row in rows:
             if row["status"] != "ok":
                 out.print(
-                    f"run {row['id']} ({row['backbone']}) failed: {row['reason']}", highlight=False
+                    escape(f"run {row['id']} ({row['backbone']}) {row['status']}: {row['reason']}"),
+                    highlight=False,
                 )
 
 
@@ -362,7 +369,6 @@ def report(
 ) -> None:
     """A run's loss/accuracy curves and confusion matrix as PNGs; or, with --compare, several runs
     side by side: accuracy against speed, per-class accuracy and the loss curves."""
-    from zoo.runs.artifacts import report_folder
     from zoo.runs.report import write_report
     from zoo.runs.store import get_run
 
@@ -377,10 +383,8 @@ def report(
         for line in comparison.left_out:
             err.print(f"[yellow]left out:[/] {escape(line)}", highlight=False)
         return
-    record = get_run(run_ids[0])
-    folder = out_dir or report_folder(record)
-    for path in write_report(record, folder):
-        out.print(str(path))
+    for path in write_report(get_run(run_ids[0]), out_dir):
+        out.print(escape(str(path)), highlight=False)
 
 
 @app.command("tensorboard")
@@ -433,13 +437,16 @@ def predict(
         return
     for prediction in predictions:
         ranked = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in prediction["top"])
-        out.print(f"{prediction['image']}: {ranked}", highlight=False)
+        out.print(escape(f"{prediction['image']}: {ranked}"), highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a ZooError is one line on stderr, never a traceback."""
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C: temp files removed
     try:
+        # From here Ctrl-C and SIGTERM raise KeyboardInterrupt, handled below: temp files are
+        # removed and the line printed (zoo.launch stops zoo outright before this point).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
         _add_plugin_commands()  # inside: a plugin that hangs at import can be interrupted
         returned = app(args=argv, standalone_mode=False)  # typer.Exit(code) comes back as `code`
         if returned == INTERRUPTED:  # typer swallows KeyboardInterrupt and returns 130 in silence

@@ -1,4 +1,8 @@
-"""Rich tables for the CLI: backbones, facts, plugins, runs and the comparison of runs."""
+"""Rich tables for the CLI: backbones, facts, plugins, runs and the comparison of runs.
+
+Values zoo did not write (names, handles, descriptions, reasons, paths) go in as `Text`, which
+Rich never reads as markup: '[red]alert' shows as it is. Only zoo's own styling is markup.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,24 @@ import csv
 import io
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from zoo.runs.store import data_name
 
 
-def _fmt(value: Any, spec: str = "") -> str:
+def _plain(value: Any) -> Text:
+    return Text("-" if value is None else str(value))
+
+
+def _fmt(value: Any, spec: str = "") -> Text:
+    """A number formatted by `spec`; anything else (a store zoo did not write) as it is."""
     if value is None:
-        return "-"
-    return format(value, spec)
+        return Text("-")
+    try:
+        return Text(format(value, spec))
+    except (TypeError, ValueError):
+        return Text(str(value))
 
 
 def backbones_table(rows: list[dict[str, Any]]) -> Table:
@@ -28,9 +40,9 @@ def backbones_table(rows: list[dict[str, Any]]) -> Table:
     table.add_column("offline", no_wrap=True)
     for row in rows:
         table.add_row(
-            row["name"],
-            row["plugin"],
-            row["handle"].removeprefix("https://"),
+            _plain(row["name"]),
+            _plain(row["plugin"]),
+            _plain(row["handle"].removeprefix("https://")),
             "x".join(map(str, row["input_size"])),
             _value_range(row),
             str(row["feature_dim"]),
@@ -57,7 +69,7 @@ def _preprocessing_text(steps: dict[str, Any]) -> str:
 
 
 def facts_table(facts: dict[str, Any]) -> Table:
-    table = Table(title=facts["name"], show_header=False)
+    table = Table(title=_plain(facts["name"]), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in facts.items():
@@ -65,7 +77,7 @@ def facts_table(facts: dict[str, Any]) -> Table:
             value = _preprocessing_text(value)
         elif isinstance(value, list):
             value = ", ".join(map(str, value))
-        table.add_row(key, _fmt(value))
+        table.add_row(_plain(key), _fmt(value))
     return table
 
 
@@ -74,15 +86,15 @@ def plugins_table(rows: list[dict[str, Any]]) -> Table:
     for column in ("name", "version", "hooks"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], row["version"], ", ".join(row["hooks"]))
+        table.add_row(_plain(row["name"]), _plain(row["version"]), _plain(", ".join(row["hooks"])))
     return table
 
 
 MODE_LABELS = {"feature-extraction": "frozen", "fine-tune": "fine-tune", "from-scratch": "scratch"}
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"
+def _seconds(value: float | None) -> Text:
+    return _fmt(value, ".1f") + "s" if isinstance(value, (int, float)) else _fmt(value)
 
 
 def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> Table:
@@ -94,19 +106,23 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
     for column in ("test acc", "F1", "loss", "epochs", "time", "img/s", "params M"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    accuracies = [row["metrics"].get("accuracy") for row in rows if row["status"] == "ok"]
+    accuracies = [
+        row["metrics"].get("accuracy")
+        for row in rows
+        if row["status"] == "ok" and isinstance(row["metrics"].get("accuracy"), (int, float))
+    ]
     best = max(accuracies) if accuracies else None
     for row in rows:
         metrics = row["metrics"]
         accuracy = metrics.get("accuracy")
         shown = _fmt(accuracy, ".3f")
         if accuracy is not None and accuracy == best:
-            shown = f"[bold green]{shown}[/]"
-        status = "[green]ok[/]" if row["status"] == "ok" else "[red]failed[/]"
+            shown.stylize("bold green")
+        status = "[green]ok[/]" if row["status"] == "ok" else f"[red]{row['status']}[/]"
         table.add_row(
             _fmt(row.get("run_id")),
-            row["backbone"],
-            MODE_LABELS.get(row["mode"], row["mode"]),
+            _plain(row["backbone"]),
+            _plain(MODE_LABELS.get(row["mode"], row["mode"])),
             shown,
             _fmt(metrics.get("macro_f1"), ".3f"),
             _fmt(metrics.get("loss"), ".3f"),
@@ -141,13 +157,17 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
     for run in runs:
         table.add_row(
             str(run["id"]),
-            run["created_at"],
-            run["backbone"],
-            run["mode"],
+            _plain(run["created_at"]),
+            _plain(run["backbone"]),
+            _plain(run["mode"]),
             _fmt(run["metrics"].get("accuracy"), ".3f"),
             _fmt(run["metrics"].get("epochs_run")),
-            escape(_data(run)),
-            run["status"] if run["status"] == "ok" else f"failed: {escape(_short(run['reason']))}",
+            _plain(_data(run)),
+            _plain(
+                run["status"]
+                if run["status"] == "ok"
+                else f"{run['status']}: {_short(run['reason'])}"
+            ),
         )
     return table
 
@@ -201,5 +221,5 @@ def pull_table(reports: list[dict[str, Any]]) -> Table:
     for report in reports:
         status = "[green]ready[/]" if report["ready"] else "[red]not reachable[/]"
         detail = report["location"] if report["ready"] else report["reason"]
-        table.add_row(report["name"], status, _seconds(report["seconds"]), escape(detail or "-"))
+        table.add_row(_plain(report["name"]), status, _seconds(report["seconds"]), _plain(detail))
     return table

@@ -10,6 +10,7 @@ crash mid-epoch.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +74,13 @@ def find_splits(data: Path | None, train: Path | None, test: Path | None) -> tup
 
 
 def scan_folder(folder: Path, classes: list[str] | None = None) -> ImageSet:
-    """Every file under `folder/<class>/`, labelled by class, in a stable order."""
-    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """Every file under `folder/<class>/`, labelled by class, in a stable order.
+
+    Class names are the folder names in Unicode NFC form: macOS writes 'café' decomposed (NFD),
+    most other systems composed, and both spell one class.
+    """
+    folders = _class_folders(folder)
+    found = sorted(folders)
     if not found:
         raise DataError(f"{folder} has no class folders; put images in {folder}/<class>/")
     if classes is not None and found != classes:
@@ -86,15 +92,31 @@ def scan_folder(folder: Path, classes: list[str] | None = None) -> ImageSet:
     paths, labels = [], []
     for label, name in enumerate(found):
         files = sorted(
-            p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith(".")
+            p for p in folders[name].rglob("*") if p.is_file() and not p.name.startswith(".")
         )
         if not files:
             raise DataError(
-                f"class folder {folder / name} is empty; add images or remove the folder"
+                f"class folder {folders[name]} is empty; add images or remove the folder"
             )
         paths += files
         labels += [label] * len(files)
     return ImageSet(paths, np.array(labels, dtype=np.int64), found)
+
+
+def _class_folders(folder: Path) -> dict[str, Path]:
+    """Class name (NFC) -> its folder; two folders that spell one name are refused."""
+    folders: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        name = unicodedata.normalize("NFC", path.name)
+        if name in folders:
+            raise DataError(
+                f"{folders[name]} and {path} spell the same class {name!r} in two Unicode forms; "
+                "merge them into one folder"
+            )
+        folders[name] = path
+    return folders
 
 
 def stratified_split(
@@ -129,9 +151,16 @@ def load_dataset(train_dir: Path, test_dir: Path) -> Dataset:
     return Dataset(train, scan_folder(test_dir, classes=train.classes))
 
 
+HASH_CHUNK = 1 << 20
+
+
 def file_digest(path: Path) -> str:
-    """Content hash of one file: the feature cache's key for the image."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+    """Content hash of one file: the feature cache's key for the image. Read in chunks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()[:32]
 
 
 def fingerprint(dataset: Dataset, digests: dict[Path, str]) -> str:

@@ -44,14 +44,30 @@ def backbone_key(backbone: Backbone, model_folder: Path) -> str:
     return f"{backbone.name}-{digest}"
 
 
-class FeatureCache:
-    """All cached vectors of one backbone key, loaded into memory, plus atomic appends."""
+class UnusableShard(Exception):
+    """A shard that cannot be read, or holds what this cache does not expect."""
 
-    def __init__(self, key: str, root: Path | None = None):
+
+class FeatureCache:
+    """All cached vectors of one backbone key, loaded into memory, plus atomic appends.
+
+    Every shard is checked against what the cache expects (string digests, one float32 row of
+    `width` values each); one that fails is removed, its vectors computed again, and the reason
+    kept in `discarded` for the caller to report.
+    """
+
+    def __init__(self, key: str, root: Path | None = None, width: int | None = None):
         self.folder = (root or features_dir()) / key
+        self.width = width  # None: the first whole shard decides
         self.vectors: dict[str, np.ndarray] = {}
+        self.discarded: list[str] = []
         for shard in sorted(self.folder.glob("shard-*.npz")):  # never the `.tmp-*` files
-            self.vectors.update(_read_shard(shard))
+            try:
+                self.vectors.update(self._read_shard(shard))
+            except UnusableShard as error:
+                self.discarded.append(f"{shard.name}: {error}")
+                with contextlib.suppress(OSError):
+                    shard.unlink()
 
     def add(self, digests: list[str], features: np.ndarray) -> None:
         import io
@@ -61,17 +77,28 @@ class FeatureCache:
         atomic_write_bytes(self.folder / f"shard-{uuid.uuid4().hex}.npz", buffer.getvalue())
         self.vectors.update(zip(digests, features))
 
+    def _read_shard(self, shard: Path) -> dict[str, np.ndarray]:
+        """One shard's vectors, or UnusableShard saying why not.
 
-def _read_shard(shard: Path) -> dict[str, np.ndarray]:
-    """One shard's vectors. A damaged shard counts as absent: its vectors are computed again.
-
-    zoo's own writes are atomic, so damage means a disk fault or a hand-copied cache; removing
-    the file lets the recomputed vectors replace it instead of failing every later run.
-    """
-    try:
-        with np.load(shard) as stored:
-            return dict(zip(stored["digests"].tolist(), stored["features"]))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        with contextlib.suppress(OSError):
-            shard.unlink()
-        return {}
+        zoo's own writes are atomic, so a bad shard means a disk fault, a hand-copied cache or
+        another version's layout: removing it lets the recomputed vectors replace it instead of
+        failing every later run.
+        """
+        try:
+            with np.load(shard, allow_pickle=False) as stored:
+                digests, features = stored["digests"], stored["features"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            raise UnusableShard(f"damaged ({type(error).__name__})") from None
+        if digests.ndim != 1 or digests.dtype.kind != "U":
+            raise UnusableShard(f"digests of dtype {digests.dtype}, expected strings")
+        if features.ndim != 2 or features.dtype != np.float32:
+            raise UnusableShard(
+                f"features of shape {features.shape} and dtype {features.dtype}, "
+                "expected rows of float32"
+            )
+        if len(digests) != len(features):
+            raise UnusableShard(f"{len(digests)} digests for {len(features)} vectors")
+        if self.width is not None and features.shape[1] != self.width:
+            raise UnusableShard(f"vectors {features.shape[1]} wide, expected {self.width}")
+        self.width = features.shape[1]
+        return dict(zip(digests.tolist(), features))

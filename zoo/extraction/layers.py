@@ -14,6 +14,7 @@ from typing import Any
 
 from zoo.catalog.backbone import Backbone
 from zoo.errors import BackboneUnavailable
+from zoo.home import pattern_free
 from zoo.sources.hub import forget, resolve
 
 
@@ -31,7 +32,10 @@ def feature_layer(backbone: Backbone, trainable: bool = False) -> Any:
     import tensorflow_hub as hub
 
     try:
-        return hub.KerasLayer(str(folder), trainable=trainable, name="feature_extraction_layer")
+        with pattern_free(folder) as readable:  # TensorFlow's variable reader globs the path
+            return hub.KerasLayer(
+                str(readable), trainable=trainable, name="feature_extraction_layer"
+            )
     except Exception as error:  # a SavedModel that does not load is a backbone we cannot use
         for handle in backbone.handles:
             forget(handle)  # a broken download is dropped so the next try fetches it again

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import UsageError
-from zoo.home import atomic_dir, runs_dir, zoo_home
+from zoo.home import atomic_dir, pattern_free, runs_dir, zoo_home
 
 # Bump when the exported graph changes (export_classifier, or the model create_model builds):
 # templates of the old layout are then never reused.
@@ -107,18 +107,40 @@ def export_classifier(model: Any, folder: Path) -> None:
     tf.saved_model.save(module, str(folder), signatures={"serving_default": serve})
 
 
-def serving_template(backbone_id: str, num_classes: int, build_model: Callable[[], Any]) -> Path:
+def serving_template(
+    backbone_id: str,
+    num_classes: int,
+    build_model: Callable[[], Any],
+    warn: Callable[[str], None] = lambda text: None,
+) -> Path:
     """The exported full model for `backbone_id` and `num_classes`, built on first use.
 
     `build_model` returns the frozen backbone + head model; it is only called (and the backbone
     only loaded) when no template exists yet. The template keeps the head of the run that built
-    it; every run, that one included, writes its own head into its copy.
+    it; every run, that one included, writes its own head into its copy. A template missing one
+    of its files (removed by hand or by a disk fault) is set aside and built afresh, with `warn`.
     """
     folder = zoo_home() / "serving" / f"{backbone_id}-{num_classes}classes-v{EXPORT_VERSION}"
-    if not folder.is_dir():  # atomic_dir: a folder that exists is complete
+    missing = _missing_files(folder) if folder.is_dir() else []
+    if missing:
+        warn(f"the serving template {folder} lacks {', '.join(missing)}; it is built afresh")
+        _set_aside(folder)
+    if not folder.is_dir():  # atomic_dir: a folder that exists was complete when renamed
         with atomic_dir(folder) as scratch:
             export_classifier(build_model(), scratch)
     return folder
+
+
+def _missing_files(template: Path) -> list[str]:
+    """What a SavedModel folder lacks of the files every template has."""
+    missing = [
+        part
+        for part in ("saved_model.pb", "variables/variables.index")
+        if not (template / part).is_file()
+    ]
+    if not any(template.glob("variables/variables.data-*")):
+        missing.append("variables/variables.data-*")
+    return missing
 
 
 def save_with_head(
@@ -127,6 +149,7 @@ def save_with_head(
     build_model: Callable[[], Any],
     head: tuple[np.ndarray, np.ndarray],
     folder: Path,
+    warn: Callable[[str], None] = lambda text: None,
 ) -> None:
     """Save the full model with `head` = (kernel, bias) into `folder`, via the template.
 
@@ -134,12 +157,16 @@ def save_with_head(
     by hand: it is set aside and built afresh rather than failing every later run. Errors in
     writing `folder` are the run's own and are raised as they are.
     """
-    template = serving_template(backbone_id, num_classes, build_model)
+    template = serving_template(backbone_id, num_classes, build_model, warn)
     try:
         variables = _read_variables(template)
-    except Exception:  # OSError, IndexError, OpError...: whatever a damaged bundle raises
+    except Exception as error:  # OSError, IndexError, OpError...: whatever a damaged bundle raises
+        warn(
+            f"the serving template {template} cannot be read ({type(error).__name__}); "
+            "it is built afresh"
+        )
         _set_aside(template)
-        template = serving_template(backbone_id, num_classes, build_model)
+        template = serving_template(backbone_id, num_classes, build_model, warn)
         variables = _read_variables(template)
     _write_with_head(template, variables, head, folder)
 
@@ -147,8 +174,9 @@ def save_with_head(
 def _read_variables(template: Path) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
-    reader = tf.train.load_checkpoint(str(template / "variables" / "variables"))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_dtype_map()}
+    with pattern_free(template / "variables" / "variables") as prefix:  # TensorFlow globs it
+        reader = tf.train.load_checkpoint(str(prefix))
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_dtype_map()}
 
 
 def _set_aside(folder: Path) -> None:

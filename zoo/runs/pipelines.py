@@ -20,6 +20,7 @@ from zoo.catalog.backbone import Backbone
 from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decoded import DecodedImages, decode_to_disk
 from zoo.data.folders import Dataset, ImageSet, check_readable, stratified_split
+from zoo.errors import BackboneUnavailable
 from zoo.extraction.cache import FeatureCache, backbone_key
 from zoo.extraction.extract import extract
 from zoo.home import tensorboard_root
@@ -131,6 +132,22 @@ def make_encoder(extractor: Any):
     return lambda pixels: encode(pixels).numpy()
 
 
+def _checking_width(encode: Callable, backbone: Backbone) -> Callable:
+    """`encode`, refusing vectors of another width than the registry declares (none is cached)."""
+
+    def checked(pixels: np.ndarray) -> np.ndarray:
+        features = encode(pixels)
+        if backbone.feature_dim and features.shape[-1] != backbone.feature_dim:
+            raise BackboneUnavailable(
+                f"{backbone.name}: the registry declares feature_dim = {backbone.feature_dim}, "
+                f"but the model gives {features.shape[-1]} features; set feature_dim = "
+                f"{features.shape[-1]} in its registry entry"
+            )
+        return features
+
+    return checked
+
+
 def _predict_features(head: Any, features: np.ndarray) -> np.ndarray:
     """The head's probabilities, by direct calls: `predict` would trace a graph (~0.15 s) first."""
     chunks = [
@@ -153,13 +170,18 @@ def feature_extraction(
 
     folder = resolve(backbone)
     backbone_id = backbone_key(backbone, folder)
-    cache = FeatureCache(backbone_id)
+    cache = FeatureCache(backbone_id, width=backbone.feature_dim or None)
+    if cache.discarded:
+        reporter.warning(
+            f"{backbone.name}: {len(cache.discarded)} feature cache shard(s) could not be used "
+            f"and were removed ({cache.discarded[0]}); their vectors are computed again"
+        )
     paths = dataset.train.paths + dataset.test.paths
     image_digests = [digests[path] for path in paths]
     layer = encoder = None
     if any(digest not in cache.vectors for digest in image_digests):
         layer = feature_layer(backbone)  # loaded only when some image is not cached
-        encoder = make_encoder(feature_extractor(backbone, layer))
+        encoder = _checking_width(make_encoder(feature_extractor(backbone, layer)), backbone)
     with reporter.task("features", len(paths)) as advance:  # one pass over train and test
         extraction = extract(
             paths, image_digests, backbone.preprocessing, encoder, cache, INFERENCE_BATCH, advance
@@ -201,7 +223,7 @@ def feature_extraction(
 
     return Outcome(
         lambda folder: artifacts.save_with_head(
-            backbone_id, num_classes, build_model, (kernel, bias), folder
+            backbone_id, num_classes, build_model, (kernel, bias), folder, reporter.warning
         ),
         (kernel, bias),
         history,

@@ -9,7 +9,8 @@ import numpy as np
 
 from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import BadImage, load_pixels
-from zoo.errors import DataError, UsageError
+from zoo.errors import DataError, UsageError, ZooError
+from zoo.home import pattern_free
 
 
 def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[dict[str, Any]]:
@@ -21,8 +22,15 @@ def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[
         raise UsageError(
             f"run {record['id']} has no saved model; pick a successful run (`zoo runs`)"
         )
-    model = tf.saved_model.load(model_dir)
-    serve = model.signatures["serving_default"]
+    try:
+        with pattern_free(Path(model_dir)) as readable:  # TensorFlow's reader globs the path
+            model = tf.saved_model.load(str(readable))
+        serve = model.signatures["serving_default"]
+    except Exception as error:  # missing variables, a damaged graph: whatever TensorFlow raises
+        raise ZooError(
+            f"run {record['id']}'s saved model {model_dir} cannot be loaded "
+            f"({type(error).__name__}); run that backbone again to get a new one"
+        ) from None
     preprocessing = _geometry(record, serve)
     classes = record["metrics"]["classes"]
     results = []

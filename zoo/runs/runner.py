@@ -7,7 +7,10 @@ test metrics -> saved model + run record.
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
+import socket
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,11 +19,13 @@ from typing import Any
 from zoo import __version__
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.plugins import load_plugins
+from zoo.data.decode import is_image_file
 from zoo.data.folders import Dataset, describe_skipped, file_digest, fingerprint, load_dataset
-from zoo.errors import DataError, UsageError, ZooError
+from zoo.errors import DataError, StoreError, UsageError, ZooError
+from zoo.home import runs_dir
 from zoo.reporting import Reporter
 from zoo.runs.artifacts import new_run_folder, save_artifacts
-from zoo.runs.store import get_run, save_run
+from zoo.runs.store import get_run, keep_pending, referenced_run_folders, save_run
 from zoo.training.strategies import STRATEGIES, is_chief, make_strategy
 
 MODES = ("feature-extraction", "fine-tune")
@@ -28,6 +33,10 @@ MODES = ("feature-extraction", "fine-tune")
 # under-trained (validation loss still falling). 3e-3 was chosen on the demo's validation split.
 # Fine-tuning moves pretrained weights, so it steps gently.
 DEFAULT_LEARNING_RATES = {"feature-extraction": 3e-3, "from-scratch": 1e-3, "fine-tune": 1e-4}
+LARGEST_SEED = 2**32 - 1  # TensorFlow's seeds are 32-bit
+# A run in progress marks its folder with this file (host and pid), removed once it is stored:
+# a folder without a stored row and without a live marker was left by a killed run.
+RUNNING_MARKER = ".running"
 
 
 @dataclass
@@ -56,10 +65,30 @@ class RunSettings:
             (self.max_bad >= 0, "--max-bad must be 0 or more"),
             (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}"),
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
+            (0 <= self.seed <= LARGEST_SEED, f"--seed must be between 0 and {LARGEST_SEED}"),
+            (
+                self.logdir is None or Path(self.logdir).is_dir() or not Path(self.logdir).exists(),
+                f"--logdir {self.logdir} is a file; give a folder (it is created if missing)",
+            ),
         ]
         for ok, message in rules:
             if not ok:
                 raise UsageError(message)
+        if self.head_from is not None:
+            self._check_head_from()
+
+    def _check_head_from(self) -> None:
+        run_id = self.head_from
+        record = get_run(run_id)  # a UsageError if there is no such run
+        where = f"--head-from {run_id}: run {run_id}"
+        if record["status"] != "ok":
+            raise UsageError(
+                f"{where} {record['status']} ({record['reason']}); pick a successful "
+                "feature-extraction run (`zoo runs`)"
+            )
+        head = record["artifacts"].get("head")
+        if not head or not Path(head).is_file():
+            raise UsageError(f"{where} has no saved head ({head}); pick another run (`zoo runs`)")
 
     def mode_for(self, backbone: Backbone) -> str:
         return "from-scratch" if backbone.trains_end_to_end else self.mode
@@ -84,6 +113,7 @@ class RunResult:
     computed_features: int | None = None
     params_m: float | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
+    pending: str | None = None  # the record kept beside a store that refused it
 
     @property
     def ok(self) -> bool:
@@ -110,8 +140,11 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when every run is ok and saved its model; 1 otherwise."""
-        whole = all(result.ok and "error" not in result.artifacts for result in self.results)
+        """0 when every run is ok, saved its model and was stored; 1 otherwise."""
+        whole = all(
+            result.ok and "error" not in result.artifacts and result.pending is None
+            for result in self.results
+        )
         return 0 if whole else 1
 
 
@@ -129,6 +162,7 @@ def run(
     dataset = load_dataset(train_dir, test_dir)
     if any(settings.mode_for(backbone) != "feature-extraction" for backbone in backbones):
         make_strategy(settings.strategy)  # a cluster's collectives are set up before any TF op
+    _remove_orphan_run_folders()
     digests = _digests(dataset, reporter)
     data = str(train_dir.parent)
     context = _Context(dataset, digests, fingerprint(dataset, digests), data, settings, reporter)
@@ -153,17 +187,70 @@ def _digests(dataset: Dataset, reporter: Reporter) -> dict[Path, str]:
     with reporter.task("hashing images", len(paths)) as advance:
         for path in paths:
             try:
-                digests[path] = file_digest(path)
+                # A file that is not an image (a video, an archive) is never read whole.
+                is_image = is_image_file(path)
+                digests[path] = file_digest(path) if is_image else f"not-an-image-{path}"
             except OSError as error:  # unreadable file: hash the error so it still has a key
                 digests[path] = f"unreadable-{error.errno}-{path}"
             advance(1)
     return digests
 
 
+def _new_run_folder(backbone: Backbone) -> Path:
+    """An empty run folder, created with its running marker in one step (a rename)."""
+    final = new_run_folder(backbone.name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    (scratch / RUNNING_MARKER).write_text(f"{socket.gethostname()} {os.getpid()}")
+    os.replace(scratch, final)
+    return final
+
+
+def _remove_orphan_run_folders() -> None:
+    """Remove run folders that no stored or pending run points to and no live run is using.
+
+    A run killed outright (SIGKILL, power loss) cannot clean up after itself; this is the next
+    run doing it. A run removes its marker only after its row (or pending record) is written, so
+    the store is read after the markers: a run that finished meanwhile is seen as stored. Best
+    effort: a store that cannot be read now leaves the folders for a later run.
+    """
+    folder = runs_dir()
+    if not folder.is_dir():
+        return
+    unmarked = [
+        candidate
+        for candidate in folder.iterdir()
+        if candidate.is_dir() and not candidate.name.startswith(".") and not _in_use(candidate)
+    ]
+    if not unmarked:
+        return
+    try:
+        kept = referenced_run_folders()
+    except StoreError:
+        return
+    for candidate in unmarked:
+        if candidate.name not in kept:
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
+def _in_use(run_folder: Path) -> bool:
+    """Whether the run that wrote this folder's marker may still be running."""
+    try:
+        host, pid = (run_folder / RUNNING_MARKER).read_text().split()
+        os.kill(int(pid), 0)
+    except FileNotFoundError:  # no marker: left by a killed run of a zoo before markers
+        return False
+    except ProcessLookupError:
+        return host != socket.gethostname()  # another machine's process: not ours to judge
+    except (OSError, ValueError):  # PermissionError: alive, another user's; unreadable: keep
+        return True
+    return True
+
+
 def _run_and_store(backbone: Backbone, context: _Context) -> RunResult:
     settings = context.settings
     mode = settings.mode_for(backbone)
-    run_folder = new_run_folder(backbone.name)
+    run_folder = _new_run_folder(backbone)
     started = time.perf_counter()
     context.reporter.backbone_started(backbone.name, mode)
     try:
@@ -183,12 +270,32 @@ def _run_and_store(backbone: Backbone, context: _Context) -> RunResult:
         shutil.rmtree(run_folder, ignore_errors=True)
         return result
     try:
-        result.run_id = save_run(_record(result, backbone, context))
+        record = _record(result, backbone, context)
+        try:
+            result.run_id = save_run(record)
+        except StoreError as error:  # the run is done: keep it for the next command to store
+            result.pending = str(_keep_pending(record, error, backbone))
+            context.reporter.warning(
+                f"{backbone.name}: the run finished but was not stored: {error}; it is kept in "
+                f"{result.pending} and the next zoo command stores it"
+            )
     except BaseException:  # no row points at these artifacts: nothing would ever find them
         shutil.rmtree(run_folder, ignore_errors=True)
         raise
-    _announce(result.run_id, context.reporter)
+    (run_folder / RUNNING_MARKER).unlink(missing_ok=True)
+    if result.run_id is not None:
+        _announce(result.run_id, context.reporter)
     return result
+
+
+def _keep_pending(record: dict[str, Any], error: StoreError, backbone: Backbone) -> Path:
+    try:
+        return keep_pending(record)
+    except OSError as also:
+        raise StoreError(
+            f"{backbone.name}: the run finished but was not stored: {error}; nor could it be "
+            f"kept beside the store ({also.strerror or also}: {also.filename})"
+        ) from None
 
 
 def _announce(run_id: int, reporter: Reporter) -> None:

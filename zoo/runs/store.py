@@ -1,19 +1,26 @@
 """The run store: one SQLite row per run, written in a single transaction.
 
-A run killed halfway leaves no partial row; WAL mode and a busy timeout let several `zoo run`
-processes share one store.
+A run killed halfway leaves no partial row; WAL mode and a bounded busy timeout let several
+`zoo run` processes share one store. A finished run that the store refuses (locked past the
+timeout, disk full, read-only, a newer schema) is kept beside it as a *pending* record, which
+the next command that opens the store imports. Artifact paths inside the store's folder
+(ZOO_HOME) are stored relative to it, so a copied home uses its own files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
+import uuid
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import UsageError, ZooError
-from zoo.home import store_path
+from zoo.errors import StoreError, UsageError
+from zoo.home import atomic_write_bytes, store_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -36,25 +43,30 @@ JSON_COLUMNS = ("settings", "metrics", "history", "artifacts", "versions")
 # Columns added after the first release: a store made before them gains them (NULL in old rows).
 ADDED_COLUMNS = {"data": "TEXT"}
 STATUSES = ("ok", "failed")
+# How long a write waits for another process's write transaction before giving up.
+BUSY_TIMEOUT_S = 30.0
+IMPORT_BUSY_TIMEOUT_S = 1.0  # importing pending records is retried by the next command
+LARGEST_RUN_ID = 2**63 - 1  # SQLite's INTEGER
+PENDING_FOLDER = "pending-runs"
+HOME_PREFIX = "$ZOO_HOME/"  # artifact paths inside the store's folder are stored under it
 
 
 def connect(path: Path | None = None) -> sqlite3.Connection:
+    """Open the store (creating it), then import any pending records into it."""
     path = path or store_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = None
     try:
-        connection = sqlite3.connect(path, timeout=60)
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(SCHEMA)
         _add_missing_columns(connection)
-    except sqlite3.DatabaseError as error:  # not a database, damaged, or locked past the timeout
+    except sqlite3.Error as error:
         if connection is not None:
             connection.close()
-        raise ZooError(
-            f"{path}: cannot open the run store ({error}); if it is damaged, move it aside "
-            "and zoo starts a new one"
-        ) from None
+        raise describe(error, path) from None
+    _import_pending(connection, path)
     return connection
 
 
@@ -68,26 +80,141 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
             except sqlite3.OperationalError as error:  # another zoo process added it just now
                 if "duplicate column" not in str(error):
                     raise
+def describe(error: sqlite3.Error, path: Path) -> StoreError:
+    """The real cause of a store failure, in one line, with what to do about it."""
+    text = str(error)
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        why = (
+            f"the run store is locked by another process's write (waited {BUSY_TIMEOUT_S:g} s); "
+            "try again when that process has finished"
+        )
+    elif "full" in lowered:
+        why = f"the disk is full ({text}); free some space"
+    elif "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        why = f"the run store is not writable ({text}); check the permissions of ZOO_HOME"
+    elif isinstance(error, sqlite3.IntegrityError):
+        why = (
+            f"the run store was written by a newer zoo ({text}); upgrade zoo, "
+            "or set ZOO_HOME to another folder"
+        )
+    else:  # not a database, a torn page, a damaged index
+        why = (
+            f"cannot open the run store ({text}); if it is damaged, move it aside "
+            "and zoo starts a new one"
+        )
+    return StoreError(f"{path}: {why}")
+
+
+@contextlib.contextmanager
+def _opened(path: Path | None) -> Iterator[sqlite3.Connection]:
+    """A connection whose SQLite errors, wherever they happen, become one StoreError line."""
+    path = path or store_path()
+    with closing(connect(path)) as connection:
+        try:
+            yield connection
+        except sqlite3.Error as error:
+            raise describe(error, path) from None
 
 
 def save_run(record: dict[str, Any], path: Path | None = None) -> int:
-    """Insert one run atomically; returns its id."""
-    row = {
-        key: json.dumps(value) if key in JSON_COLUMNS else value for key, value in record.items()
-    }
+    """Insert one run atomically; returns its id. Raises StoreError naming the cause."""
+    path = path or store_path()
+    row = _encode(record, path.parent)
+    with _opened(path) as connection, connection:
+        return _insert(connection, row)
+
+
+def keep_pending(record: dict[str, Any], path: Path | None = None) -> Path:
+    """Write a run the store refused beside it; the next command that opens the store adds it."""
+    path = path or store_path()
+    pending = path.parent / PENDING_FOLDER / f"{uuid.uuid4().hex}.json"
+    atomic_write_bytes(pending, json.dumps(_encode(record, path.parent)).encode())
+    return pending
+
+
+def _encode(record: dict[str, Any], home: Path) -> dict[str, Any]:
+    artifacts = {key: _relative(value, home) for key, value in record.get("artifacts", {}).items()}
+    row = {**record, "artifacts": artifacts}
+    return {key: json.dumps(value) if key in JSON_COLUMNS else value for key, value in row.items()}
+
+
+def _relative(value: Any, home: Path) -> Any:
+    """A path inside the home as `$ZOO_HOME/...`; anything else (--logdir, an error) as it is."""
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        return value
+    try:
+        return HOME_PREFIX + Path(value).relative_to(home).as_posix()
+    except ValueError:
+        return value
+
+
+def _absolute(value: Any, home: Path) -> Any:
+    if isinstance(value, str) and value.startswith(HOME_PREFIX):
+        return str(home / value.removeprefix(HOME_PREFIX))
+    return value  # stored before paths were relative, or not a path
+
+
+def _insert(connection: sqlite3.Connection, row: dict[str, Any]) -> int:
     columns = ", ".join(row)
     marks = ", ".join("?" for _ in row)
-    with closing(connect(path)) as connection, connection:
-        cursor = connection.execute(
-            f"INSERT INTO runs ({columns}) VALUES ({marks})", list(row.values())
-        )
-        return int(cursor.lastrowid)
+    cursor = connection.execute(
+        f"INSERT INTO runs ({columns}) VALUES ({marks})", list(row.values())
+    )
+    return int(cursor.lastrowid)
 
 
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
+def _import_pending(connection: sqlite3.Connection, path: Path) -> None:
+    """Store the records earlier runs left pending; any that the store still refuses stay."""
+    folder = path.parent / PENDING_FOLDER
+    if not folder.is_dir():
+        return
+    # A store busy with another write is tried again by a later command: a reading command
+    # must not wait the full busy timeout for it.
+    connection.execute(f"PRAGMA busy_timeout = {int(IMPORT_BUSY_TIMEOUT_S * 1000)}")
+    try:
+        _import_each(connection, folder)
+    finally:
+        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
+
+def _import_each(connection: sqlite3.Connection, folder: Path) -> None:
+    for pending in sorted(folder.glob("*.json")):
+        claimed = pending.with_name(f".claimed-{os.getpid()}-{pending.name}")
+        try:
+            os.replace(pending, claimed)  # one process imports each record, never two
+        except OSError:
+            continue
+        try:
+            row = json.loads(claimed.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not zoo's writing (they are atomic): keep it for a person
+            os.replace(claimed, pending.with_suffix(".damaged"))
+            continue
+        try:
+            with connection:
+                _insert(connection, row)
+                claimed.unlink()
+        except (sqlite3.Error, OSError):
+            os.replace(claimed, pending)
+            return
+
+
+def _decode(row: sqlite3.Row, home: Path) -> dict[str, Any]:
+    """A row as a record; a cell that is not the JSON object zoo wrote marks the run damaged."""
     record = dict(row)
+    damaged = []
     for key in JSON_COLUMNS:
-        record[key] = json.loads(record[key])
+        try:
+            record[key] = json.loads(record[key])
+        except (TypeError, ValueError):
+            record[key] = None
+        if not isinstance(record[key], dict):
+            record[key] = {}
+            damaged.append(key)
+    if damaged:
+        record["status"] = "damaged"
+        record["reason"] = f"its stored {', '.join(damaged)} is not valid; the run cannot be used"
+    record["artifacts"] = {key: _absolute(value, home) for key, value in record["artifacts"].items()}
     return record
 
 
@@ -108,6 +235,7 @@ def list_runs(
 
     `data` matches the data folder's name or path, or the start of the data fingerprint.
     """
+    path = path or store_path()
     conditions, values = [], []
     if backbone is not None:
         conditions.append("backbone = ?")
@@ -124,9 +252,12 @@ def list_runs(
     query = "SELECT * FROM runs"
     if conditions:
         query += " WHERE " + " AND ".join(conditions)
-    query += " ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
-    with closing(connect(path)) as connection:
-        return [_decode(row) for row in connection.execute(query, values)]
+    query += " ORDER BY id DESC"
+    if limit is not None:
+        query += " LIMIT ?"
+        values.append(min(limit, LARGEST_RUN_ID))
+    with _opened(path) as connection:
+        return [_decode(row, path.parent) for row in connection.execute(query, values)]
 
 
 def stored_values(column: str, path: Path | None = None) -> list[str]:
@@ -134,13 +265,33 @@ def stored_values(column: str, path: Path | None = None) -> list[str]:
     if column not in ("backbone", "data", "data_fingerprint"):
         raise ValueError(column)
     query = f"SELECT DISTINCT {column} FROM runs WHERE {column} IS NOT NULL ORDER BY {column}"
-    with closing(connect(path)) as connection:
+    with _opened(path) as connection:
         return [row[0] for row in connection.execute(query)]
 
 
 def get_run(run_id: int, path: Path | None = None) -> dict[str, Any]:
-    with closing(connect(path)) as connection:
+    path = path or store_path()
+    missing = UsageError(f"no run with id {run_id}; `zoo runs` lists the stored runs")
+    if not 1 <= run_id <= LARGEST_RUN_ID:
+        raise missing
+    with _opened(path) as connection:
         row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
-        raise UsageError(f"no run with id {run_id}; `zoo runs` lists the stored runs")
-    return _decode(row)
+        raise missing
+    return _decode(row, path.parent)
+
+
+def referenced_run_folders(path: Path | None = None) -> set[str]:
+    """The names of the run folders that stored runs and pending records point to."""
+    path = path or store_path()
+    with _opened(path) as connection:
+        cells = [row[0] for row in connection.execute("SELECT artifacts FROM runs")]
+    pending = []
+    for record in (path.parent / PENDING_FOLDER).glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            pending.append(json.loads(record.read_text(encoding="utf-8"))["artifacts"])
+    names = set()
+    for cell in cells + pending:
+        with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+            names.add(Path(json.loads(cell)["run_folder"]).name)
+    return names

@@ -50,14 +50,27 @@ def download_dir(handle: str) -> Path:
 
 
 def built_dir(handle: str) -> Path:
-    """Where a `zoo:NAME` backbone's plugin-built SavedModel lives."""
-    return converted_dir() / handle.removeprefix("zoo:")
+    """Where a `zoo:NAME` backbone's plugin-built SavedModel lives: always inside converted/.
+
+    The registry refuses a NAME that is not a plain name; this guards handles that plugins
+    register directly.
+    """
+    root = converted_dir()
+    folder = root / handle.removeprefix("zoo:")
+    if folder.parent != root or folder.name in ("", ".", ".."):
+        raise BackboneUnavailable(
+            f"handle {handle!r} names a folder outside {root}; use zoo:NAME with a plain name"
+        )
+    return folder
 
 
 def cached_location(handle: str) -> Path | None:
     """The local folder holding `handle` right now, without touching the network."""
     if handle.startswith("zoo:"):
-        folder = built_dir(handle)
+        try:
+            folder = built_dir(handle)
+        except BackboneUnavailable:  # not a plain name: never cached (building it says why)
+            return None
     elif is_remote(handle):
         folder = download_dir(handle)
     else:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from zoo.home import pattern_free
+
 
 @dataclass
 class FitSettings:
@@ -114,13 +116,16 @@ def fit(
         metrics=["accuracy"],
     )
     has_validation = len(validation[1]) > 0
-    history = model.fit(
-        batches(*train, num_classes, settings.batch_size, shuffle_seed=settings.seed),
-        validation_data=batches(*validation, num_classes, eval_batch_size, shuffle_seed=None)
-        if has_validation
-        else None,
-        epochs=settings.epochs,
-        verbose=0,
-        callbacks=_callbacks(has_validation, settings.patience, checkpoint, log_dir, on_epoch),
-    )
+    with pattern_free(checkpoint) as checkpoint_alias:  # Keras formats it, TensorFlow globs it
+        history = model.fit(
+            batches(*train, num_classes, settings.batch_size, shuffle_seed=settings.seed),
+            validation_data=batches(*validation, num_classes, eval_batch_size, shuffle_seed=None)
+            if has_validation
+            else None,
+            epochs=settings.epochs,
+            verbose=0,
+            callbacks=_callbacks(
+                has_validation, settings.patience, checkpoint_alias, log_dir, on_epoch
+            ),
+        )
     return {key: [float(v) for v in values] for key, values in history.history.items()}
