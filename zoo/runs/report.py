@@ -103,7 +103,7 @@ def _confusion(record: dict[str, Any], path: Path) -> Path:
 
 def _top_confusions(record: dict[str, Any], path: Path) -> Path:
     """The commonest mistakes as bars: 'true -> predicted', most frequent on top."""
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.array(record["metrics"]["confusion_matrix"])
     classes = record["metrics"]["classes"]
     mistakes = matrix.copy()
