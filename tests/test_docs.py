@@ -39,6 +39,20 @@ def test_plugin_guide_shows_the_example_verbatim():
     assert code in guide
 
 
+def test_engine_example_is_shown_verbatim_and_runs(
+    monkeypatch, tiny_registry, tiny_images
+):
+    import zoo
+
+    example = (DOCS / "examples" / "zoo_cpu_engine.py").read_text()
+    guide = (DOCS / "writing-plugins.md").read_text()
+    assert example[example.index("import zoo") :].strip() in guide
+    monkeypatch.setenv("ZOO_PLUGINS", str(DOCS / "examples" / "zoo_cpu_engine.py"))
+    (result,) = zoo.run(["tiny"], data=tiny_images, engine="tensorflow-cpu", epochs=1).results
+    assert result.ok, result.reason
+    assert result.engine.startswith("tensorflow-cpu ") and result.computed_features == 45
+
+
 def test_notebook_example_runs_end_to_end_on_the_real_demo_path(zoo_home, capsys):
     """The one end-to-end test: real EfficientNet-Lite0 weights, real demo images (a slice)."""
     plant_demo_slice(zoo_home, train_per_class=6, test_per_class=4)

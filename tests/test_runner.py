@@ -10,26 +10,23 @@ from conftest import TINY_INPUT, registry_text
 
 import zoo
 from zoo.data.folders import scan_folder, stratified_split
+from zoo.extraction.engines.openvino_engine import OpenVinoEngine
+from zoo.extraction.engines.tensorflow_engine import TensorFlowEngine
 from zoo.runs import pipelines
 from zoo.runs.store import get_run, list_runs
 
 
 @pytest.fixture
 def encoder_calls(monkeypatch):
-    """Count the images each backbone forward pass sees."""
+    """Count the images each backbone forward pass sees, whichever engine computes it."""
     seen = []
-    build = pipelines.make_encoder
+    for engine in (TensorFlowEngine, OpenVinoEngine):
 
-    def counting_make_encoder(extractor):
-        encode = build(extractor)
-
-        def counted(pixels):
+        def counted(self, pixels, compute=engine.__call__):
             seen.append(len(pixels))
-            return encode(pixels)
+            return compute(self, pixels)
 
-        return counted
-
-    monkeypatch.setattr(pipelines, "make_encoder", counting_make_encoder)
+        monkeypatch.setattr(engine, "__call__", counted)
     return seen
 
 

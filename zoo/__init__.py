@@ -1,7 +1,8 @@
 """zoo: find which pretrained backbone transfers best to your images.
 
 What a plugin needs is here, and cheap to import (no TensorFlow): `zoo.hookimpl`,
-`zoo.Backbone`, `zoo.Preprocessing`. The notebook API (`zoo.list_backbones`,
+`zoo.Backbone`, `zoo.Preprocessing`, and for an extraction engine `zoo.Engine`,
+`zoo.EngineUnavailable`, `zoo.ResolvedBackbone`. The notebook API (`zoo.list_backbones`,
 `zoo.create_model`, `zoo.run`) loads lazily, so that `import zoo` and the fast CLI commands
 never import TensorFlow.
 """
@@ -19,11 +20,17 @@ PLUGIN_NAMES = {
     "BackboneUnavailable": "zoo.errors",
     "WeightsError": "zoo.errors",
     "ZooError": "zoo.errors",
+    "Engine": "zoo.extraction.engines.base",
+    "EngineUnavailable": "zoo.extraction.engines.base",
+    "ResolvedBackbone": "zoo.extraction.engines.base",
 }
 __all__ = [
     "Backbone",
     "BackboneUnavailable",
+    "Engine",
+    "EngineUnavailable",
     "Preprocessing",
+    "ResolvedBackbone",
     "WeightsError",
     "ZooError",
     "hookimpl",

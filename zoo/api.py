@@ -13,6 +13,7 @@ from typing import Any
 
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.plugins import Catalog, load_catalog
+from zoo.extraction.engines import Engines, load_engines
 from zoo.reporting import Reporter
 from zoo.runs.runner import RunSettings, RunSummary
 
@@ -98,16 +99,21 @@ def run_backbones(
     settings: RunSettings,
     catalog: Catalog,
     reporter: Reporter | None = None,
+    engines: Engines | None = None,
 ) -> RunSummary:
     from zoo.data.demo import demo_data_dir
     from zoo.data.folders import find_splits
     from zoo.runs.runner import run as run_all
 
+    if engines is None:
+        engines = load_engines(catalog.plugins)
+        for problem in engines.problems:
+            (reporter or Reporter()).warning(problem)
     backbones = catalog.select(names, all_backbones)
     if data is None and train is None and test is None:
         data = demo_data_dir()
     train_dir, test_dir = find_splits(data, train, test)
-    return run_all(backbones, train_dir, test_dir, settings, reporter)
+    return run_all(backbones, train_dir, test_dir, settings, reporter, engines)
 
 
 def _path(value: str | Path | None) -> Path | None:

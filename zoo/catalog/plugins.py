@@ -31,6 +31,8 @@ DEFAULT_PLUGINS = (
     "zoo_plugins.hub",
     "zoo_plugins.efficientnet_lite",
     "zoo_plugins.scratch",
+    "zoo_plugins.tensorflow_engine",
+    "zoo_plugins.openvino_engine",
     "zoo_plugins.tensorboard_hparams",
     "zoo_plugins.mlflow_tracker",
 )

@@ -107,10 +107,16 @@ def list_backbones(as_json: bool = typer.Option(False, "--json", help="Print JSO
 
 @app.command()
 def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Everything known about one backbone."""
+    """Everything known about one backbone, and which engine `zoo run` will extract it with."""
     from zoo.api import describe
+    from zoo.extraction.engines import load_engines
+    from zoo.extraction.engines.registry import describe_engine
 
-    emit(describe(catalog().get(name)), as_json, tables.facts_table)
+    loaded = catalog()
+    facts = describe(loaded.get(name))
+    cached_at = Path(facts["cached_at"]) if facts["cached_at"] else None
+    facts.update(describe_engine(load_engines(loaded.plugins), loaded.get(name), cached_at))
+    emit(facts, as_json, tables.facts_table)
 
 
 @app.command()
@@ -188,11 +194,20 @@ def run(
         "--strategy",
         help="End-to-end training: auto, default, mirrored (local GPUs) or multi-worker (TF_CONFIG).",
     ),
+    engine: str = typer.Option(
+        "auto",
+        "--engine",
+        help="Feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU), tensorflow, openvino.",
+    ),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, or bf16 on CPUs with native bf16 (OpenVINO)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Train and evaluate backbones; ends with a comparison table. Exit 1 if any failed."""
     from zoo.api import run_backbones
     from zoo.cli.progress import RichReporter
+    from zoo.extraction.engines import load_engines
     from zoo.reporting import Reporter
     from zoo.runs.runner import RunSettings
 
@@ -209,6 +224,8 @@ def run(
         experiment=experiment,
         head_from=head_from,
         strategy=strategy,
+        engine=engine,
+        precision=precision,
     )
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
     loaded.select(names or [], all_backbones)
@@ -216,6 +233,9 @@ def run(
         from zoo.data.folders import find_splits
 
         find_splits(data, train, test)  # a missing folder is a usage error, before TensorFlow
+    engines = load_engines(loaded.plugins)
+    for problem in engines.problems:
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     reporter = Reporter() if as_json else RichReporter(err)
     load_tensorflow()
     summary = run_backbones(
@@ -227,6 +247,7 @@ def run(
         settings=settings,
         catalog=loaded,
         reporter=reporter,
+        engines=engines,
     )
     rows = [_result_row(result) for result in summary.results]
     comparison = _compare_after_run(summary, reporter)

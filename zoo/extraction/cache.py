@@ -15,6 +15,7 @@ import json
 import uuid
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,14 @@ def backbone_key(backbone: Backbone, model_folder: Path) -> str:
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
     return f"{backbone.name}-{digest}"
+
+
+def features_key(model_key: str, engine: Any) -> str:
+    """The cache key of one engine's features of one model: fp32 and bf16, TensorFlow and
+    OpenVINO features never mix. `engine` has `name`, `version` and `precision`."""
+    identity = f"{engine.name}-{engine.version}-{engine.precision}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    return f"{model_key}-{engine.name}-{engine.precision}-{digest}"
 
 
 class UnusableShard(Exception):

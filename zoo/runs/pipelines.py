@@ -21,7 +21,8 @@ from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decoded import DecodedImages, decode_to_disk
 from zoo.data.folders import Dataset, ImageSet, check_readable, stratified_split
 from zoo.errors import BackboneUnavailable
-from zoo.extraction.cache import FeatureCache, backbone_key
+from zoo.extraction.cache import FeatureCache, backbone_key, features_key
+from zoo.extraction.engines import Engines, ResolvedBackbone
 from zoo.extraction.extract import extract
 from zoo.home import tensorboard_root
 from zoo.reporting import Reporter
@@ -48,6 +49,7 @@ class Outcome:
     extract_seconds: float | None = None
     images_per_second: float | None = None
     computed_features: int | None = None
+    engine: str | None = None  # e.g. "openvino 2026.4.1 fp32"; None: trained end to end
 
 
 def _fit_settings(settings, mode: str) -> FitSettings:
@@ -119,17 +121,15 @@ def _parts(
     }
 
 
-def make_encoder(extractor: Any):
-    """A compiled forward pass over one batch of raw pixels."""
-    import tensorflow as tf
-
-    height, width = extractor.input_shape[1:3]
-
-    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)])
-    def encode(pixels):
-        return extractor(tf.cast(pixels, tf.float32), training=False)
-
-    return lambda pixels: encode(pixels).numpy()
+def _feature_cache(key: str, backbone: Backbone, reporter: Reporter) -> FeatureCache:
+    """The cache under `key`, its unusable shards removed, and said so in one warning."""
+    cache = FeatureCache(key, width=backbone.feature_dim or None)
+    if cache.discarded:
+        reporter.warning(
+            f"{backbone.name}: {len(cache.discarded)} feature cache shard(s) could not be used "
+            f"and were removed ({cache.discarded[0]}); their vectors are computed again"
+        )
+    return cache
 
 
 def _checking_width(encode: Callable, backbone: Backbone) -> Callable:
@@ -164,27 +164,25 @@ def feature_extraction(
     settings,
     reporter: Reporter,
     checkpoint: Path,
+    engines: Engines,
 ) -> Outcome:
-    from zoo.extraction.layers import feature_extractor, feature_layer
     from zoo.training.models import classifier_head, create_model
 
-    folder = resolve(backbone)
-    backbone_id = backbone_key(backbone, folder)
-    cache = FeatureCache(backbone_id, width=backbone.feature_dim or None)
-    if cache.discarded:
-        reporter.warning(
-            f"{backbone.name}: {len(cache.discarded)} feature cache shard(s) could not be used "
-            f"and were removed ({cache.discarded[0]}); their vectors are computed again"
-        )
+    resolved = ResolvedBackbone(backbone, resolve(backbone))
+    backbone_id = backbone_key(backbone, resolved.folder)
+    engine = engines.planned(resolved, settings.engine, settings.precision, reporter.warning)
+    cache = _feature_cache(features_key(backbone_id, engine), backbone, reporter)
     paths = dataset.train.paths + dataset.test.paths
     image_digests = [digests[path] for path in paths]
-    layer = encoder = None
     if any(digest not in cache.vectors for digest in image_digests):
-        layer = feature_layer(backbone)  # loaded only when some image is not cached
-        encoder = _checking_width(make_encoder(feature_extractor(backbone, layer)), backbone)
+        started = engines.start(engine, resolved, reporter.warning)  # only when some image is new
+        if started is not engine:  # fell back: its features live under their own key
+            engine = started
+            cache = _feature_cache(features_key(backbone_id, engine), backbone, reporter)
     with reporter.task("features", len(paths)) as advance:  # one pass over train and test
+        encode = _checking_width(engine, backbone)
         extraction = extract(
-            paths, image_digests, backbone.preprocessing, encoder, cache, INFERENCE_BATCH, advance
+            paths, image_digests, backbone.preprocessing, encode, cache, INFERENCE_BATCH, advance
         )
     in_train = extraction.good < len(dataset.train)
     good_test = extraction.good[~in_train] - len(dataset.train)
@@ -217,7 +215,7 @@ def feature_extraction(
     kernel, bias = head.get_layer("output_layer").get_weights()
 
     def build_model():  # only for a new template; loads the backbone if extraction did not
-        model = create_model(backbone, num_classes, layer=layer)
+        model = create_model(backbone, num_classes, layer=resolved.loaded_layer)
         model.get_layer("output_layer").set_weights([kernel, bias])
         return model
 
@@ -234,6 +232,7 @@ def feature_extraction(
         extract_seconds=seconds,
         images_per_second=computed / seconds if computed else None,
         computed_features=computed,
+        engine=engine.label,
     )
 
 

@@ -22,6 +22,7 @@ from zoo.catalog.plugins import load_plugins
 from zoo.data.decode import is_image_file
 from zoo.data.folders import Dataset, describe_skipped, file_digest, fingerprint, load_dataset
 from zoo.errors import DataError, StoreError, UsageError, ZooError
+from zoo.extraction.engines import PRECISIONS, Engines, load_engines
 from zoo.home import runs_dir
 from zoo.reporting import Reporter
 from zoo.runs.artifacts import new_run_folder, save_artifacts
@@ -53,6 +54,8 @@ class RunSettings:
     experiment: str | None = None
     head_from: int | None = None  # fine-tune: start from this feature-extraction run's head
     strategy: str = "auto"  # end-to-end training: see zoo.training.strategies
+    engine: str = "auto"  # feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU) or a name
+    precision: str = "fp32"  # fp32, or bf16 where the engine computes it natively on this CPU
 
     def __post_init__(self) -> None:
         """Out-of-range settings are usage errors (exit 2), caught once, before any work starts."""
@@ -70,10 +73,12 @@ class RunSettings:
                 self.logdir is None or Path(self.logdir).is_dir() or not Path(self.logdir).exists(),
                 f"--logdir {self.logdir} is a file; give a folder (it is created if missing)",
             ),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
         ]
         for ok, message in rules:
             if not ok:
                 raise UsageError(message)
+        load_engines(load_plugins()).check(self.engine, self.precision)  # what is installed here
         if self.head_from is not None:
             self._check_head_from()
 
@@ -111,6 +116,7 @@ class RunResult:
     extract_seconds: float | None = None
     images_per_second: float | None = None
     computed_features: int | None = None
+    engine: str | None = None
     params_m: float | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     pending: str | None = None  # the record kept beside a store that refused it
@@ -128,6 +134,7 @@ class RunResult:
             "extract_seconds": self.extract_seconds,
             "images_per_second": self.images_per_second,
             "computed_features": self.computed_features,
+            "engine": self.engine,
             "params_m": self.params_m,
         }
 
@@ -154,8 +161,11 @@ def run(
     test_dir: Path,
     settings: RunSettings,
     reporter: Reporter | None = None,
+    engines: Engines | None = None,
 ) -> RunSummary:
     """Train and evaluate each backbone on the same splits; a failing backbone becomes a failed row."""
+    if engines is None:
+        engines = load_engines(load_plugins())
     if not backbones:
         raise UsageError("nothing to run: no backbone is available (see `zoo list`)")
     reporter = reporter or Reporter()
@@ -165,7 +175,9 @@ def run(
     _remove_orphan_run_folders()
     digests = _digests(dataset, reporter)
     data = str(train_dir.parent)
-    context = _Context(dataset, digests, fingerprint(dataset, digests), data, settings, reporter)
+    context = _Context(
+        dataset, digests, fingerprint(dataset, digests), data, settings, reporter, engines
+    )
     results = [_run_and_store(backbone, context) for backbone in backbones]
     return RunSummary(results, data, context.skipped)
 
@@ -178,6 +190,7 @@ class _Context:
     data: str  # the folder holding train/ (and usually test/): `zoo runs` shows its name
     settings: RunSettings
     reporter: Reporter
+    engines: Engines
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
@@ -335,6 +348,7 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
         "versions": {
             "zoo": __version__,
             "tensorflow": tf.__version__,
+            "engine": result.engine,
             "backbone_handle": backbone.handle,
         },
     }
@@ -359,6 +373,7 @@ def _train_and_evaluate(
             context.settings,
             context.reporter,
             checkpoint,
+            context.engines,
         )
     else:
         outcome = pipelines.end_to_end(
@@ -400,5 +415,6 @@ def _finish(
         extract_seconds=outcome.extract_seconds,
         images_per_second=outcome.images_per_second,
         computed_features=outcome.computed_features,
+        engine=outcome.engine,
         artifacts=artifacts,
     )
