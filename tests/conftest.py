@@ -19,6 +19,8 @@ SHIPPED_BACKBONES = {
     "mobilenet_v3_large",
     "mobilenet_v3_small",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
     "scratch_cnn",
 }
 

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 from PyTorch weights: the restricted reader, the export, its predictions."""
+"""EfficientNet-Lite from PyTorch weights: the restricted reader, the export, its predictions."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from zoo.errors import WeightsError
 from zoo.sources.torch_pickle import read_state_dict
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-DAISY, BELL_COTE, PALACE = 985, 442, 698
+DAISY, BEE, BELL_COTE, PALACE = 985, 309, 442, 698
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,10 @@ def classifier_dir(tmp_path_factory) -> Path:
     return out
 
 
-def _sample_image(name: str) -> np.ndarray:
+def _sample_image(name: str, size: tuple[int, int] = (224, 224)) -> np.ndarray:
     from sklearn.datasets import load_sample_image
 
-    pixels = Image.fromarray(load_sample_image(name)).resize((224, 224), Image.BILINEAR)
+    pixels = Image.fromarray(load_sample_image(name)).resize(size, Image.BILINEAR)
     return (np.asarray(pixels, np.float32) - 127.0) / 128.0
 
 
@@ -133,6 +133,29 @@ def test_imagenet_predictions_are_right(classifier_dir):
     assert flower_top5[0] == DAISY
     # china.jpg is a Chinese temple: 'bell cote' ranks first, 'palace' is in the top 5.
     assert china_top5[0] == BELL_COTE and PALACE in china_top5
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_lite_variants_predict_imagenet_classes(name):
+    """Lite1/Lite2 scale widths and depths; wrong scaling fails the shape check, wrong
+    preprocessing or wiring fails these predictions (traced module only: no export, ~5 s each)."""
+    import tensorflow as tf
+
+    size = lite.VARIANTS[name].input_size
+    model = lite.build_module(name, include_top=True)
+    images = np.stack([_sample_image("flower.jpg", size), _sample_image("china.jpg", size)])
+    flower_top5, china_top5 = (
+        list(np.argsort(-row)[:5]) for row in model(tf.constant(images)).numpy()
+    )
+    # The larger models see the flower as daisy (Lite1) or bee and honeycomb (Lite2).
+    assert {DAISY, BEE} & set(flower_top5)
+    # Both rank 'palace' first for the temple, with 'bell cote' in the top 5.
+    assert china_top5[0] == PALACE and BELL_COTE in china_top5
+
+
+def test_weights_of_another_variant_are_refused(tmp_path):
+    with pytest.raises(WeightsError, match=r"is not efficientnet_lite1 \(_blocks\.3\._depthwise"):
+        lite.build_module("efficientnet_lite1", weights_path=lite.default_weights_path())
 
 
 # ---- the restricted reader ---------------------------------------------------------------------

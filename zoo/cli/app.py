@@ -202,6 +202,9 @@ def run(
     precision: str = typer.Option(
         "fp32", "--precision", help="fp32, or bf16 on CPUs with native bf16 (OpenVINO)."
     ),
+    tune: bool = typer.Option(
+        False, "--tune", help="Search the head's settings on validation, then refit (frozen only)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Train and evaluate backbones; ends with a comparison table. Exit 1 if any failed."""
@@ -226,6 +229,7 @@ def run(
         strategy=strategy,
         engine=engine,
         precision=precision,
+        tune=tune,
     )
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
     loaded.select(names or [], all_backbones)
@@ -304,6 +308,7 @@ def _result_row(result) -> dict:
         "metrics": result.all_metrics(),
         "artifact_error": result.artifacts.get("error"),
         "pending": result.pending,
+        "tuned": result.tuned,
     }
 
 
@@ -459,6 +464,61 @@ def predict(
     for prediction in predictions:
         ranked = ", ".join(f"{p['class']} {p['probability']:.1%}" for p in prediction["top"])
         out.print(escape(f"{prediction['image']}: {ranked}"), highlight=False)
+
+
+@app.command(name="ensemble")
+def ensemble_runs(
+    run_ids: list[int] = typer.Argument(..., help="Two or more run ids (see `zoo runs`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Average stored runs' test probabilities; stored as a run, compared with its members."""
+    from zoo.runs.ensemble import ensemble
+    from zoo.runs.store import get_run
+
+    record = ensemble(run_ids)
+    if as_json:
+        print_json(record)
+        return
+    members = [get_run(run_id) for run_id in record["settings"]["members"]]
+    rows = [{**row, "run_id": row["id"]} for row in [*members, record]]
+    out.print(tables.comparison_table(rows, title=f"Ensemble (run {record['id']})"))
+
+
+@app.command()
+def export(
+    run_id: int = typer.Argument(..., help="Run id (see `zoo runs`)."),
+    fmt: str = typer.Option("savedmodel", "--format", help="savedmodel or tflite."),
+    quantize: str = typer.Option("none", "--quantize", help="TFLite: none, float16 or int8."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Folder to create [default: the run's folder/export-FORMAT-QUANTIZE]."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Folder with train/ and test/ [default: the run's own]."
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="Check at most this many test images."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Export a run's model and labels; a TFLite file is checked against the SavedModel."""
+    from zoo.cli.progress import RichReporter
+    from zoo.data.folders import find_splits
+    from zoo.runs.export import check_options, export_run
+    from zoo.runs.store import get_run
+
+    check_options(fmt, quantize)
+    record = get_run(run_id)
+    folders = dict(zip(("train", "test"), find_splits(data, None, None))) if data else None
+    folder = out_dir or Path(record["artifacts"]["run_folder"]) / f"export-{fmt}-{quantize}"
+    load_tensorflow()
+    report = export_run(record, folder, fmt, quantize, folders, limit, RichReporter(err))
+    if as_json:
+        print_json(report.facts())
+        return
+    out.print(f"wrote {report.model} ({report.size_bytes / 1e6:.2f} MB) and {report.labels}")
+    if report.agreement is not None:
+        out.print(
+            f"top-1 agreement with the SavedModel: {report.agreement:.4f} "
+            f"on {report.checked} test images"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

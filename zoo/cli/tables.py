@@ -90,7 +90,12 @@ def plugins_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-MODE_LABELS = {"feature-extraction": "frozen", "fine-tune": "fine-tune", "from-scratch": "scratch"}
+MODE_LABELS = {
+    "feature-extraction": "frozen",
+    "fine-tune": "fine-tune",
+    "from-scratch": "scratch",
+    "ensemble": "ensemble",
+}
 
 
 def _seconds(value: float | None) -> Text:
@@ -112,6 +117,7 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
         if row["status"] == "ok" and isinstance(row["metrics"].get("accuracy"), (int, float))
     ]
     best = max(accuracies) if accuracies else None
+    table.caption = "\n".join(filter(None, (_tuned_text(row) for row in rows))) or None
     for row in rows:
         metrics = row["metrics"]
         accuracy = metrics.get("accuracy")
@@ -122,7 +128,7 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
         table.add_row(
             _fmt(row.get("run_id")),
             _plain(row["backbone"]),
-            _plain(MODE_LABELS.get(row["mode"], row["mode"])),
+            _plain(MODE_LABELS.get(row["mode"], row["mode"]) + (", tuned" if _tuned(row) else "")),
             shown,
             _fmt(metrics.get("macro_f1"), ".3f"),
             _fmt(metrics.get("loss"), ".3f"),
@@ -135,6 +141,23 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
             status,
         )
     return table
+
+
+def _tuned(row: dict[str, Any]) -> dict[str, Any] | None:
+    """What --tune chose: on a fresh result, or in a stored record's settings."""
+    return row.get("tuned") or row.get("settings", {}).get("tuned")
+
+
+def _tuned_text(row: dict[str, Any]) -> str | None:
+    chosen = _tuned(row)
+    if not chosen:
+        return None
+    return (
+        f"run {row.get('run_id')} tuned on validation: lr {chosen['learning_rate']:g}, "
+        f"L2 {chosen['l2']:g}, label smoothing {chosen['label_smoothing']:g}, "
+        f"dropout {chosen['dropout']:g}, {chosen['epochs']} epochs "
+        f"(val acc {chosen['val_accuracy']:.3f}, best of {len(chosen['trials'])})"
+    )
 
 
 def _short(reason: str | None, limit: int = 60) -> str:

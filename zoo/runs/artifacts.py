@@ -56,12 +56,23 @@ def save_artifacts(outcome: Any, run_folder: Path) -> dict[str, str]:
         run_folder.mkdir(parents=True, exist_ok=True)
         np.savez(run_folder / "head.npz", kernel=kernel, bias=bias)
         artifacts["head"] = str(run_folder / "head.npz")
+        probabilities = save_probabilities(
+            run_folder, outcome.test_probabilities, outcome.test_labels
+        )
+        artifacts["test_probabilities"] = str(probabilities)  # for `zoo ensemble`
         with atomic_dir(run_folder / "model") as scratch:
             outcome.save_model(scratch)
         artifacts["model"] = str(run_folder / "model")
     except Exception as error:  # OSError, TensorFlow's export errors...: the run is kept
         artifacts["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
     return artifacts
+
+
+def save_probabilities(folder: Path, probabilities: np.ndarray, labels: np.ndarray) -> Path:
+    """The test set's predicted probabilities and true labels, for `zoo ensemble`."""
+    path = folder / "test_probabilities.npz"
+    np.savez(path, probabilities=probabilities.astype(np.float32), labels=labels)
+    return path
 
 
 def load_head(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class Outcome:
     images_per_second: float | None = None
     computed_features: int | None = None
     engine: str | None = None  # e.g. "openvino 2026.4.1 fp32"; None: trained end to end
+    tuned: dict | None = None  # --tune: the chosen head settings and every trial
 
 
 def _fit_settings(settings, mode: str) -> FitSettings:
@@ -199,18 +200,24 @@ def feature_extraction(
     )
     _check_readable(parts, skipped, settings)
     num_classes = len(dataset.classes)
-    head = classifier_head(num_classes, backbone.feature_dim)
-    history, log_dir = _train(
-        head,
-        parts,
-        num_classes,
-        "feature-extraction",
-        backbone,
-        settings,
-        reporter,
-        checkpoint,
-        eval_batch_size=FEATURE_BATCH,
-    )
+    tuned = None
+    if settings.tune:
+        head, history, log_dir, tuned = _tuned_head(
+            parts, num_classes, backbone, settings, reporter, checkpoint
+        )
+    else:
+        head = classifier_head(num_classes, backbone.feature_dim)
+        history, log_dir = _train(
+            head,
+            parts,
+            num_classes,
+            "feature-extraction",
+            backbone,
+            settings,
+            reporter,
+            checkpoint,
+            eval_batch_size=FEATURE_BATCH,
+        )
     probabilities = _predict_features(head, parts["test"][0])
     kernel, bias = head.get_layer("output_layer").get_weights()
 
@@ -233,7 +240,50 @@ def feature_extraction(
         images_per_second=computed / seconds if computed else None,
         computed_features=computed,
         engine=engine.label,
+        tuned=tuned,
     )
+
+
+def _tuned_head(
+    parts: dict,
+    num_classes: int,
+    backbone: Backbone,
+    settings,
+    reporter: Reporter,
+    checkpoint: Path,
+) -> tuple[Any, dict[str, list[float]], Path, dict]:
+    """--tune: search head settings on train vs validation, then refit on train + validation
+    for the chosen number of epochs. Returns (head, history, logs, what was chosen)."""
+    from zoo.training import tune
+
+    fit_settings = _fit_settings(settings, "feature-extraction")
+    with reporter.task("tuning the head", tune.CANDIDATES) as advance:
+        best, trials = tune.search(
+            parts["train"],
+            parts["validation"],
+            num_classes,
+            fit_settings,
+            advance,
+        )
+    everything = tuple(
+        np.concatenate([parts[name][i] for name in ("train", "validation")]) for i in (0, 1)
+    )
+    nothing = (everything[0][:0], everything[1][:0])
+    log_dir = _log_dir(settings, backbone)
+    with reporter.task("refitting the head", best.epochs) as advance:
+        head, history = tune.train_head(
+            best.settings,
+            everything,
+            nothing,
+            num_classes,
+            # exactly the chosen epochs: with no validation, nothing may stop it early
+            replace(fit_settings, epochs=best.epochs, patience=best.epochs),
+            checkpoint,
+            log_dir,
+            lambda *_: advance(1),
+        )
+    chosen = {**best.facts(), "trials": [trial.facts() for trial in trials]}
+    return head, history, log_dir, chosen
 
 
 def decode_to_scratch(

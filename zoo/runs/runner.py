@@ -56,6 +56,7 @@ class RunSettings:
     strategy: str = "auto"  # end-to-end training: see zoo.training.strategies
     engine: str = "auto"  # feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU) or a name
     precision: str = "fp32"  # fp32, or bf16 where the engine computes it natively on this CPU
+    tune: bool = False  # search the head's settings on validation, then refit (zoo.training.tune)
 
     def __post_init__(self) -> None:
         """Out-of-range settings are usage errors (exit 2), caught once, before any work starts."""
@@ -74,6 +75,14 @@ class RunSettings:
                 f"--logdir {self.logdir} is a file; give a folder (it is created if missing)",
             ),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+            (
+                not self.tune or self.mode == "feature-extraction",
+                "--tune searches a frozen backbone's head: drop --mode fine-tune",
+            ),
+            (
+                not self.tune or self.val_fraction > 0,
+                "--tune chooses on the validation split: use a --val-fraction above 0, e.g. 0.1",
+            ),
         ]
         for ok, message in rules:
             if not ok:
@@ -120,6 +129,7 @@ class RunResult:
     params_m: float | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     pending: str | None = None  # the record kept beside a store that refused it
+    tuned: dict[str, Any] | None = None  # --tune: the head settings chosen on validation
 
     @property
     def ok(self) -> bool:
@@ -178,6 +188,7 @@ def run(
     context = _Context(
         dataset, digests, fingerprint(dataset, digests), data, settings, reporter, engines
     )
+    context.folders = {"train": str(train_dir), "test": str(test_dir)}
     results = [_run_and_store(backbone, context) for backbone in backbones]
     return RunSummary(results, data, context.skipped)
 
@@ -192,6 +203,7 @@ class _Context:
     reporter: Reporter
     engines: Engines
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    folders: dict[str, str] = field(default_factory=dict)  # train and test: what `zoo export` checks on
 
 
 def _digests(dataset: Dataset, reporter: Reporter) -> dict[Path, str]:
@@ -329,6 +341,8 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
     settings = {
         k: str(v) if isinstance(v, Path) else v for k, v in asdict(context.settings).items()
     }
+    if result.tuned:
+        settings["tuned"] = result.tuned
     return {
         "created_at": datetime.datetime.now().isoformat(timespec="seconds"),
         "backbone": backbone.name,
@@ -337,8 +351,11 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
         "reason": result.reason,
         "settings": {
             **settings,
-            "lr": context.settings.learning_rate_for(result.mode),
+            "lr": result.tuned["learning_rate"]
+            if result.tuned
+            else context.settings.learning_rate_for(result.mode),
             "preprocessing": backbone.preprocessing.facts(),
+            "data": context.folders,  # the image folders, for `zoo export`'s checks
         },
         "data": context.data,
         "data_fingerprint": context.fingerprint,
@@ -417,4 +434,5 @@ def _finish(
         computed_features=outcome.computed_features,
         engine=outcome.engine,
         artifacts=artifacts,
+        tuned=outcome.tuned,
     )

@@ -25,6 +25,7 @@ class FitSettings:
     learning_rate: float
     patience: int
     seed: int
+    label_smoothing: float = 0.0
 
 
 def tensorboard_dir(logdir: Path, experiment: str) -> Path:
@@ -35,24 +36,35 @@ def tensorboard_dir(logdir: Path, experiment: str) -> Path:
 
 
 def _callbacks(
-    has_validation: bool, patience: int, checkpoint: Path, log_dir: Path, on_epoch: Callable
+    has_validation: bool,
+    patience: int,
+    checkpoint: Path | None,
+    log_dir: Path | None,
+    on_epoch: Callable,
 ) -> list[Any]:
+    """Early stopping and progress; TensorBoard logs and checkpoints unless they are None
+    (`--tune`'s trials keep nothing on disk: writing both cost more than the training)."""
     import tf_keras as keras
 
     monitor = "val_loss" if has_validation else "loss"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    return [
-        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),  # saves ~0.2 s a run
+    callbacks = [
         keras.callbacks.EarlyStopping(
             monitor=monitor, patience=patience, restore_best_weights=True
-        ),
-        keras.callbacks.ModelCheckpoint(
-            str(checkpoint), monitor=monitor, save_best_only=True, save_weights_only=True
         ),
         keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch(epoch, logs or {})
         ),
     ]
+    if log_dir is not None:  # write_graph=False saves ~0.2 s a run
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False))
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(checkpoint), monitor=monitor, save_best_only=True, save_weights_only=True
+            )
+        )
+    return callbacks
 
 
 def batches(
@@ -98,8 +110,8 @@ def fit(
     validation: tuple[Any, np.ndarray],
     num_classes: int,
     settings: FitSettings,
-    checkpoint: Path,
-    log_dir: Path,
+    checkpoint: Path | None,
+    log_dir: Path | None,
     on_epoch: Callable[[int, dict], None] = lambda epoch, logs: None,
     eval_batch_size: int = 32,
 ) -> dict[str, list[float]]:
@@ -112,7 +124,7 @@ def fit(
     keras.utils.set_random_seed(settings.seed)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
-        loss="categorical_crossentropy",
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing),
         metrics=["accuracy"],
     )
     has_validation = len(validation[1]) > 0
