@@ -27,13 +27,13 @@ NOT_HPARAMS = ("logdir",)
 
 def hparams_of(run: dict[str, Any]) -> dict[str, bool | int | float | str]:
     """The run's choices as HParams values (TensorBoard takes bool, number or string)."""
-    values = {
+    values = {  # the settings first: the run's own facts below win over a setting of one name
+        **{key: value for key, value in run["settings"].items() if key not in NOT_HPARAMS},
         "run_id": run["id"],
         "backbone": run["backbone"],
         "mode": run["mode"],
         "data": Path(run["data"]).name if run.get("data") else None,
         "params_m": run["metrics"].get("params_m"),
-        **{key: value for key, value in run["settings"].items() if key not in NOT_HPARAMS},
     }
     return {
         key: value
