@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,17 @@ SHIPPED_BACKBONES = {
     "efficientnet_lite2",
     "scratch_cnn",
 }
+
+
+def run_main(args, capsys):
+    """Run the real entry point (with its error handling) and return (exit code, stdout, stderr)."""
+    from zoo.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+        sys.exit(0)
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
 
 
 @pytest.fixture(autouse=True)

@@ -3,20 +3,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import run_main
 from typer.testing import CliRunner
 
 from zoo.cli import app, main
 
 runner = CliRunner()
-
-
-def run_main(args, capsys):
-    """Run the real entry point (with its error handling) and return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exited:
-        main(args)
-        sys.exit(0)
-    captured = capsys.readouterr()
-    return exited.value.code, captured.out, captured.err
 
 
 def test_list_shows_every_backbone():

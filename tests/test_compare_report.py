@@ -4,25 +4,14 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import export_tiny_savedmodel, registry_text
+from conftest import export_tiny_savedmodel, registry_text, run_main
 from PIL import Image
 
-from zoo.cli import main
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def run_main(args, capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(args)
-        sys.exit(0)
-    captured = capsys.readouterr()
-    return exited.value.code, captured.out, captured.err
 
 
 @pytest.fixture

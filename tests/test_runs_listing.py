@@ -7,22 +7,13 @@ import importlib.util
 import io
 import json
 import sqlite3
-import sys
 
 import pluggy
 import pytest
+from conftest import run_main
 
 from zoo.catalog import hookspecs
-from zoo.cli import main
 from zoo.runs.store import get_run, list_runs, save_run
-
-
-def run_main(args, capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(args)
-        sys.exit(0)
-    captured = capsys.readouterr()
-    return exited.value.code, captured.out, captured.err
 
 
 def record(backbone, data, status="ok", accuracy=0.5, fingerprint="a1b2c3d4e5f60718"):
