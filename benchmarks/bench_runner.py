@@ -164,8 +164,8 @@ def measure_inference_bound(backbone_name: str, data: Path, engine: str, precisi
     }
 
 
-def measure_run_all() -> dict:
-    """`zoo run --all` on the demo, through the real CLI, in this process."""
+def measure_run_all(engine: str) -> dict:
+    """`zoo run --all --engine ENGINE` on the demo, through the real CLI, in this process."""
     import contextlib
     import io
 
@@ -175,7 +175,7 @@ def measure_run_all() -> dict:
     started = time.perf_counter()
     with contextlib.redirect_stdout(printed):
         try:
-            main(["run", "--all", "--json"])
+            main(["run", "--all", "--json", "--engine", engine])
         except SystemExit as done:
             exit_code = done.code
     runs = json.loads(printed.getvalue())["runs"]
@@ -195,7 +195,7 @@ def child_main(args: argparse.Namespace) -> None:
     elif args.phase == "B":
         result = measure_zoo(args.backbone, data, args.epochs, args.engine)
     elif args.phase == "all":
-        result = measure_run_all()
+        result = measure_run_all(args.engine)
     elif args.phase == "D":
         result = measure_decode(args.backbone, data)
     else:
@@ -417,10 +417,10 @@ def main() -> None:
             f"second --epochs 20 {pair['second_epochs20']:.1f}s, ratio {pair['ratio']:.3f}",
             flush=True,
         )
-    run_all = None
-    if wanted("all"):
-        all_home = fresh_home(seed_home, workdir / "home-all")
-        run_all = run_child("all", all_home, demo, args.backbone, args.epochs)
+    run_all = {}  # engine: one cold `zoo run --all`, each on an empty home
+    for engine in ("auto", "tensorflow") if wanted("all") else ():
+        all_home = fresh_home(seed_home, workdir / f"home-all-{engine}")
+        run_all[engine] = run_child("all", all_home, demo, args.backbone, args.epochs, engine)
     report(args, len(all_paths(demo)), rows, scaling, run_all, cli_pairs)
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -430,7 +430,7 @@ def report(
     images: int,
     rows: dict[str, list[dict]],
     scaling: list[dict],
-    run_all: dict | None,
+    run_all: dict[str, dict],
     cli_pairs: list,
 ) -> None:
     import tensorflow as tf
@@ -477,8 +477,16 @@ def report(
             f"  {row['engine'] or '-'}"
         )
     print("  ".join(f"{k} = {v:.3f}" for k, v in ratios.items()))
-    if run_all:
-        print(f"zoo run --all: {run_all['seconds']:.1f}s, peak RSS {run_all['peak_rss_mb']:.0f} MB")
+    for engine, measured in run_all.items():
+        print(
+            f"zoo run --all --engine {engine}: {measured['seconds']:.1f}s, "
+            f"peak RSS {measured['peak_rss_mb']:.0f} MB, rows {measured['runs']}"
+        )
+    if len(run_all) == 2:
+        ratios["all(tensorflow)/all(auto)"] = (
+            run_all["tensorflow"]["seconds"] / run_all["auto"]["seconds"]
+        )
+        print(f"all(tensorflow)/all(auto) = {ratios['all(tensorflow)/all(auto)']:.3f}")
     cli = (
         {key: median([pair[key] for pair in cli_pairs]) for key in cli_pairs[0]}
         if cli_pairs

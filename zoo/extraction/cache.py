@@ -58,36 +58,65 @@ class UnusableShard(Exception):
 
 
 class FeatureCache:
-    """All cached vectors of one backbone key, loaded into memory, plus atomic appends.
+    """An index of one backbone key's cached vectors, plus atomic appends.
 
-    Every shard is checked against what the cache expects (string digests, one float32 row of
-    `width` values each); one that fails is removed, its vectors computed again, and the reason
-    kept in `discarded` for the caller to report.
+    Opening the cache reads every shard once, to check it against what the cache expects (string
+    digests, one float32 row of `width` values each), but keeps only where each digest's row is:
+    memory does not grow with the cache, only with the matrix a run asks for (`gather`). A shard
+    that fails the check is removed, its vectors computed again, and the reason kept in
+    `discarded` for the caller to report.
     """
 
     def __init__(self, key: str, root: Path | None = None, width: int | None = None):
         self.folder = (root or features_dir()) / key
         self.width = width  # None: the first whole shard decides
-        self.vectors: dict[str, np.ndarray] = {}
+        self.shards: list[Path] = []
+        self.rows: dict[str, tuple[int, int]] = {}  # digest -> (shard number, row in it)
         self.discarded: list[str] = []
         for shard in sorted(self.folder.glob("shard-*.npz")):  # never the `.tmp-*` files
             try:
-                self.vectors.update(self._read_shard(shard))
+                self._index(shard, self._read_shard(shard)[0])
             except UnusableShard as error:
                 self.discarded.append(f"{shard.name}: {error}")
                 with contextlib.suppress(OSError):
                     shard.unlink()
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
     def add(self, digests: list[str], features: np.ndarray) -> None:
         import io
 
         buffer = io.BytesIO()
         np.savez(buffer, digests=np.array(digests), features=features.astype(np.float32))
-        atomic_write_bytes(self.folder / f"shard-{uuid.uuid4().hex}.npz", buffer.getvalue())
-        self.vectors.update(zip(digests, features))
+        shard = self.folder / f"shard-{uuid.uuid4().hex}.npz"
+        atomic_write_bytes(shard, buffer.getvalue())
+        self.width = self.width or features.shape[1]
+        self._index(shard, digests)
 
-    def _read_shard(self, shard: Path) -> dict[str, np.ndarray]:
-        """One shard's vectors, or UnusableShard saying why not.
+    def gather(self, digests: list[str]) -> np.ndarray:
+        """The vectors of `digests`, in that order, as one float32 matrix; each shard read once."""
+        matrix = np.empty((len(digests), self.width or 0), dtype=np.float32)
+        wanted: dict[int, list[tuple[int, int]]] = {}  # shard -> (row in shard, row in matrix)
+        for position, digest in enumerate(digests):
+            shard, row = self.rows[digest]
+            wanted.setdefault(shard, []).append((row, position))
+        for shard, pairs in wanted.items():
+            features = self._read_shard(self.shards[shard])[1]
+            rows, positions = np.array(pairs).T
+            matrix[positions] = features[rows]
+        return matrix
+
+    def _index(self, shard: Path, digests) -> None:
+        self.shards.append(shard)
+        number = len(self.shards) - 1
+        self.rows.update((digest, (number, row)) for row, digest in enumerate(digests))
+
+    def _read_shard(self, shard: Path) -> tuple[list[str], np.ndarray]:
+        """One shard's digests and vectors, or UnusableShard saying why not.
 
         zoo's own writes are atomic, so a bad shard means a disk fault, a hand-copied cache or
         another version's layout: removing it lets the recomputed vectors replace it instead of
@@ -110,4 +139,4 @@ class FeatureCache:
         if self.width is not None and features.shape[1] != self.width:
             raise UnusableShard(f"vectors {features.shape[1]} wide, expected {self.width}")
         self.width = features.shape[1]
-        return dict(zip(digests.tolist(), features))
+        return digests.tolist(), features

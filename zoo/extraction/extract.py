@@ -37,12 +37,14 @@ def extract(
 ) -> Extraction:
     """Features for every path: from the cache where present, else through `encode`."""
     started = time.perf_counter()
-    missing = [i for i, digest in enumerate(digests) if digest not in cache.vectors]
+    missing = [i for i, digest in enumerate(digests) if digest not in cache]
     on_progress(len(paths) - len(missing))
     bad: dict[Path, str] = {}
     new_digests: list[str] = []
     new_vectors: list[np.ndarray] = []
-    for indices, pixels, failures in decoded_batches([paths[i] for i in missing], preprocessing, batch_size):
+    for indices, pixels, failures in decoded_batches(
+        [paths[i] for i in missing], preprocessing, batch_size
+    ):
         bad.update({paths[missing[i]]: reason for i, reason in failures.items()})
         if len(indices):
             new_vectors.append(encode(pixels))
@@ -54,8 +56,6 @@ def extract(
     if new_digests:
         cache.add(new_digests, np.concatenate(new_vectors))
     good = np.array([i for i, path in enumerate(paths) if path not in bad], dtype=int)
-    features = (
-        np.stack([cache.vectors[digests[i]] for i in good]) if len(good) else np.zeros((0, 0))
-    )
+    features = cache.gather([digests[i] for i in good])
     computed = len(missing) - len(bad)
     return Extraction(features, good, bad, computed, time.perf_counter() - started)

@@ -175,7 +175,7 @@ def feature_extraction(
     cache = _feature_cache(features_key(backbone_id, engine), backbone, reporter)
     paths = dataset.train.paths + dataset.test.paths
     image_digests = [digests[path] for path in paths]
-    if any(digest not in cache.vectors for digest in image_digests):
+    if any(digest not in cache for digest in image_digests):
         started = engines.start(engine, resolved, reporter.warning)  # only when some image is new
         if started is not engine:  # fell back: its features live under their own key
             engine = started
