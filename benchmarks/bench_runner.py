@@ -123,9 +123,9 @@ def measure_decode(backbone_name: str, data: Path) -> dict:
     backbone = load_catalog().get(backbone_name)
     paths = all_paths(data)
     started = time.perf_counter()
-    for _ in decoded_batches(paths, backbone.input_size, 32):
-        pass
+    failed = sum(len(bad) for _, _, bad in decoded_batches(paths, backbone.preprocessing, 32))
     seconds = time.perf_counter() - started
+    assert failed == 0, f"{failed} images did not decode"
     return {
         "seconds": seconds,
         "images": len(paths),

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Ray reads this when imported: 0 keeps every node a test starts on 127.0.0.1 (otherwise Linux
+# nodes advertise the machine's network address).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 TINY_FEATURES = 8
 TINY_INPUT = 32

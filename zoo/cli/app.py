@@ -205,6 +205,11 @@ def run(
     tune: bool = typer.Option(
         False, "--tune", help="Search the head's settings on validation, then refit (frozen only)."
     ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Extract features on a Ray cluster: HOST:PORT of its head, or auto (zoo[ray]).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Train and evaluate backbones; ends with a comparison table. Exit 1 if any failed."""
@@ -230,6 +235,7 @@ def run(
         engine=engine,
         precision=precision,
         tune=tune,
+        ray=ray,
     )
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
     loaded.select(names or [], all_backbones)

@@ -1,9 +1,14 @@
-"""Features for a list of images: from the cache where present, else through an engine."""
+"""Features for a list of images: from the cache where present, else computed in batches.
+
+What computes the missing vectors is a `Compute`: in this process, an engine fed by zoo's decode
+threads (`local_compute`); across a Ray cluster, `zoo.extraction.cluster`. Either way the vectors
+land in the same feature cache, a shard at a time, keyed by each image's content digest.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +21,11 @@ from zoo.extraction.cache import FeatureCache
 # Vectors written per cache shard: an interrupted run loses at most one shard's worth.
 SHARD_SIZE = 512
 
+# (indices into the paths given that decoded, their vectors, failures: index -> why), per batch;
+# batches may come in any order, each path exactly once.
+Batch = tuple[list[int], np.ndarray, dict[int, str]]
+Compute = Callable[[list[Path]], Iterator[Batch]]
+
 
 @dataclass
 class Extraction:
@@ -26,28 +36,37 @@ class Extraction:
     seconds: float
 
 
+def local_compute(
+    preprocessing: Preprocessing, encode: Callable[[np.ndarray], np.ndarray], batch_size: int
+) -> Compute:
+    """Decode in zoo's threads (a batch ahead) and run `encode` here, batch by batch."""
+
+    def compute(paths: list[Path]) -> Iterator[Batch]:
+        for indices, pixels, failures in decoded_batches(paths, preprocessing, batch_size):
+            vectors = encode(pixels) if len(indices) else np.zeros((0, 0), np.float32)
+            yield indices, vectors, failures
+
+    return compute
+
+
 def extract(
     paths: list[Path],
     digests: list[str],
-    preprocessing: Preprocessing,
-    encode: Callable[[np.ndarray], np.ndarray],
+    compute: Compute,
     cache: FeatureCache,
-    batch_size: int = 64,
     on_progress: Callable[[int], None] = lambda done: None,
 ) -> Extraction:
-    """Features for every path: from the cache where present, else through `encode`."""
+    """Features for every path: from the cache where present, else through `compute`."""
     started = time.perf_counter()
     missing = [i for i, digest in enumerate(digests) if digest not in cache]
     on_progress(len(paths) - len(missing))
     bad: dict[Path, str] = {}
     new_digests: list[str] = []
     new_vectors: list[np.ndarray] = []
-    for indices, pixels, failures in decoded_batches(
-        [paths[i] for i in missing], preprocessing, batch_size
-    ):
+    for indices, vectors, failures in compute([paths[i] for i in missing]):
         bad.update({paths[missing[i]]: reason for i, reason in failures.items()})
         if len(indices):
-            new_vectors.append(encode(pixels))
+            new_vectors.append(vectors)
             new_digests += [digests[missing[i]] for i in indices]
         if len(new_digests) >= SHARD_SIZE:
             cache.add(new_digests, np.concatenate(new_vectors))

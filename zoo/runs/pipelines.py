@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,8 +23,8 @@ from zoo.data.decoded import DecodedImages, decode_to_disk
 from zoo.data.folders import Dataset, ImageSet, check_readable, stratified_split
 from zoo.errors import BackboneUnavailable
 from zoo.extraction.cache import FeatureCache, backbone_key, features_key
-from zoo.extraction.engines import Engines, ResolvedBackbone
-from zoo.extraction.extract import extract
+from zoo.extraction.engines import Engine, Engines, ResolvedBackbone
+from zoo.extraction.extract import Compute, extract, local_compute
 from zoo.home import tensorboard_root
 from zoo.reporting import Reporter
 from zoo.runs import artifacts
@@ -133,18 +134,41 @@ def _feature_cache(key: str, backbone: Backbone, reporter: Reporter) -> FeatureC
     return cache
 
 
-def _checking_width(encode: Callable, backbone: Backbone) -> Callable:
-    """`encode`, refusing vectors of another width than the registry declares (none is cached)."""
+def _start_compute(
+    engine: Engine,
+    resolved: ResolvedBackbone,
+    engines: Engines,
+    settings,
+    reporter: Reporter,
+    workers: contextlib.ExitStack,
+) -> tuple[Any, Compute]:
+    """(what computes, how): the engine loaded here, or workers on the Ray cluster (--ray),
+    which `workers` stops when the extraction is done."""
+    if settings.ray:
+        from zoo.extraction.cluster import ClusterCompute
 
-    def checked(pixels: np.ndarray) -> np.ndarray:
-        features = encode(pixels)
-        if backbone.feature_dim and features.shape[-1] != backbone.feature_dim:
-            raise BackboneUnavailable(
-                f"{backbone.name}: the registry declares feature_dim = {backbone.feature_dim}, "
-                f"but the model gives {features.shape[-1]} features; set feature_dim = "
-                f"{features.shape[-1]} in its registry entry"
+        pool = workers.enter_context(
+            ClusterCompute(
+                resolved, engine.name, engine.precision, INFERENCE_BATCH, reporter.warning
             )
-        return features
+        )
+        return pool.engine, pool.compute
+    started = engines.start(engine, resolved, reporter.warning)
+    return started, local_compute(resolved.backbone.preprocessing, started, INFERENCE_BATCH)
+
+
+def _checking_width(compute: Compute, backbone: Backbone) -> Compute:
+    """`compute`, refusing vectors of another width than the registry declares (none is cached)."""
+
+    def checked(paths: list[Path]):
+        for indices, features, failures in compute(paths):
+            if indices and backbone.feature_dim and features.shape[-1] != backbone.feature_dim:
+                raise BackboneUnavailable(
+                    f"{backbone.name}: the registry declares feature_dim = "
+                    f"{backbone.feature_dim}, but the model gives {features.shape[-1]} features; "
+                    f"set feature_dim = {features.shape[-1]} in its registry entry"
+                )
+            yield indices, features, failures
 
     return checked
 
@@ -172,19 +196,22 @@ def feature_extraction(
     resolved = ResolvedBackbone(backbone, resolve(backbone))
     backbone_id = backbone_key(backbone, resolved.folder)
     engine = engines.planned(resolved, settings.engine, settings.precision, reporter.warning)
-    cache = _feature_cache(features_key(backbone_id, engine), backbone, reporter)
+    cache_key = features_key(backbone_id, engine)
+    cache = _feature_cache(cache_key, backbone, reporter)
     paths = dataset.train.paths + dataset.test.paths
     image_digests = [digests[path] for path in paths]
-    if any(digest not in cache for digest in image_digests):
-        started = engines.start(engine, resolved, reporter.warning)  # only when some image is new
-        if started is not engine:  # fell back: its features live under their own key
+    with contextlib.ExitStack() as workers:
+        compute = local_compute(backbone.preprocessing, engine, INFERENCE_BATCH)  # not loaded
+        if any(digest not in cache for digest in image_digests):  # load only for new images
+            started, compute = _start_compute(
+                engine, resolved, engines, settings, reporter, workers
+            )
+            if features_key(backbone_id, started) != cache_key:  # fell back: another key
+                cache = _feature_cache(features_key(backbone_id, started), backbone, reporter)
             engine = started
-            cache = _feature_cache(features_key(backbone_id, engine), backbone, reporter)
-    with reporter.task("features", len(paths)) as advance:  # one pass over train and test
-        encode = _checking_width(engine, backbone)
-        extraction = extract(
-            paths, image_digests, backbone.preprocessing, encode, cache, INFERENCE_BATCH, advance
-        )
+        with reporter.task("features", len(paths)) as advance:  # one pass over train and test
+            checked = _checking_width(compute, backbone)
+            extraction = extract(paths, image_digests, checked, cache, advance)
     in_train = extraction.good < len(dataset.train)
     good_test = extraction.good[~in_train] - len(dataset.train)
     parts = _parts(

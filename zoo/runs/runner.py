@@ -6,6 +6,7 @@ test metrics -> saved model + run record.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shutil
@@ -54,9 +55,12 @@ class RunSettings:
     experiment: str | None = None
     head_from: int | None = None  # fine-tune: start from this feature-extraction run's head
     strategy: str = "auto"  # end-to-end training: see zoo.training.strategies
-    engine: str = "auto"  # feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU) or a name
+    engine: str = (
+        "auto"  # feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU) or a name
+    )
     precision: str = "fp32"  # fp32, or bf16 where the engine computes it natively on this CPU
     tune: bool = False  # search the head's settings on validation, then refit (zoo.training.tune)
+    ray: str | None = None  # extract features on this Ray cluster (HOST:PORT or auto)
 
     def __post_init__(self) -> None:
         """Out-of-range settings are usage errors (exit 2), caught once, before any work starts."""
@@ -88,6 +92,8 @@ class RunSettings:
             if not ok:
                 raise UsageError(message)
         load_engines(load_plugins()).check(self.engine, self.precision)  # what is installed here
+        if self.ray is not None:
+            _check_ray(self.ray)
         if self.head_from is not None:
             self._check_head_from()
 
@@ -109,6 +115,16 @@ class RunSettings:
 
     def learning_rate_for(self, mode: str) -> float:
         return self.lr if self.lr is not None else DEFAULT_LEARNING_RATES[mode]
+
+
+def _check_ray(address: str) -> None:
+    import importlib.util
+
+    from zoo.extraction.cluster import INSTALL_HINT, check_address
+
+    check_address(address)
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}")
 
 
 @dataclass
@@ -189,8 +205,18 @@ def run(
         dataset, digests, fingerprint(dataset, digests), data, settings, reporter, engines
     )
     context.folders = {"train": str(train_dir), "test": str(test_dir)}
-    results = [_run_and_store(backbone, context) for backbone in backbones]
+    with _cluster(settings):
+        results = [_run_and_store(backbone, context) for backbone in backbones]
     return RunSummary(results, data, context.skipped)
+
+
+def _cluster(settings: RunSettings):
+    """Connected to the Ray cluster for the whole command (--ray), else nothing to do."""
+    if settings.ray is None:
+        return contextlib.nullcontext()
+    from zoo.extraction.cluster import connected
+
+    return connected(settings.ray)
 
 
 @dataclass
@@ -203,7 +229,9 @@ class _Context:
     reporter: Reporter
     engines: Engines
     skipped: list[tuple[Path, str]] = field(default_factory=list)
-    folders: dict[str, str] = field(default_factory=dict)  # train and test: what `zoo export` checks on
+    folders: dict[str, str] = field(
+        default_factory=dict
+    )  # train and test: what `zoo export` checks on
 
 
 def _digests(dataset: Dataset, reporter: Reporter) -> dict[Path, str]:
