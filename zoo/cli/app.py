@@ -210,6 +210,15 @@ def run(
         "--ray",
         help="Extract features on a Ray cluster: HOST:PORT of its head, or auto (zoo[ray]).",
     ),
+    unfreeze: str | None = typer.Option(
+        None,
+        "--unfreeze",
+        help="Fine-tune in two stages: the head frozen, then all, the top N layers or a "
+        "fraction (0.25) of the backbone at --lr [1e-4].",
+    ),
+    fine_tune_epochs: int | None = typer.Option(
+        None, "--fine-tune-epochs", help="--unfreeze: epochs of stage 2 [default: --epochs]."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Train and evaluate backbones; ends with a comparison table. Exit 1 if any failed."""
@@ -236,9 +245,11 @@ def run(
         precision=precision,
         tune=tune,
         ray=ray,
+        unfreeze=unfreeze,
+        fine_tune_epochs=fine_tune_epochs,
     )
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
-    loaded.select(names or [], all_backbones)
+    settings.check_backbones(loaded.select(names or [], all_backbones), all_backbones)
     if data is not None or train is not None or test is not None:
         from zoo.data.folders import find_splits
 
@@ -315,6 +326,7 @@ def _result_row(result) -> dict:
         "artifact_error": result.artifacts.get("error"),
         "pending": result.pending,
         "tuned": result.tuned,
+        "stages": result.stages,
     }
 
 

@@ -117,7 +117,8 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
         if row["status"] == "ok" and isinstance(row["metrics"].get("accuracy"), (int, float))
     ]
     best = max(accuracies) if accuracies else None
-    table.caption = "\n".join(filter(None, (_tuned_text(row) for row in rows))) or None
+    captions = (_tuned_text(row) or _stages_text(row) for row in rows)
+    table.caption = "\n".join(filter(None, captions)) or None
     for row in rows:
         metrics = row["metrics"]
         accuracy = metrics.get("accuracy")
@@ -128,7 +129,7 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
         table.add_row(
             _fmt(row.get("run_id")),
             _plain(row["backbone"]),
-            _plain(MODE_LABELS.get(row["mode"], row["mode"]) + (", tuned" if _tuned(row) else "")),
+            _plain(_mode_label(row)),
             shown,
             _fmt(metrics.get("macro_f1"), ".3f"),
             _fmt(metrics.get("loss"), ".3f"),
@@ -141,6 +142,45 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
             status,
         )
     return table
+
+
+def _mode_label(row: dict[str, Any]) -> str:
+    label = MODE_LABELS.get(row["mode"], row["mode"])
+    if _tuned(row):
+        return label + ", tuned"
+    stages = _stages(row)
+    if stages:
+        return f"{label}, {_unfrozen_part(stages[1]['unfreeze'])}"
+    return label
+
+
+def _stages(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """--unfreeze's two stages: on a fresh result, or in a stored record's settings."""
+    stages = row.get("stages") or row.get("settings", {}).get("stages")
+    return stages if isinstance(stages, list) and len(stages) == 2 else None
+
+
+def _unfrozen_part(facts: dict[str, Any]) -> str:
+    if facts.get("layers") is None:
+        return "all"
+    return f"top {facts['layers']}/{facts['of_layers']}"
+
+
+def _stages_text(row: dict[str, Any]) -> str | None:
+    stages = _stages(row)
+    if not stages:
+        return None
+    head, tune = stages
+    source = f"run {head['from_run']}'s head" if head.get("from_run") else "head on cached features"
+    part = tune["unfreeze"]
+    share = part["parameters"] / part["of_parameters"] if part.get("of_parameters") else 0
+    return (
+        f"run {row.get('run_id')} in two stages: {source}, {head['epochs_run']} epochs "
+        f"(val acc {_fmt(head.get('val_accuracy'), '.3f')}), then {_unfrozen_part(part)} layers "
+        f"({part['parameters'] / 1e6:.2f} M parameters, {share:.0%} of the backbone's trainable) "
+        f"for {tune['epochs_run']} epochs at lr {tune['lr']:g} "
+        f"(val acc {_fmt(tune.get('val_accuracy'), '.3f')})"
+    )
 
 
 def _tuned(row: dict[str, Any]) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from zoo.catalog.backbone import Backbone
 from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decoded import DecodedImages, decode_to_disk
 from zoo.data.folders import Dataset, ImageSet, check_readable, stratified_split
-from zoo.errors import BackboneUnavailable
+from zoo.errors import BackboneUnavailable, UsageError
 from zoo.extraction.cache import FeatureCache, backbone_key, features_key
 from zoo.extraction.engines import Engine, Engines, ResolvedBackbone
 from zoo.extraction.extract import Compute, extract, local_compute
@@ -52,11 +52,12 @@ class Outcome:
     computed_features: int | None = None
     engine: str | None = None  # e.g. "openvino 2026.4.1 fp32"; None: trained end to end
     tuned: dict | None = None  # --tune: the chosen head settings and every trial
+    stages: list[dict] | None = None  # --unfreeze: the head stage, then the fine-tune stage
 
 
-def _fit_settings(settings, mode: str) -> FitSettings:
+def _fit_settings(settings, mode: str, epochs: int | None = None) -> FitSettings:
     return FitSettings(
-        epochs=settings.epochs,
+        epochs=epochs or settings.epochs,
         batch_size=settings.batch_size,
         learning_rate=settings.learning_rate_for(mode),
         patience=settings.patience,
@@ -80,16 +81,18 @@ def _train(
     reporter: Reporter,
     checkpoint: Path,
     eval_batch_size: int,
+    epochs: int | None = None,
 ) -> tuple[dict[str, list[float]], Path]:
     """Fit on the train part, watching validation, with a progress bar; returns (history, logs)."""
     log_dir = _log_dir(settings, backbone)
-    with reporter.task("training", settings.epochs) as advance:
+    fit_settings = _fit_settings(settings, mode, epochs)
+    with reporter.task("training", fit_settings.epochs) as advance:
         history = fit(
             model,
             parts["train"],
             parts["validation"],
             num_classes,
-            _fit_settings(settings, mode),
+            fit_settings,
             checkpoint,
             log_dir,
             lambda *_: advance(1),
@@ -332,8 +335,16 @@ def end_to_end(
     reporter: Reporter,
     checkpoint: Path,
     scratch: Path,
+    *,
+    build: Callable[[int], Any] | None = None,
+    strategy: Any = None,
+    epochs: int | None = None,
 ) -> Outcome:
-    """Train the whole model; images stream from a decoded copy in `scratch`, deleted after."""
+    """Train the whole model; images stream from a decoded copy in `scratch`, deleted after.
+
+    `build(num_classes)`, called in `strategy`'s scope, makes the model instead (--unfreeze);
+    `epochs` overrides --epochs.
+    """
     from zoo.training.models import create_model
 
     try:
@@ -343,12 +354,16 @@ def end_to_end(
         parts, skipped = _parts(train, test, dataset, settings), train_skipped + test_skipped
         _check_readable(parts, skipped, settings)
         num_classes = len(dataset.classes)
-        with make_strategy(settings.strategy).scope(), cluster_failures_explained():
-            model = create_model(backbone, num_classes, trainable=True)  # on every replica
-            if mode == "fine-tune":
-                _warn_if_frozen(model, backbone, reporter)
-            if settings.head_from is not None:
-                _start_from_head(model, settings.head_from)
+        strategy = strategy or make_strategy(settings.strategy)
+        with strategy.scope(), cluster_failures_explained():
+            if build is not None:
+                model = build(num_classes)
+            else:
+                model = create_model(backbone, num_classes, trainable=True)  # on every replica
+                if mode == "fine-tune":
+                    _warn_if_frozen(model, backbone, reporter)
+                if settings.head_from is not None:
+                    _start_from_head(model, settings.head_from)
             history, log_dir = _train(
                 model,
                 parts,
@@ -359,6 +374,7 @@ def end_to_end(
                 reporter,
                 checkpoint,
                 eval_batch_size=INFERENCE_BATCH,
+                epochs=epochs,
             )
         test_images, test_labels = parts["test"]
         probabilities = _predict_images(model, test_images, test_labels, num_classes)
@@ -373,6 +389,130 @@ def end_to_end(
         skipped,
         log_dir,
     )
+
+
+def staged_fine_tune(
+    backbone: Backbone,
+    dataset: Dataset,
+    digests: dict[Path, str],
+    settings,
+    reporter: Reporter,
+    checkpoint: Path,
+    scratch: Path,
+    engines: Engines,
+) -> Outcome:
+    """--unfreeze: (1) the head on the frozen backbone's cached features (or a stored run's head,
+    --head-from), (2) the chosen top of the backbone and the head end to end, at the fine-tune
+    learning rate, BatchNorm in inference mode (zoo.training.unfreeze)."""
+    from zoo.extraction.layers import feature_layer
+    from zoo.training.models import create_model
+    from zoo.training.unfreeze import parse_unfreeze, partly_trainable, select
+
+    spec = parse_unfreeze(settings.unfreeze)
+    strategy = make_strategy(settings.strategy)
+    with strategy.scope():  # first: a backbone that cannot be unfrozen fails before any work
+        layer = feature_layer(backbone, trainable=True)
+        selection = select(layer, spec, (*backbone.input_size, 3), backbone.name)
+    head_stage, first = _head_stage(
+        backbone, dataset, digests, settings, reporter, checkpoint, engines
+    )
+    kernel, bias = head_stage.pop("weights")
+
+    def build(num_classes: int) -> Any:
+        model = create_model(backbone, num_classes, layer=partly_trainable(layer, selection))
+        try:
+            model.get_layer("output_layer").set_weights([kernel, bias])
+        except ValueError:
+            raise UsageError(
+                f"run {settings.head_from}'s head does not fit this backbone and data"
+            ) from None
+        return model
+
+    epochs = settings.fine_tune_epochs or settings.epochs
+    second = end_to_end(
+        backbone,
+        "fine-tune",
+        dataset,
+        settings,
+        reporter,
+        checkpoint,
+        scratch,
+        build=build,
+        strategy=strategy,
+        epochs=epochs,
+    )
+    fine_tune_stage = {
+        "stage": "fine-tune",
+        "unfreeze": selection.facts,
+        "epochs_run": len(second.history.get("loss", [])),
+        "lr": settings.learning_rate_for("fine-tune"),
+        **_best_validation(second.history),
+    }
+    history = {
+        key: head_stage["history"].get(key, []) + second.history.get(key, [])
+        for key in second.history
+    }
+    del head_stage["history"]
+    return replace(
+        second,
+        history=history,
+        skipped=second.skipped or (first.skipped if first else []),
+        extract_seconds=first.extract_seconds if first else None,
+        images_per_second=first.images_per_second if first else None,
+        computed_features=first.computed_features if first else None,
+        engine=first.engine if first else None,
+        stages=[head_stage, fine_tune_stage],
+    )
+
+
+def _head_stage(
+    backbone, dataset, digests, settings, reporter, checkpoint, engines
+) -> tuple[dict, Outcome | None]:
+    """Stage 1 of --unfreeze: the head trained on cached features, or the one --head-from names.
+    Returns its facts (with "weights" and "history" for the caller to take) and its Outcome."""
+    if settings.head_from is not None:
+        from zoo.runs.store import get_run
+
+        record = get_run(settings.head_from)
+        facts = {
+            "stage": "head",
+            "from_run": settings.head_from,
+            "epochs_run": len(record["history"].get("loss", [])),
+            "lr": record["settings"].get("lr"),
+            **_best_validation(record["history"]),
+            "test_accuracy": record["metrics"].get("accuracy"),
+        }
+        weights = artifacts.load_head(record)
+        return {**facts, "weights": weights, "history": record["history"]}, None
+    first = feature_extraction(
+        backbone,
+        dataset,
+        digests,
+        settings,
+        reporter,
+        checkpoint.with_name("head"),
+        engines,
+    )
+    right = first.test_probabilities.argmax(axis=1) == first.test_labels
+    facts = {
+        "stage": "head",
+        "epochs_run": len(first.history.get("loss", [])),
+        "lr": settings.learning_rate_for("feature-extraction"),
+        **_best_validation(first.history),
+        "test_accuracy": float(right.mean()) if len(right) else None,
+        "engine": first.engine,
+    }
+    return {**facts, "weights": first.head, "history": first.history}, first
+
+
+def _best_validation(history: dict[str, list[float]]) -> dict[str, float | None]:
+    """The validation figures of the epoch with the lowest validation loss (the weights kept)."""
+    losses = history.get("val_loss") or []
+    if not losses:
+        return {"val_loss": None, "val_accuracy": None}
+    best = int(np.argmin(losses))
+    accuracies = history.get("val_accuracy") or [None] * len(losses)
+    return {"val_loss": losses[best], "val_accuracy": accuracies[best]}
 
 
 def _warn_if_frozen(model: Any, backbone: Backbone, reporter: Reporter) -> None:
@@ -393,7 +533,6 @@ def _predict_images(model: Any, images: Any, labels: np.ndarray, num_classes: in
 
 
 def _start_from_head(model: Any, run_id: int) -> None:
-    from zoo.errors import UsageError
     from zoo.runs.store import get_run
 
     kernel, bias = artifacts.load_head(get_run(run_id))

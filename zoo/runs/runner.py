@@ -29,6 +29,7 @@ from zoo.reporting import Reporter
 from zoo.runs.artifacts import new_run_folder, save_artifacts
 from zoo.runs.store import get_run, keep_pending, referenced_run_folders, save_run
 from zoo.training.strategies import STRATEGIES, is_chief, make_strategy
+from zoo.training.unfreeze import parse_unfreeze
 
 MODES = ("feature-extraction", "fine-tune")
 # A linear head gets only ~100 Adam steps in 5 epochs of a small dataset: Keras's 1e-3 leaves it
@@ -55,12 +56,13 @@ class RunSettings:
     experiment: str | None = None
     head_from: int | None = None  # fine-tune: start from this feature-extraction run's head
     strategy: str = "auto"  # end-to-end training: see zoo.training.strategies
-    engine: str = (
-        "auto"  # feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU) or a name
-    )
+    engine: str = "auto"  # feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU) or a name
     precision: str = "fp32"  # fp32, or bf16 where the engine computes it natively on this CPU
     tune: bool = False  # search the head's settings on validation, then refit (zoo.training.tune)
     ray: str | None = None  # extract features on this Ray cluster (HOST:PORT or auto)
+    # fine-tune in two stages: the head frozen, then this part of the backbone (zoo.training.unfreeze)
+    unfreeze: str | None = None  # all, N top layers, or a fraction of the layers
+    fine_tune_epochs: int | None = None  # stage 2's epochs (None: --epochs)
 
     def __post_init__(self) -> None:
         """Out-of-range settings are usage errors (exit 2), caught once, before any work starts."""
@@ -84,6 +86,20 @@ class RunSettings:
                 "--tune searches a frozen backbone's head: drop --mode fine-tune",
             ),
             (
+                not (self.tune and self.unfreeze is not None),
+                "--tune searches a frozen backbone's head; --unfreeze fine-tunes the backbone: "
+                "use one of them",
+            ),
+            (
+                self.fine_tune_epochs is None or self.unfreeze is not None,
+                "--fine-tune-epochs sets the second stage of --unfreeze: add --unfreeze "
+                "(e.g. --unfreeze 10), or use --epochs",
+            ),
+            (
+                self.fine_tune_epochs is None or 1 <= self.fine_tune_epochs <= 10_000,
+                "--fine-tune-epochs must be between 1 and 10000",
+            ),
+            (
                 not self.tune or self.val_fraction > 0,
                 "--tune chooses on the validation split: use a --val-fraction above 0, e.g. 0.1",
             ),
@@ -91,6 +107,8 @@ class RunSettings:
         for ok, message in rules:
             if not ok:
                 raise UsageError(message)
+        if self.unfreeze is not None:
+            self.unfreeze = parse_unfreeze(self.unfreeze).text  # a usage error if malformed
         load_engines(load_plugins()).check(self.engine, self.precision)  # what is installed here
         if self.ray is not None:
             _check_ray(self.ray)
@@ -111,9 +129,25 @@ class RunSettings:
             raise UsageError(f"{where} has no saved head ({head}); pick another run (`zoo runs`)")
 
     def mode_for(self, backbone: Backbone) -> str:
-        return "from-scratch" if backbone.trains_end_to_end else self.mode
+        if backbone.trains_end_to_end:
+            return "from-scratch"
+        return "fine-tune" if self.unfreeze is not None else self.mode
+
+    def check_backbones(self, backbones: list[Backbone], all_backbones: bool) -> None:
+        """--unfreeze on a backbone named on purpose that has no pretrained part: a usage error.
+        (With --all such backbones train from scratch as usual.)"""
+        if self.unfreeze is None or all_backbones:
+            return
+        for backbone in backbones:
+            if backbone.trains_end_to_end:
+                raise UsageError(
+                    f"--unfreeze: {backbone.name} has no pretrained backbone to unfreeze (it "
+                    "trains from scratch); drop --unfreeze or choose a pretrained backbone"
+                )
 
     def learning_rate_for(self, mode: str) -> float:
+        if mode == "feature-extraction" and self.unfreeze is not None:
+            return DEFAULT_LEARNING_RATES[mode]  # --unfreeze's head stage; --lr is stage 2's
         return self.lr if self.lr is not None else DEFAULT_LEARNING_RATES[mode]
 
 
@@ -146,6 +180,7 @@ class RunResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     pending: str | None = None  # the record kept beside a store that refused it
     tuned: dict[str, Any] | None = None  # --tune: the head settings chosen on validation
+    stages: list[dict[str, Any]] | None = None  # --unfreeze: the head stage, the fine-tune stage
 
     @property
     def ok(self) -> bool:
@@ -371,6 +406,8 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
     }
     if result.tuned:
         settings["tuned"] = result.tuned
+    if result.stages:
+        settings["stages"] = result.stages
     return {
         "created_at": datetime.datetime.now().isoformat(timespec="seconds"),
         "backbone": backbone.name,
@@ -410,7 +447,18 @@ def _train_and_evaluate(
     checkpoint = (
         run_folder / "checkpoint" / "best"
     )  # TF format: hub layers repeat weight names, which HDF5 refuses
-    if mode == "feature-extraction":
+    if mode == "fine-tune" and context.settings.unfreeze is not None:
+        outcome = pipelines.staged_fine_tune(
+            backbone,
+            context.dataset,
+            context.digests,
+            context.settings,
+            context.reporter,
+            checkpoint,
+            run_folder / "decoded",
+            context.engines,
+        )
+    elif mode == "feature-extraction":
         outcome = pipelines.feature_extraction(
             backbone,
             context.dataset,
@@ -463,4 +511,5 @@ def _finish(
         engine=outcome.engine,
         artifacts=artifacts,
         tuned=outcome.tuned,
+        stages=outcome.stages,
     )
