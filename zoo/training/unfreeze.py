@@ -189,7 +189,8 @@ def _facts(spec, chosen, parameters, count, layers) -> dict[str, Any]:
         "variables": len(chosen),
         "parameters": sum(int(math.prod(v.shape)) for v in chosen),
         "of_parameters": parameters,
-        "lowest": chosen[0].name if chosen and count is not None else None,
+        # the first variable unfrozen, in data-flow order (names alone may not say which it is)
+        "lowest": f"{chosen[0].name} {list(chosen[0].shape)}" if chosen and count else None,
         "batch_norm": "inference mode (ImageNet statistics kept)",
     }
 
