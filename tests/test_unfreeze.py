@@ -241,6 +241,7 @@ def test_a_staged_run_is_one_stored_run_with_both_stages(layered_registry, tiny_
     assert tune["stage"] == "fine-tune" and tune["epochs_run"] == 2 and tune["lr"] == 1e-4
     assert tune["unfreeze"]["layers"] == 1 and tune["unfreeze"]["of_layers"] == 3
     assert tune["unfreeze"]["variables"] == 2
+    assert tune["unfreeze"]["lowest"] == "top_kernel:0 [16, 8]"
     assert record["settings"]["lr"] == 1e-4 and record["settings"]["unfreeze"] == "1"
     assert len(record["history"]["loss"]) == 5 and len(record["history"]["val_loss"]) == 5
     assert Path(result.artifacts["model"], "saved_model.pb").is_file()
