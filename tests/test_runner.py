@@ -298,3 +298,26 @@ def test_training_batches_hold_every_row_once_with_its_label(source, tmp_path):
     assert sorted(order) == list(range(20)) and (order != np.arange(20)).any()
     np.testing.assert_array_equal(seen, pixels[order])
     np.testing.assert_array_equal(one_hot.argmax(1), labels[order])
+
+
+def test_streamed_training_reports_progress_per_step(tiny_registry, tiny_images):
+    """An epoch of images streamed from disk can take minutes: the bar moves every step."""
+    import contextlib
+
+    from zoo.reporting import Reporter
+
+    class Recording(Reporter):
+        def __init__(self):
+            self.tasks: dict[str, list[int]] = {}
+
+        @contextlib.contextmanager
+        def task(self, description, total):
+            done = self.tasks.setdefault(description, [total, 0])
+            yield lambda n: done.__setitem__(1, done[1] + n)
+
+    reporter = Recording()
+    zoo.run(["tiny"], data=tiny_images, mode="fine-tune", epochs=2, batch_size=8, reporter=reporter)
+
+    # 30 training images less 3 for validation: 27 in batches of 8, 4 steps an epoch.
+    assert reporter.tasks["training (4 steps an epoch)"] == [8, 8]
+    assert "training" not in reporter.tasks

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -86,7 +87,24 @@ def _train(
     """Fit on the train part, watching validation, with a progress bar; returns (history, logs)."""
     log_dir = _log_dir(settings, backbone)
     fit_settings = _fit_settings(settings, mode, epochs)
-    with reporter.task("training", fit_settings.epochs) as advance:
+    if not hasattr(parts["train"][0], "read"):  # features: an epoch takes a fraction of a second
+        with reporter.task("training", fit_settings.epochs) as advance:
+            history = fit(
+                model,
+                parts["train"],
+                parts["validation"],
+                num_classes,
+                fit_settings,
+                checkpoint,
+                log_dir,
+                on_epoch=lambda *_: advance(1),
+                eval_batch_size=eval_batch_size,
+            )
+        return history, log_dir
+    # Images streamed from disk: an epoch of a big folder takes minutes, so count steps.
+    steps = math.ceil(len(parts["train"][1]) / fit_settings.batch_size)
+    description = f"training ({steps} steps an epoch)"
+    with reporter.task(description, steps * fit_settings.epochs) as advance:
         history = fit(
             model,
             parts["train"],
@@ -95,7 +113,7 @@ def _train(
             fit_settings,
             checkpoint,
             log_dir,
-            lambda *_: advance(1),
+            on_batch=lambda: advance(1),
             eval_batch_size=eval_batch_size,
         )
     return history, log_dir

@@ -41,6 +41,7 @@ def _callbacks(
     checkpoint: Path | None,
     log_dir: Path | None,
     on_epoch: Callable,
+    on_batch: Callable,
 ) -> list[Any]:
     """Early stopping and progress; TensorBoard logs and checkpoints unless they are None
     (`--tune`'s trials keep nothing on disk: writing both cost more than the training)."""
@@ -52,7 +53,8 @@ def _callbacks(
             monitor=monitor, patience=patience, restore_best_weights=True
         ),
         keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: on_epoch(epoch, logs or {})
+            on_epoch_end=lambda epoch, logs: on_epoch(epoch, logs or {}),
+            on_train_batch_end=lambda batch, logs: on_batch(),
         ),
     ]
     if log_dir is not None:  # write_graph=False saves ~0.2 s a run
@@ -114,6 +116,7 @@ def fit(
     log_dir: Path | None,
     on_epoch: Callable[[int, dict], None] = lambda epoch, logs: None,
     eval_batch_size: int = 32,
+    on_batch: Callable[[], None] = lambda: None,
 ) -> dict[str, list[float]]:
     """Compile and fit `model` on (inputs, integer labels); returns the per-epoch history.
 
@@ -137,7 +140,7 @@ def fit(
             epochs=settings.epochs,
             verbose=0,
             callbacks=_callbacks(
-                has_validation, settings.patience, checkpoint_alias, log_dir, on_epoch
+                has_validation, settings.patience, checkpoint_alias, log_dir, on_epoch, on_batch
             ),
         )
     return {key: [float(v) for v in values] for key, values in history.history.items()}
