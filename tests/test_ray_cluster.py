@@ -69,7 +69,7 @@ def in_process_features(resolved: ResolvedBackbone, paths: list[Path]) -> np.nda
     engine = TensorFlowEngine(resolved)
     engine.load()
     compute = local_compute(resolved.backbone.preprocessing, engine, batch_size=8)
-    return in_order(compute(paths), len(paths))[0]
+    return in_order(compute(paths, [str(p) for p in paths]), len(paths))[0]
 
 
 def test_the_cluster_is_two_nodes_on_loopback(ray_cluster):
@@ -86,7 +86,7 @@ def test_cluster_features_equal_in_process_ones(ray_cluster, tiny_registry, tiny
     paths = sorted(tiny_images.rglob("*.png"))
     with ClusterCompute(resolved, "tensorflow", "fp32", 4, print) as pool:
         assert len(pool.workers) == 2
-        cluster, seen = in_order(pool.compute(paths), len(paths))
+        cluster, seen = in_order(pool.compute(paths, [str(p) for p in paths]), len(paths))
     assert sorted(seen) == list(range(len(paths)))
     assert np.abs(cluster - in_process_features(resolved, paths)).max() <= 1e-5
 
@@ -99,7 +99,7 @@ def test_a_killed_worker_has_its_batches_retried(ray_cluster, tiny_registry, tmp
     paths = sorted(data.rglob("*.png"))
     with ClusterCompute(resolved, "tensorflow", "fp32", 2, print) as pool:
         victim = pool.worker_pids()[0]
-        batches = pool.compute(paths)
+        batches = pool.compute(paths, [str(p) for p in paths])
         first = next(batches)
         os.kill(victim, signal.SIGKILL)  # mid-run: batches are in flight on both workers
         cluster, seen = in_order([first, *batches], len(paths))

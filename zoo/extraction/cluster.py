@@ -216,7 +216,7 @@ class ClusterCompute:
     def worker_pids(self) -> list[int]:
         return self._get([worker.pid.remote() for worker in self.workers])
 
-    def compute(self, paths: list[Path]) -> Iterator[Batch]:
+    def compute(self, paths: list[Path], digests: list[str]) -> Iterator[Batch]:
         """Batches of `paths` spread over the workers, each kept busy; results as they come."""
         ray = import_ray()
         chunks = [

@@ -24,7 +24,11 @@ SHARD_SIZE = 512
 # (indices into the paths given that decoded, their vectors, failures: index -> why), per batch;
 # batches may come in any order, each path exactly once.
 Batch = tuple[list[int], np.ndarray, dict[int, str]]
-Compute = Callable[[list[Path]], Iterator[Batch]]
+# Called with the images' paths and their content digests.
+Compute = Callable[[list[Path], list[str]], Iterator[Batch]]
+# Changes a decoded uint8 batch before it is encoded (an augmented view, zoo/data/augment.py),
+# given the images' digests; the cache the vectors go to must be keyed by it.
+Transform = Callable[[np.ndarray, list[str]], np.ndarray]
 
 
 @dataclass
@@ -37,14 +41,21 @@ class Extraction:
 
 
 def local_compute(
-    preprocessing: Preprocessing, encode: Callable[[np.ndarray], np.ndarray], batch_size: int
+    preprocessing: Preprocessing,
+    encode: Callable[[np.ndarray], np.ndarray],
+    batch_size: int,
+    transform: Transform | None = None,
 ) -> Compute:
-    """Decode in zoo's threads (a batch ahead) and run `encode` here, batch by batch."""
+    """Decode in zoo's threads (a batch ahead), `transform`, and run `encode` here, batch by batch."""
 
-    def compute(paths: list[Path]) -> Iterator[Batch]:
+    def compute(paths: list[Path], digests: list[str]) -> Iterator[Batch]:
         for indices, pixels, failures in decoded_batches(paths, preprocessing, batch_size):
-            vectors = encode(pixels) if len(indices) else np.zeros((0, 0), np.float32)
-            yield indices, vectors, failures
+            if not len(indices):
+                yield indices, np.zeros((0, 0), np.float32), failures
+                continue
+            if transform is not None:
+                pixels = transform(pixels, [digests[i] for i in indices])
+            yield indices, encode(pixels), failures
 
     return compute
 
@@ -63,7 +74,9 @@ def extract(
     bad: dict[Path, str] = {}
     new_digests: list[str] = []
     new_vectors: list[np.ndarray] = []
-    for indices, vectors, failures in compute([paths[i] for i in missing]):
+    for indices, vectors, failures in compute(
+        [paths[i] for i in missing], [digests[i] for i in missing]
+    ):
         bad.update({paths[missing[i]]: reason for i, reason in failures.items()})
         if len(indices):
             new_vectors.append(vectors)

@@ -181,8 +181,8 @@ def _start_compute(
 def _checking_width(compute: Compute, backbone: Backbone) -> Compute:
     """`compute`, refusing vectors of another width than the registry declares (none is cached)."""
 
-    def checked(paths: list[Path]):
-        for indices, features, failures in compute(paths):
+    def checked(paths: list[Path], digests: list[str]):
+        for indices, features, failures in compute(paths, digests):
             if indices and backbone.feature_dim and features.shape[-1] != backbone.feature_dim:
                 raise BackboneUnavailable(
                     f"{backbone.name}: the registry declares feature_dim = "
