@@ -109,8 +109,8 @@ def run_backbones(
         engines = load_engines(catalog.plugins)
         for problem in engines.problems:
             (reporter or Reporter()).warning(problem)
-    backbones = catalog.select(names, all_backbones)
-    settings.check_backbones(backbones, all_backbones)
+    backbones = catalog.select(names, all_backbones, combine=True)
+    settings.check_selection(backbones, all_backbones)
     if data is None and train is None and test is None:
         data = demo_data_dir()
     train_dir, test_dir = find_splits(data, train, test)

@@ -24,6 +24,7 @@ import pluggy
 
 from zoo.catalog import hookspecs
 from zoo.catalog.backbone import Backbone
+from zoo.catalog.combination import Combination, combination
 from zoo.catalog.registry import Registry, load_registry, load_registry_file
 from zoo.errors import RegistryError, UsageError
 
@@ -176,13 +177,30 @@ class Catalog:
             return self.backbones[name]
         raise UsageError(unknown_name_message(name, list(self.backbones)))
 
-    def select(self, names: list[str], everything: bool, verb: str = "run") -> list[Backbone]:
-        """The named backbones, or every one with `everything` (the CLI's `--all`)."""
+    def select(
+        self, names: list[str], everything: bool, verb: str = "run", combine: bool = False
+    ) -> list[Backbone | Combination]:
+        """The named backbones, or every one with `everything` (the CLI's `--all`, which never
+        adds combinations). With `combine`, a name `a+b` is one Combination (`zoo run`)."""
         if everything and names:
             raise UsageError("give backbone names or --all, not both")
         if not everything and not names:
             raise UsageError(f"name the backbones to {verb} (see `zoo list`) or pass --all")
-        return list(self.backbones.values()) if everything else [self.get(n) for n in names]
+        return (
+            list(self.backbones.values())
+            if everything
+            else [self._one(n, combine, verb) for n in names]
+        )
+
+    def _one(self, name: str, combine: bool, verb: str) -> Backbone | Combination:
+        if "+" not in name:
+            return self.get(name)
+        if not combine:
+            raise UsageError(
+                f"{name!r}: only `zoo run` combines backbones with '+'; {verb} "
+                f"{' '.join(part for part in name.split('+') if part)} one by one"
+            )
+        return combination(name, self.get)
 
 
 def unknown_name_message(name: str, known: list[str]) -> str:

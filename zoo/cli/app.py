@@ -219,9 +219,16 @@ def run(
     fine_tune_epochs: int | None = typer.Option(
         None, "--fine-tune-epochs", help="--unfreeze: epochs of stage 2 [default: --epochs]."
     ),
+    augment: int = typer.Option(
+        0, "--augment", help="Frozen: add K cached augmented views of each training image."
+    ),
+    augment_ops: str = typer.Option(
+        "flip,crop,color", "--augment-ops", help="What a view draws: flip, crop, color."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
-    """Train and evaluate backbones; ends with a comparison table. Exit 1 if any failed."""
+    """Train and evaluate backbones (A+B: one head on their features joined); ends with a
+    comparison table. Exit 1 if any failed."""
     from zoo.api import run_backbones
     from zoo.cli.progress import RichReporter
     from zoo.extraction.engines import load_engines
@@ -247,9 +254,11 @@ def run(
         ray=ray,
         unfreeze=unfreeze,
         fine_tune_epochs=fine_tune_epochs,
+        augment=augment,
+        augment_ops=augment_ops,
     )
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
-    settings.check_backbones(loaded.select(names or [], all_backbones), all_backbones)
+    settings.check_selection(loaded.select(names or [], all_backbones, combine=True), all_backbones)
     if data is not None or train is not None or test is not None:
         from zoo.data.folders import find_splits
 
@@ -327,6 +336,7 @@ def _result_row(result) -> dict:
         "pending": result.pending,
         "tuned": result.tuned,
         "stages": result.stages,
+        "settings": result.recorded,
     }
 
 

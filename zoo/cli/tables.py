@@ -117,7 +117,11 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
         if row["status"] == "ok" and isinstance(row["metrics"].get("accuracy"), (int, float))
     ]
     best = max(accuracies) if accuracies else None
-    captions = (_tuned_text(row) or _stages_text(row) for row in rows)
+    captions = [
+        text(row)
+        for row in rows
+        for text in (_tuned_text, _stages_text, _augmented_text, _joined_text)
+    ]
     table.caption = "\n".join(filter(None, captions)) or None
     for row in rows:
         metrics = row["metrics"]
@@ -145,13 +149,13 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
 
 
 def _mode_label(row: dict[str, Any]) -> str:
-    label = MODE_LABELS.get(row["mode"], row["mode"])
-    if _tuned(row):
-        return label + ", tuned"
+    """`frozen`, `frozen, tuned`, `fine-tune, top 10/49`, `frozen, 2 views`..."""
+    label = MODE_LABELS.get(row["mode"], row["mode"]) + (", tuned" if _tuned(row) else "")
     stages = _stages(row)
     if stages:
-        return f"{label}, {_unfrozen_part(stages[1]['unfreeze'])}"
-    return label
+        label += f", {_unfrozen_part(stages[1]['unfreeze'])}"
+    augmentation = _augmentation(row)
+    return label + (f", {augmentation['views']} views" if augmentation else "")
 
 
 def _stages(row: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -181,6 +185,35 @@ def _stages_text(row: dict[str, Any]) -> str | None:
         f"for {tune['epochs_run']} epochs at lr {tune['lr']:g} "
         f"(val acc {_fmt(tune.get('val_accuracy'), '.3f')})"
     )
+
+
+def _augmentation(row: dict[str, Any]) -> dict[str, Any] | None:
+    """--augment: the views a run added, from a fresh result's or a stored record's settings."""
+    return (row.get("settings") or {}).get("augmentation")
+
+
+def _augmented_text(row: dict[str, Any]) -> str | None:
+    augmentation = _augmentation(row)
+    if not augmentation:
+        return None
+    low, high = augmentation["crop_scale"]
+    ops = ", ".join(
+        f"crop {low:g}-{high:g} of the area" if op == "crop" else op for op in augmentation["ops"]
+    )
+    return (
+        f"run {row.get('run_id')} augmented: {augmentation['views']} cached views of each "
+        f"training image ({ops}); validation and test are the originals"
+    )
+
+
+def _joined_text(row: dict[str, Any]) -> str | None:
+    """`zoo run a+b`: the members whose features the head read side by side."""
+    members = (row.get("settings") or {}).get("combination")
+    if not members:
+        return None
+    widths = " + ".join(f"{m['backbone']} {m['feature_dim']}" for m in members)
+    total = sum(m["feature_dim"] for m in members)
+    return f"run {row.get('run_id')} joins features: {widths} = {total} per image"
 
 
 def _tuned(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -222,7 +255,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             str(run["id"]),
             _plain(run["created_at"]),
             _plain(run["backbone"]),
-            _plain(run["mode"]),
+            _plain(run["mode"] + (", augmented" if _augmentation(run) else "")),
             _fmt(run["metrics"].get("accuracy"), ".3f"),
             _fmt(run["metrics"].get("epochs_run")),
             _plain(_data(run)),

@@ -60,6 +60,8 @@ def save_artifacts(outcome: Any, run_folder: Path) -> dict[str, str]:
             run_folder, outcome.test_probabilities, outcome.test_labels
         )
         artifacts["test_probabilities"] = str(probabilities)  # for `zoo ensemble`
+        if outcome.save_model is None:  # a combined run (`zoo run a+b`): head + probabilities
+            return artifacts
         with atomic_dir(run_folder / "model") as scratch:
             outcome.save_model(scratch)
         artifacts["model"] = str(run_folder / "model")
@@ -73,6 +75,17 @@ def save_probabilities(folder: Path, probabilities: np.ndarray, labels: np.ndarr
     path = folder / "test_probabilities.npz"
     np.savez(path, probabilities=probabilities.astype(np.float32), labels=labels)
     return path
+
+
+def refuse_combined(record: dict[str, Any], verb: str) -> None:
+    """A combined run (`zoo run a+b`) has no image-to-class model: say why, and what to do."""
+    members = [member["backbone"] for member in record["settings"].get("combination") or []]
+    if members:
+        raise UsageError(
+            f"run {record['id']} ({record['backbone']}) trained one head on the features of "
+            f"{len(members)} backbones, so it has no single model to {verb}; {verb} a run of "
+            f"one member (`zoo run {members[0]}`), or `zoo ensemble` the members' own runs"
+        )
 
 
 def load_head(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

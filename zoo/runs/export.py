@@ -28,6 +28,7 @@ from zoo.data.folders import scan_folder
 from zoo.errors import DataError, UsageError
 from zoo.home import atomic_dir
 from zoo.reporting import Reporter
+from zoo.runs.artifacts import refuse_combined
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -78,6 +79,7 @@ def export_run(
     the test images checked.
     """
     check_options(fmt, quantize)
+    refuse_combined(record, "export")
     if out.exists():
         raise UsageError(f"{out} already exists; remove it or give another --out")
     reporter = reporter or Reporter()

@@ -1,6 +1,8 @@
 """The two ways a backbone is trained.
 
 - feature extraction: frozen backbone, features computed once and cached, only the head trains;
+  several backbones (`zoo run a+b`) put their cached features side by side for one head, and
+  `--augment K` adds cached features of K augmented views of the training part's images;
 - end to end: fine-tuning a pretrained backbone (low learning rate), or a model with no
   pretrained weights trained from scratch; images are decoded once per run into a file in the
   run's folder and streamed from it a batch at a time, so memory does not grow with their number.
@@ -9,23 +11,26 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from zoo.catalog.backbone import Backbone
+from zoo.catalog.combination import Combination
 from zoo.catalog.preprocessing import Preprocessing
+from zoo.data.augment import Augmentation
 from zoo.data.decoded import DecodedImages, decode_to_disk
 from zoo.data.folders import Dataset, ImageSet, check_readable, stratified_split
 from zoo.errors import BackboneUnavailable, UsageError
 from zoo.extraction.cache import FeatureCache, backbone_key, features_key
-from zoo.extraction.engines import Engine, Engines, ResolvedBackbone
-from zoo.extraction.extract import Compute, extract, local_compute
+from zoo.extraction.engines import Engines, ResolvedBackbone
+from zoo.extraction.extract import Compute, Extraction, extract, local_compute
 from zoo.home import tensorboard_root
 from zoo.reporting import Reporter
 from zoo.runs import artifacts
@@ -41,7 +46,8 @@ FEATURE_BATCH = 1024
 
 @dataclass
 class Outcome:
-    save_model: Callable[[Path], None]  # writes the full image-to-class SavedModel to a folder
+    # writes the full image-to-class SavedModel to a folder; None: there is none (`zoo run a+b`)
+    save_model: Callable[[Path], None] | None
     head: tuple[np.ndarray, np.ndarray]  # the trained softmax layer's kernel and bias
     history: dict[str, list[float]]
     test_probabilities: np.ndarray
@@ -54,6 +60,9 @@ class Outcome:
     engine: str | None = None  # e.g. "openvino 2026.4.1 fp32"; None: trained end to end
     tuned: dict | None = None  # --tune: the chosen head settings and every trial
     stages: list[dict] | None = None  # --unfreeze: the head stage, then the fine-tune stage
+    recorded: dict = field(
+        default_factory=dict
+    )  # settings the record keeps (augmentation, members)
 
 
 def _fit_settings(settings, mode: str, epochs: int | None = None) -> FitSettings:
@@ -135,13 +144,19 @@ def _parts(
     """
     (train_inputs, train_good), (test_inputs, test_good) = train, test
     labels = dataset.train.labels[train_good]
-    names = [dataset.train.paths[i].name for i in train_good]
-    fit, validation = stratified_split(labels, names, settings.val_fraction, settings.seed)
+    fit, validation = _split(train_good, dataset, settings)
     return {
         "train": (train_inputs[fit], labels[fit]),
         "validation": (train_inputs[validation], labels[validation]),
         "test": (test_inputs, dataset.test.labels[test_good]),
     }
+
+
+def _split(train_good: np.ndarray, dataset: Dataset, settings) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in `train_good` (the train images that decoded) of (fit, validation)."""
+    labels = dataset.train.labels[train_good]
+    names = [dataset.train.paths[i].name for i in train_good]
+    return stratified_split(labels, names, settings.val_fraction, settings.seed)
 
 
 def _feature_cache(key: str, backbone: Backbone, reporter: Reporter) -> FeatureCache:
@@ -153,29 +168,6 @@ def _feature_cache(key: str, backbone: Backbone, reporter: Reporter) -> FeatureC
             f"and were removed ({cache.discarded[0]}); their vectors are computed again"
         )
     return cache
-
-
-def _start_compute(
-    engine: Engine,
-    resolved: ResolvedBackbone,
-    engines: Engines,
-    settings,
-    reporter: Reporter,
-    workers: contextlib.ExitStack,
-) -> tuple[Any, Compute]:
-    """(what computes, how): the engine loaded here, or workers on the Ray cluster (--ray),
-    which `workers` stops when the extraction is done."""
-    if settings.ray:
-        from zoo.extraction.cluster import ClusterCompute
-
-        pool = workers.enter_context(
-            ClusterCompute(
-                resolved, engine.name, engine.precision, INFERENCE_BATCH, reporter.warning
-            )
-        )
-        return pool.engine, pool.compute
-    started = engines.start(engine, resolved, reporter.warning)
-    return started, local_compute(resolved.backbone.preprocessing, started, INFERENCE_BATCH)
 
 
 def _checking_width(compute: Compute, backbone: Backbone) -> Compute:
@@ -203,6 +195,207 @@ def _predict_features(head: Any, features: np.ndarray) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros((0, head.output_shape[-1]), np.float32)
 
 
+class _Extractor:
+    """One frozen backbone's features: through its planned engine, cached under its key (plus a
+    view's suffix for augmented views). The engine starts only when some vector is missing: here,
+    or as workers on the Ray cluster (--ray), which `close()` stops."""
+
+    def __init__(self, backbone: Backbone, settings, reporter: Reporter, engines: Engines):
+        self.backbone, self.settings = backbone, settings
+        self.reporter, self.engines = reporter, engines
+        self.resolved = ResolvedBackbone(backbone, resolve(backbone))
+        self.backbone_id = backbone_key(backbone, self.resolved.folder)
+        self.engine = engines.planned(
+            self.resolved, settings.engine, settings.precision, reporter.warning
+        )
+        self.started, self.computed, self.seconds = False, 0, 0.0
+        self.cluster = None  # the Ray workers, once started
+        self.workers = contextlib.ExitStack()
+
+    def features(
+        self, paths: list[Path], digests: list[str], task: str, suffix: str = "", transform=None
+    ) -> Extraction:
+        cache = self._cache(suffix)
+        if not self.started and any(digest not in cache for digest in digests):
+            self._start()
+            cache = self._cache(suffix)  # an engine that fell back keys its own features
+        with self.reporter.task(task, len(paths)) as advance:
+            compute = _checking_width(self._compute(transform), self.backbone)
+            extraction = extract(paths, digests, compute, cache, advance)
+        self.computed += extraction.computed
+        self.seconds += extraction.seconds
+        return extraction
+
+    def close(self) -> None:
+        self.workers.close()
+
+    def _start(self) -> None:
+        if self.settings.ray:
+            from zoo.extraction.cluster import ClusterCompute
+
+            self.cluster = self.workers.enter_context(
+                ClusterCompute(
+                    self.resolved,
+                    self.engine.name,
+                    self.engine.precision,
+                    INFERENCE_BATCH,
+                    self.reporter.warning,
+                )
+            )
+            self.engine = self.cluster.engine
+        else:
+            self.engine = self.engines.start(self.engine, self.resolved, self.reporter.warning)
+        self.started = True
+
+    def _compute(self, transform) -> Compute:
+        if self.cluster is not None:  # RunSettings refuses --augment with --ray
+            return self.cluster.compute
+        steps = self.backbone.preprocessing
+        return local_compute(steps, self.engine, INFERENCE_BATCH, transform)
+
+    def _cache(self, suffix: str) -> FeatureCache:
+        key = features_key(self.backbone_id, self.engine)
+        return _feature_cache(f"{key}-{suffix}" if suffix else key, self.backbone, self.reporter)
+
+
+def _joined(
+    extractors: list[_Extractor], paths: list[Path], digests: list[str], task: str, **view
+) -> tuple[np.ndarray, np.ndarray, dict[Path, str]]:
+    """(features, good, bad) of `paths`: each extractor's vectors side by side, in their order,
+    for the images every one of them could read."""
+    several = len(extractors) > 1
+    extractions = [
+        x.features(paths, digests, f"{task} ({x.backbone.name})" if several else task, **view)
+        for x in extractors
+    ]
+    good = extractions[0].good
+    for extraction in extractions[1:]:
+        good = np.intersect1d(good, extraction.good)
+    features = np.hstack([e.features[np.searchsorted(e.good, good)] for e in extractions])
+    bad = {path: reason for e in extractions for path, reason in e.bad.items()}
+    return features, good, bad
+
+
+def _frozen_parts(
+    extractors: list[_Extractor], dataset: Dataset, digests: dict[Path, str], settings
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[tuple[Path, str]], dict]:
+    """Train, validation and test features (one pass over train and test per backbone), with
+    augmented views of the training part's images added to it; the skipped files; and what the
+    record keeps of the augmentation."""
+    paths = dataset.train.paths + dataset.test.paths
+    features, good, bad = _joined(extractors, paths, [digests[p] for p in paths], "features")
+    in_train = good < len(dataset.train)
+    train_good = good[in_train]
+    parts = _parts(
+        (features[in_train], train_good),
+        (features[~in_train], good[~in_train] - len(dataset.train)),
+        dataset,
+        settings,
+    )
+    skipped = list(bad.items())
+    _check_readable(parts, skipped, settings)
+    augmentation = settings.augmentation()
+    if augmentation is None:
+        return parts, skipped, {}
+    fit, _ = _split(train_good, dataset, settings)
+    parts["train"] = _with_views(
+        parts["train"], extractors, augmentation, dataset, digests, train_good[fit]
+    )
+    return parts, skipped, {"augmentation": augmentation.facts()}
+
+
+def _with_views(
+    train: tuple[np.ndarray, np.ndarray],
+    extractors: list[_Extractor],
+    augmentation: Augmentation,
+    dataset: Dataset,
+    digests: dict[Path, str],
+    fit: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training part plus each view of its images (indices `fit` of the train folder).
+
+    Only these images get views: validation images are carved out before (by `_split`), test
+    images are never in `fit`, so no view of either reaches the head.
+    """
+    paths = [dataset.train.paths[i] for i in fit]
+    view_digests = [digests[path] for path in paths]
+    features, labels = [train[0]], [train[1]]
+    for view in range(augmentation.views):
+        transform = functools.partial(augmentation.apply, view=view)
+        task = f"augmented view {view + 1}/{augmentation.views}"
+        suffix = augmentation.key(view)
+        rows, good, _ = _joined(
+            extractors, paths, view_digests, task, suffix=suffix, transform=transform
+        )
+        features.append(rows)
+        labels.append(dataset.train.labels[fit[good]])
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def _fit_head(
+    parts: dict, num_classes: int, name: Any, settings, reporter: Reporter, checkpoint: Path
+) -> tuple[Any, dict[str, list[float]], Path, dict | None]:
+    """A new softmax head on the features, tuned (--tune) or not: (head, history, logs, tuned)."""
+    from zoo.training.models import classifier_head
+
+    if settings.tune:
+        return _tuned_head(parts, num_classes, name, settings, reporter, checkpoint)
+    head = classifier_head(num_classes, parts["train"][0].shape[1])
+    history, log_dir = _train(
+        head,
+        parts,
+        num_classes,
+        "feature-extraction",
+        name,
+        settings,
+        reporter,
+        checkpoint,
+        eval_batch_size=FEATURE_BATCH,
+    )
+    return head, history, log_dir, None
+
+
+def _frozen_outcome(
+    extractors: list[_Extractor],
+    dataset: Dataset,
+    digests: dict[Path, str],
+    settings,
+    reporter: Reporter,
+    checkpoint: Path,
+    name: Any,
+) -> tuple[Outcome, tuple[np.ndarray, np.ndarray]]:
+    """Features, head and test probabilities of a frozen run; the caller adds how to save its
+    model. Returns (outcome, (kernel, bias))."""
+    try:
+        parts, skipped, recorded = _frozen_parts(extractors, dataset, digests, settings)
+    finally:  # Ray workers are stopped once the features are in
+        for extractor in extractors:
+            extractor.close()
+    num_classes = len(dataset.classes)
+    head, history, log_dir, tuned = _fit_head(
+        parts, num_classes, name, settings, reporter, checkpoint
+    )
+    kernel, bias = head.get_layer("output_layer").get_weights()
+    computed = sum(x.computed for x in extractors)
+    seconds = sum(x.seconds for x in extractors)
+    outcome = Outcome(
+        None,
+        (kernel, bias),
+        history,
+        _predict_features(head, parts["test"][0]),
+        parts["test"][1],
+        skipped,
+        log_dir,
+        extract_seconds=seconds,
+        images_per_second=computed / seconds if computed else None,
+        computed_features=computed,
+        engine=" + ".join(x.engine.label for x in extractors),
+        tuned=tuned,
+        recorded=recorded,
+    )
+    return outcome, (kernel, bias)
+
+
 def feature_extraction(
     backbone: Backbone,
     dataset: Dataset,
@@ -212,84 +405,53 @@ def feature_extraction(
     checkpoint: Path,
     engines: Engines,
 ) -> Outcome:
-    from zoo.training.models import classifier_head, create_model
+    from zoo.training.models import create_model
 
-    resolved = ResolvedBackbone(backbone, resolve(backbone))
-    backbone_id = backbone_key(backbone, resolved.folder)
-    engine = engines.planned(resolved, settings.engine, settings.precision, reporter.warning)
-    cache_key = features_key(backbone_id, engine)
-    cache = _feature_cache(cache_key, backbone, reporter)
-    paths = dataset.train.paths + dataset.test.paths
-    image_digests = [digests[path] for path in paths]
-    with contextlib.ExitStack() as workers:
-        compute = local_compute(backbone.preprocessing, engine, INFERENCE_BATCH)  # not loaded
-        if any(digest not in cache for digest in image_digests):  # load only for new images
-            started, compute = _start_compute(
-                engine, resolved, engines, settings, reporter, workers
-            )
-            if features_key(backbone_id, started) != cache_key:  # fell back: another key
-                cache = _feature_cache(features_key(backbone_id, started), backbone, reporter)
-            engine = started
-        with reporter.task("features", len(paths)) as advance:  # one pass over train and test
-            checked = _checking_width(compute, backbone)
-            extraction = extract(paths, image_digests, checked, cache, advance)
-    in_train = extraction.good < len(dataset.train)
-    good_test = extraction.good[~in_train] - len(dataset.train)
-    parts = _parts(
-        (extraction.features[in_train], extraction.good[in_train]),
-        (extraction.features[~in_train], good_test),
-        dataset,
-        settings,
+    extractor = _Extractor(backbone, settings, reporter, engines)
+    outcome, (kernel, bias) = _frozen_outcome(
+        [extractor], dataset, digests, settings, reporter, checkpoint, backbone
     )
-    skipped, seconds, computed = (
-        list(extraction.bad.items()),
-        extraction.seconds,
-        extraction.computed,
-    )
-    _check_readable(parts, skipped, settings)
     num_classes = len(dataset.classes)
-    tuned = None
-    if settings.tune:
-        head, history, log_dir, tuned = _tuned_head(
-            parts, num_classes, backbone, settings, reporter, checkpoint
-        )
-    else:
-        head = classifier_head(num_classes, backbone.feature_dim)
-        history, log_dir = _train(
-            head,
-            parts,
-            num_classes,
-            "feature-extraction",
-            backbone,
-            settings,
-            reporter,
-            checkpoint,
-            eval_batch_size=FEATURE_BATCH,
-        )
-    probabilities = _predict_features(head, parts["test"][0])
-    kernel, bias = head.get_layer("output_layer").get_weights()
 
     def build_model():  # only for a new template; loads the backbone if extraction did not
-        model = create_model(backbone, num_classes, layer=resolved.loaded_layer)
+        model = create_model(backbone, num_classes, layer=extractor.resolved.loaded_layer)
         model.get_layer("output_layer").set_weights([kernel, bias])
         return model
 
-    return Outcome(
-        lambda folder: artifacts.save_with_head(
-            backbone_id, num_classes, build_model, (kernel, bias), folder, reporter.warning
-        ),
-        (kernel, bias),
-        history,
-        probabilities,
-        parts["test"][1],
-        skipped,
-        log_dir,
-        extract_seconds=seconds,
-        images_per_second=computed / seconds if computed else None,
-        computed_features=computed,
-        engine=engine.label,
-        tuned=tuned,
+    outcome.save_model = lambda folder: artifacts.save_with_head(
+        extractor.backbone_id, num_classes, build_model, (kernel, bias), folder, reporter.warning
     )
+    return outcome
+
+
+def combined(
+    combination: Combination,
+    dataset: Dataset,
+    digests: dict[Path, str],
+    settings,
+    reporter: Reporter,
+    checkpoint: Path,
+    engines: Engines,
+) -> Outcome:
+    """`zoo run a+b`: one head on the members' features side by side, each from its own cache.
+
+    There is no single image-to-class model to save: the run keeps its head and test
+    probabilities (for `zoo ensemble`, `zoo report`); `zoo export` and `zoo predict` refuse it.
+    """
+    extractors = [_Extractor(member, settings, reporter, engines) for member in combination.members]
+    outcome, _ = _frozen_outcome(
+        extractors, dataset, digests, settings, reporter, checkpoint, combination
+    )
+    outcome.recorded["combination"] = [
+        {
+            "backbone": x.backbone.name,
+            "engine": x.engine.label,
+            "feature_dim": x.backbone.feature_dim,
+            "features_key": features_key(x.backbone_id, x.engine),
+        }
+        for x in extractors
+    ]
+    return outcome
 
 
 def _tuned_head(

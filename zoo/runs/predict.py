@@ -11,10 +11,12 @@ from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import BadImage, load_pixels
 from zoo.errors import DataError, UsageError, ZooError
 from zoo.home import pattern_free
+from zoo.runs.artifacts import refuse_combined
 
 
 def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[dict[str, Any]]:
     """For each image: the top-k classes with probabilities."""
+    refuse_combined(record, "predict with")
     import tensorflow as tf
 
     model_dir = record["artifacts"].get("model")

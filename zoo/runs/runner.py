@@ -19,7 +19,9 @@ from typing import Any
 
 from zoo import __version__
 from zoo.catalog.backbone import Backbone
+from zoo.catalog.combination import Combination
 from zoo.catalog.plugins import load_plugins
+from zoo.data.augment import OPERATIONS, Augmentation
 from zoo.data.decode import is_image_file
 from zoo.data.folders import Dataset, describe_skipped, file_digest, fingerprint, load_dataset
 from zoo.errors import DataError, StoreError, UsageError, ZooError
@@ -63,6 +65,8 @@ class RunSettings:
     # fine-tune in two stages: the head frozen, then this part of the backbone (zoo.training.unfreeze)
     unfreeze: str | None = None  # all, N top layers, or a fraction of the layers
     fine_tune_epochs: int | None = None  # stage 2's epochs (None: --epochs)
+    augment: int = 0  # frozen runs: augmented views of each training image (zoo.data.augment)
+    augment_ops: str = ",".join(OPERATIONS)  # which operations a view draws, comma-separated
 
     def __post_init__(self) -> None:
         """Out-of-range settings are usage errors (exit 2), caught once, before any work starts."""
@@ -103,12 +107,22 @@ class RunSettings:
                 not self.tune or self.val_fraction > 0,
                 "--tune chooses on the validation split: use a --val-fraction above 0, e.g. 0.1",
             ),
+            (
+                not self.augment or (self.mode == "feature-extraction" and self.unfreeze is None),
+                "--augment caches views through a frozen backbone: drop --mode fine-tune "
+                "and --unfreeze",
+            ),
+            (
+                not self.augment or self.ray is None,
+                "--augment computes its views in this process: drop --ray (or --augment)",
+            ),
         ]
         for ok, message in rules:
             if not ok:
                 raise UsageError(message)
         if self.unfreeze is not None:
             self.unfreeze = parse_unfreeze(self.unfreeze).text  # a usage error if malformed
+        self.augmentation()  # a bad --augment or --augment-ops is a usage error too
         load_engines(load_plugins()).check(self.engine, self.precision)  # what is installed here
         if self.ray is not None:
             _check_ray(self.ray)
@@ -128,15 +142,23 @@ class RunSettings:
         if not head or not Path(head).is_file():
             raise UsageError(f"{where} has no saved head ({head}); pick another run (`zoo runs`)")
 
-    def mode_for(self, backbone: Backbone) -> str:
-        if backbone.trains_end_to_end:
-            return "from-scratch"
-        return "fine-tune" if self.unfreeze is not None else self.mode
+    def augmentation(self) -> Augmentation | None:
+        """The augmented views to add to the training split, or None without --augment."""
+        try:
+            augmentation = Augmentation.parse(self.augment, self.augment_ops)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        return augmentation if augmentation.views else None
 
-    def check_backbones(self, backbones: list[Backbone], all_backbones: bool) -> None:
-        """--unfreeze on a backbone named on purpose that has no pretrained part: a usage error.
-        (With --all such backbones train from scratch as usual.)"""
-        if self.unfreeze is None or all_backbones:
+    def check_selection(self, backbones: list[Backbone | Combination], all_backbones: bool) -> None:
+        """Usage errors of the settings with these backbones, before any work starts."""
+        combined = [b.name for b in backbones if isinstance(b, Combination)]
+        if combined and (self.mode != "feature-extraction" or self.unfreeze is not None):
+            raise UsageError(
+                f"{combined[0]} trains one head on frozen features: drop --mode {self.mode}"
+                + (" and --unfreeze" if self.unfreeze is not None else "")
+            )
+        if self.unfreeze is None or all_backbones:  # with --all, scratch_cnn trains as usual
             return
         for backbone in backbones:
             if backbone.trains_end_to_end:
@@ -144,6 +166,11 @@ class RunSettings:
                     f"--unfreeze: {backbone.name} has no pretrained backbone to unfreeze (it "
                     "trains from scratch); drop --unfreeze or choose a pretrained backbone"
                 )
+
+    def mode_for(self, backbone: Backbone | Combination) -> str:
+        if backbone.trains_end_to_end:
+            return "from-scratch"
+        return "fine-tune" if self.unfreeze is not None else self.mode
 
     def learning_rate_for(self, mode: str) -> float:
         if mode == "feature-extraction" and self.unfreeze is not None:
@@ -181,6 +208,7 @@ class RunResult:
     pending: str | None = None  # the record kept beside a store that refused it
     tuned: dict[str, Any] | None = None  # --tune: the head settings chosen on validation
     stages: list[dict[str, Any]] | None = None  # --unfreeze: the head stage, the fine-tune stage
+    recorded: dict[str, Any] = field(default_factory=dict)  # settings facts: augmentation, members
 
     @property
     def ok(self) -> bool:
@@ -217,7 +245,7 @@ class RunSummary:
 
 
 def run(
-    backbones: list[Backbone],
+    backbones: list[Backbone | Combination],
     train_dir: Path,
     test_dir: Path,
     settings: RunSettings,
@@ -284,7 +312,7 @@ def _digests(dataset: Dataset, reporter: Reporter) -> dict[Path, str]:
     return digests
 
 
-def _new_run_folder(backbone: Backbone) -> Path:
+def _new_run_folder(backbone: Backbone | Combination) -> Path:
     """An empty run folder, created with its running marker in one step (a rename)."""
     final = new_run_folder(backbone.name)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -335,7 +363,7 @@ def _in_use(run_folder: Path) -> bool:
     return True
 
 
-def _run_and_store(backbone: Backbone, context: _Context) -> RunResult:
+def _run_and_store(backbone: Backbone | Combination, context: _Context) -> RunResult:
     settings = context.settings
     mode = settings.mode_for(backbone)
     run_folder = _new_run_folder(backbone)
@@ -376,7 +404,9 @@ def _run_and_store(backbone: Backbone, context: _Context) -> RunResult:
     return result
 
 
-def _keep_pending(record: dict[str, Any], error: StoreError, backbone: Backbone) -> Path:
+def _keep_pending(
+    record: dict[str, Any], error: StoreError, backbone: Backbone | Combination
+) -> Path:
     try:
         return keep_pending(record)
     except OSError as also:
@@ -398,7 +428,9 @@ def _announce(run_id: int, reporter: Reporter) -> None:
         reporter.warning(problem)
 
 
-def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[str, Any]:
+def _record(
+    result: RunResult, backbone: Backbone | Combination, context: _Context
+) -> dict[str, Any]:
     import tensorflow as tf
 
     settings = {
@@ -408,6 +440,10 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
         settings["tuned"] = result.tuned
     if result.stages:
         settings["stages"] = result.stages
+    if "augmentation" not in result.recorded:  # end-to-end runs (scratch_cnn in --all) had none
+        settings["augment"] = 0
+    settings.update(result.recorded)
+    combined = isinstance(backbone, Combination)
     return {
         "created_at": datetime.datetime.now().isoformat(timespec="seconds"),
         "backbone": backbone.name,
@@ -419,7 +455,7 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
             "lr": result.tuned["learning_rate"]
             if result.tuned
             else context.settings.learning_rate_for(result.mode),
-            "preprocessing": backbone.preprocessing.facts(),
+            "preprocessing": None if combined else backbone.preprocessing.facts(),
             "data": context.folders,  # the image folders, for `zoo export`'s checks
         },
         "data": context.data,
@@ -437,7 +473,7 @@ def _record(result: RunResult, backbone: Backbone, context: _Context) -> dict[st
 
 
 def _train_and_evaluate(
-    backbone: Backbone, mode: str, run_folder: Path, context: _Context
+    backbone: Backbone | Combination, mode: str, run_folder: Path, context: _Context
 ) -> RunResult:
     import tf_keras
 
@@ -447,7 +483,17 @@ def _train_and_evaluate(
     checkpoint = (
         run_folder / "checkpoint" / "best"
     )  # TF format: hub layers repeat weight names, which HDF5 refuses
-    if mode == "fine-tune" and context.settings.unfreeze is not None:
+    if isinstance(backbone, Combination):
+        outcome = pipelines.combined(
+            backbone,
+            context.dataset,
+            context.digests,
+            context.settings,
+            context.reporter,
+            checkpoint,
+            context.engines,
+        )
+    elif mode == "fine-tune" and context.settings.unfreeze is not None:
         outcome = pipelines.staged_fine_tune(
             backbone,
             context.dataset,
@@ -490,7 +536,7 @@ def _warn_skipped(skipped: list[tuple[Path, str]], context: _Context) -> None:
 
 
 def _finish(
-    backbone: Backbone, mode: str, outcome, run_folder: Path, context: _Context
+    backbone: Backbone | Combination, mode: str, outcome, run_folder: Path, context: _Context
 ) -> RunResult:
     """Evaluate on test, then save the artifacts: a run that trained and evaluated is kept
     even when its model cannot be written (the error is stored with it)."""
@@ -512,4 +558,5 @@ def _finish(
         artifacts=artifacts,
         tuned=outcome.tuned,
         stages=outcome.stages,
+        recorded=outcome.recorded,
     )
