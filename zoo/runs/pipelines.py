@@ -268,6 +268,8 @@ def _joined(
         x.features(paths, digests, f"{task} ({x.backbone.name})" if several else task, **view)
         for x in extractors
     ]
+    if len(extractions) == 1:  # one backbone: its matrix as it is, not a copy
+        return extractions[0].features, extractions[0].good, extractions[0].bad
     good = extractions[0].good
     for extraction in extractions[1:]:
         good = np.intersect1d(good, extraction.good)
