@@ -1,12 +1,14 @@
 """Does zoo scale? Time per image and peak RSS on the full Fashion-MNIST (70,000 PNGs).
 
     python benchmarks/bench_scale.py [--only extract,scratch,finetune,ray] [--workdir DIR]
+        [--extract-fractions 0.25,1] [--finetune-images 10000] [--ray-images 5000]
 
 Builds image folders from Debian's `dataset-fashion-mnist` (60,000 train + 10,000 test 28x28
 PNGs, `apt-get install dataset-fashion-mnist`) once under --workdir, then measures, each in its own
 child process on an empty zoo home (peak RSS is the child's own VmHWM):
-  extract-N   `zoo run efficientnet_lite0 --epochs 1` on N images (a quarter, then all): the
-              feature path, whose only N-sized array should be the feature matrix (N x 1280 x 4 B);
+  extract-F   `zoo run efficientnet_lite0 --epochs 1` on a fraction F of the images (a quarter,
+              then all, by default): the feature path, whose only N-sized array should be the
+              feature matrix (N x 1280 x 4 B);
   scratch     `zoo run scratch_cnn --epochs 1` on all 70,000: end to end, streamed from disk;
   finetune    `zoo run efficientnet_lite0 --mode fine-tune --epochs 1` on 10,000 of them;
   ray/local   feature extraction of --ray-images images through a two-node Ray cluster on this
@@ -109,7 +111,9 @@ def measure_run(data: Path, backbone: str, **settings) -> dict:
 
 def measure_on_ray(data: Path) -> dict:
     """The same extraction through a two-node Ray cluster on 127.0.0.1, one CPU per node."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read by `import ray`: nodes on 127.0.0.1
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = (
+        "0"  # read by `import ray`: nodes on 127.0.0.1
+    )
     import ray
     from ray.cluster_utils import Cluster
 
@@ -182,6 +186,7 @@ def main() -> None:
     parser.add_argument("--only", help=f"comma-separated stages: {', '.join(STAGES)}")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "zoo-scale")
     parser.add_argument("--ray-images", type=int, default=5000, help="images for ray vs local")
+    parser.add_argument("--extract-fractions", default="0.25,1", help="of the 70,000 images")
     parser.add_argument("--finetune-images", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -194,10 +199,10 @@ def main() -> None:
     full = full_dataset(args.workdir)
     print(f"{'':18}{'images':>8}{'seconds':>10}{'ms/image':>10}{'peak MB':>10}  engine")
     results: dict[str, dict] = {}
-    if "extract" in stages:
-        quarter = subset(full, args.workdir / "quarter", 0.25)
-        results["extract-quarter"] = run_child("extract", quarter, args.workdir, "extract-quarter")
-        results["extract-all"] = run_child("extract", full, args.workdir, "extract-all")
+    for fraction in map(float, args.extract_fractions.split(",")) if "extract" in stages else ():
+        data = full if fraction == 1 else subset(full, args.workdir / f"part-{fraction}", fraction)
+        label = f"extract-{fraction:g}"
+        results[label] = run_child("extract", data, args.workdir, label)
     if "scratch" in stages:
         results["scratch"] = run_child("scratch", full, args.workdir, "scratch")
     if "finetune" in stages:
@@ -213,13 +218,23 @@ def main() -> None:
 
 def report(args, results: dict[str, dict]) -> None:
     derived = {}
-    if "extract-all" in results:
-        whole, quarter = results["extract-all"], results["extract-quarter"]
-        derived["feature_matrix_mb"] = whole["images"] * 1280 * 4 / 2**20
-        derived["extract_time_per_image_ratio_all_to_quarter"] = (
-            whole["seconds_per_image"] / quarter["seconds_per_image"]
+    extracts = sorted(
+        (r for name, r in results.items() if name.startswith("extract-")), key=lambda r: r["images"]
+    )
+    if len(extracts) >= 2:  # the smallest against the largest
+        small, large = extracts[0], extracts[-1]
+        grown = large["images"] - small["images"]
+        derived["extract_time_per_image_ratio_largest_to_smallest"] = (
+            large["seconds_per_image"] / small["seconds_per_image"]
         )
-        derived["extract_rss_growth_mb"] = whole["peak_rss_mb"] - quarter["peak_rss_mb"]
+        derived["extract_rss_growth_kb_per_image"] = (
+            1024 * (large["peak_rss_mb"] - small["peak_rss_mb"]) / grown
+        )
+        derived["feature_vector_kb"] = 1280 * 4 / 1024
+        derived["extract_peak_rss_mb_at_70000_extrapolated"] = (
+            large["peak_rss_mb"]
+            + (70_000 - large["images"]) * derived["extract_rss_growth_kb_per_image"] / 1024
+        )
     if "ray" in results:
         derived["ray_over_local_extract"] = (
             results["ray"]["extract_seconds"] / results["local"]["extract_seconds"]

@@ -201,8 +201,7 @@ def test_interrupt_during_training_keeps_earlier_runs_and_all_features(
     earlier = store_earlier_run()
     fit, fits = pipelines.fit, []
 
-    def fit_interrupted_in_second_backbone(*args, **options):
-        *rest, on_epoch = args
+    def fit_interrupted_in_second_backbone(*args, on_epoch, **options):
         fits.append(1)
 
         def epoch_done(epoch, logs):
@@ -210,7 +209,7 @@ def test_interrupt_during_training_keeps_earlier_runs_and_all_features(
             if len(fits) == 2:
                 raise KeyboardInterrupt  # inside Keras's fit loop, after one epoch's checkpoint
 
-        return fit(*rest, epoch_done, **options)
+        return fit(*args, on_epoch=epoch_done, **options)
 
     with monkeypatch.context() as patch:
         patch.setattr(pipelines, "fit", fit_interrupted_in_second_backbone)
@@ -305,15 +304,14 @@ if not hasattr(zoo.extraction.cache, "paused_by_test"):  # the plugin file may b
         if {stage!r} == "features":
             pause()  # the first shard is on disk; the other batches' are not
 
-    def fit_then_pause(*args, **options):
-        *rest, on_epoch = args
+    def fit_then_pause(*args, on_epoch=lambda epoch, logs: None, **options):
 
         def epoch_done(epoch, logs):
             on_epoch(epoch, logs)
             if {stage!r} == "training":
                 pause()  # one epoch trained and checkpointed
 
-        return fit(*rest, epoch_done, **options)
+        return fit(*args, on_epoch=epoch_done, **options)
 
     zoo.extraction.cache.FeatureCache.add = add_then_pause
     zoo.runs.pipelines.fit = fit_then_pause

@@ -186,10 +186,10 @@ def test_only_the_chosen_variables_change_and_batchnorm_keeps_its_statistics(lay
         [
             keras.layers.InputLayer(input_shape=TINY_SHAPE),
             partly_trainable(layer, selection),
-            keras.layers.Dense(3, activation="softmax"),
+            keras.layers.Dense(3, activation="softmax", name="head"),
         ]
     )
-    head = {"dense/kernel", "dense/bias"}
+    head = {"head/kernel", "head/bias"}
     assert set(names(model.trainable_weights)) == {"top_kernel", "top_bias", *head}
     before = {name: v.numpy().copy() for name, v in zip(names(layer.weights), layer.weights)}
     _train_briefly(model)
