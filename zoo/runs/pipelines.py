@@ -96,24 +96,14 @@ def _train(
     """Fit on the train part, watching validation, with a progress bar; returns (history, logs)."""
     log_dir = _log_dir(settings, backbone)
     fit_settings = _fit_settings(settings, mode, epochs)
-    if not hasattr(parts["train"][0], "read"):  # features: an epoch takes a fraction of a second
-        with reporter.task("training", fit_settings.epochs) as advance:
-            history = fit(
-                model,
-                parts["train"],
-                parts["validation"],
-                num_classes,
-                fit_settings,
-                checkpoint,
-                log_dir,
-                on_epoch=lambda *_: advance(1),
-                eval_batch_size=eval_batch_size,
-            )
-        return history, log_dir
-    # Images streamed from disk: an epoch of a big folder takes minutes, so count steps.
-    steps = math.ceil(len(parts["train"][1]) / fit_settings.batch_size)
-    description = f"training ({steps} steps an epoch)"
-    with reporter.task(description, steps * fit_settings.epochs) as advance:
+    streamed = hasattr(parts["train"][0], "read")
+    if streamed:  # images from disk: an epoch of a big folder takes minutes, so count steps
+        steps = math.ceil(len(parts["train"][1]) / fit_settings.batch_size)
+        description, total = f"training ({steps} steps an epoch)", steps * fit_settings.epochs
+    else:  # features: an epoch takes a fraction of a second
+        description, total = "training", fit_settings.epochs
+    progress = "on_batch" if streamed else "on_epoch"
+    with reporter.task(description, total) as advance:
         history = fit(
             model,
             parts["train"],
@@ -122,8 +112,8 @@ def _train(
             fit_settings,
             checkpoint,
             log_dir,
-            on_batch=lambda: advance(1),
             eval_batch_size=eval_batch_size,
+            **{progress: lambda *_: advance(1)},
         )
     return history, log_dir
 

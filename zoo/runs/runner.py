@@ -483,17 +483,7 @@ def _train_and_evaluate(
     checkpoint = (
         run_folder / "checkpoint" / "best"
     )  # TF format: hub layers repeat weight names, which HDF5 refuses
-    if isinstance(backbone, Combination):
-        outcome = pipelines.combined(
-            backbone,
-            context.dataset,
-            context.digests,
-            context.settings,
-            context.reporter,
-            checkpoint,
-            context.engines,
-        )
-    elif mode == "fine-tune" and context.settings.unfreeze is not None:
+    if mode == "fine-tune" and context.settings.unfreeze is not None:
         outcome = pipelines.staged_fine_tune(
             backbone,
             context.dataset,
@@ -504,8 +494,11 @@ def _train_and_evaluate(
             run_folder / "decoded",
             context.engines,
         )
-    elif mode == "feature-extraction":
-        outcome = pipelines.feature_extraction(
+    elif mode == "feature-extraction":  # one backbone, or several side by side (a+b)
+        frozen = (
+            pipelines.combined if isinstance(backbone, Combination) else pipelines.feature_extraction
+        )
+        outcome = frozen(
             backbone,
             context.dataset,
             context.digests,
