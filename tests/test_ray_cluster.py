@@ -101,6 +101,7 @@ def test_a_killed_worker_has_its_batches_retried(ray_cluster, tiny_registry, tmp
         victim = pool.worker_pids()[0]
         batches = pool.compute(paths, [str(p) for p in paths])
         first = next(batches)
+        time.sleep(1)  # lets Ray delete anything the driver no longer references
         os.kill(victim, signal.SIGKILL)  # mid-run: batches are in flight on both workers
         cluster, seen = in_order([first, *batches], len(paths))
         assert victim not in pool.worker_pids()  # Ray restarted the worker

@@ -186,11 +186,15 @@ class ClusterCompute:
         ray = import_ray()
         self.batch_size = batch_size
         self.name = resolved.backbone.name
-        archive = ray.put(_archive(resolved.folder))
+        # Held for the pool's lifetime: a restarted worker reads its constructor's arguments
+        # again, and Ray deletes a put object once the driver drops its last reference.
+        self._model_archive = ray.put(_archive(resolved.folder))
         shipped = replace(resolved.backbone, build_savedmodel=None)
         worker_class = ray.remote(FeatureWorker)
         self.workers = [
-            _on_node(worker_class, node).remote(shipped, archive, engine_name, precision)
+            _on_node(worker_class, node).remote(
+                shipped, self._model_archive, engine_name, precision
+            )
             for node in _nodes_with_cpus(ray)
         ]
         identities = self._get([worker.identity.remote() for worker in self.workers])
