@@ -110,8 +110,8 @@ def _train(
             parts["validation"],
             num_classes,
             fit_settings,
-            checkpoint,
-            log_dir,
+            checkpoint=checkpoint,
+            log_dir=log_dir,
             eval_batch_size=eval_batch_size,
             **{progress: lambda *_: advance(1)},
         )

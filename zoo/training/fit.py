@@ -112,6 +112,7 @@ def fit(
     validation: tuple[Any, np.ndarray],
     num_classes: int,
     settings: FitSettings,
+    *,  # the folders by name: a callback passed where a folder goes made a folder of its repr
     checkpoint: Path | None,
     log_dir: Path | None,
     on_epoch: Callable[[int, dict], None] = lambda epoch, logs: None,
