@@ -141,3 +141,30 @@ def test_real_lite0_with_augmented_views(zoo_home, capsys, monkeypatch):
     (row,) = json.loads(out)["runs"]
     assert row["status"] == "ok" and row["metrics"]["computed_features"] == 50 + len(fit)
     assert row["settings"]["augmentation"]["ops"] == ["crop", "color"]
+
+
+def test_tune_also_chooses_whether_the_views_help(tiny_registry, tiny_images, capsys, monkeypatch):
+    from zoo.training import tune
+
+    monkeypatch.setenv("COLUMNS", "200")
+    refits, train_head = [], tune.train_head
+    monkeypatch.setattr(
+        tune,
+        "train_head",
+        lambda settings, train, *a, **k: (
+            refits.append(len(train[1])) or train_head(settings, train, *a, **k)
+        ),
+    )
+    args = ["run", "tiny", "--data", str(tiny_images), "--tune", "--augment", "1"]
+    code, out, err = run_main([*args, "--val-fraction", "0.34"], capsys)
+    assert code == 0, err
+    chosen = get_run(1)["settings"]["tuned"]
+    trials = chosen["trials"]
+    assert [trial["augmented"] for trial in trials] == [False] * 8 + [True] * 8
+    assert chosen["val_accuracy"] == max(trial["val_accuracy"] for trial in trials)
+    # The refit trains on what won: train (+ its views if they won) + validation.
+    fit, validation, _ = split_digests(tiny_images, 0.34)
+    assert refits == [len(fit) + len(validation) + (len(fit) if chosen["augmented"] else 0)]
+    label = "frozen, tuned, 1 view" + ("" if chosen["augmented"] else " unused")
+    views = "with the augmented views" if chosen["augmented"] else "without the augmented views"
+    assert label in out and views in out

@@ -28,6 +28,69 @@ def test_head_settings_reach_the_layers():
     assert [layer.name for layer in plain.layers] == ["output_layer"] and not plain.losses
 
 
+def separable(rows: int, seed: int, features: int = 16, classes: int = 3):
+    """Features whose class shows in a few noisy columns: (features, integer labels)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, rows)
+    features = rng.normal(0, 1, (rows, features)).astype(np.float32)
+    features[np.arange(rows), labels] += 2.0
+    return features, labels
+
+
+def keras_steps(settings, batches, classes):
+    """What `classifier_head` + `fit` do on these batches (no dropout): the kernel and bias."""
+    import tf_keras as keras
+
+    head = classifier_head(classes, batches[0][0].shape[1], l2=settings.l2)
+    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing)
+    for features, labels in batches:
+        with __import__("tensorflow").GradientTape() as tape:
+            one_hot = np.eye(classes, dtype=np.float32)[labels]
+            value = loss(one_hot, head(features, training=True)) + sum(head.losses)
+        variables = head.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
+    return [v.numpy() for v in head.trainable_variables]
+
+
+def test_the_batched_heads_train_as_keras_trains_each_head():
+    settings = [tune.HeadSettings(3e-3), tune.HeadSettings(1e-2, l2=1e-3, label_smoothing=0.1)]
+    features, labels = separable(96, seed=0)
+    batches = [(features[i : i + 32], labels[i : i + 32]) for i in range(0, 96, 32)]
+    heads = tune.HeadBatch(settings, 16, 3)
+    for batch in batches:
+        heads.step(*batch, np.random.default_rng(0))
+    for c, setting in enumerate(settings):
+        kernel, bias = keras_steps(setting, batches, 3)
+        assert np.abs(heads.kernel[c] - kernel).max() < 1e-5
+        assert np.abs(heads.bias[c] - bias).max() < 1e-5
+
+
+def test_dropout_drops_features_and_scales_the_rest_as_keras_does():
+    features, labels = separable(32, seed=1)
+    dropped = tune.HeadBatch([tune.HeadSettings(3e-3, dropout=0.5)], 16, 3)
+    dropped.step(features, labels, np.random.default_rng(5))
+    keep = np.random.default_rng(5).random((1, 32, 16), np.float32) < 0.5
+    masked = tune.HeadBatch([tune.HeadSettings(3e-3)], 16, 3)  # the same mask, applied by hand
+    masked.step(features * keep[0] / 0.5, labels, np.random.default_rng(0))
+    assert 0 < keep.mean() < 1
+    assert np.allclose(dropped.kernel, masked.kernel) and np.allclose(dropped.bias, masked.bias)
+
+
+def test_each_trial_reports_its_best_epoch_as_a_head_trained_that_long_scores():
+    train, validation = separable(120, seed=2), separable(45, seed=3)
+    settings = tune.candidates(3e-3, seed=4)
+    trials = tune.HeadBatch(settings, 16, 3).train(train, validation, 32, seed=9, max_epochs=12)
+    assert [t.settings for t in trials] == settings
+    for c, trial in enumerate(trials):
+        assert 1 <= trial.epochs <= 12
+        again = tune.HeadBatch(settings, 16, 3)
+        again.train(train, validation, 32, seed=9, max_epochs=trial.epochs, patience=99)
+        _, plain, accuracy = again.losses(*validation)
+        assert np.isclose(plain[c], trial.val_loss) and np.isclose(accuracy[c], trial.val_accuracy)
+    assert max(t.val_accuracy for t in trials) > 0.7  # chance is 1/3: the heads learned
+
+
 def test_tune_picks_the_best_validation_trial_refits_and_stores_it(tiny_registry, tiny_images):
     summary = zoo.run(["tiny"], data=tiny_images, tune=True, val_fraction=0.34, seed=3)
     (result,) = summary.results

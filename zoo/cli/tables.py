@@ -155,7 +155,11 @@ def _mode_label(row: dict[str, Any]) -> str:
     if stages:
         label += f", {_unfrozen_part(stages[1]['unfreeze'])}"
     augmentation = _augmentation(row)
-    return label + (f", {augmentation['views']} views" if augmentation else "")
+    if not augmentation:
+        return label
+    unused = (_tuned(row) or {}).get("augmented") is False  # --tune found them no help
+    views = augmentation["views"]
+    return label + f", {views} view{'s' * (views != 1)}" + (" unused" if unused else "")
 
 
 def _stages(row: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -228,9 +232,15 @@ def _tuned_text(row: dict[str, Any]) -> str | None:
     return (
         f"run {row.get('run_id')} tuned on validation: lr {chosen['learning_rate']:g}, "
         f"L2 {chosen['l2']:g}, label smoothing {chosen['label_smoothing']:g}, "
-        f"dropout {chosen['dropout']:g}, {chosen['epochs']} epochs "
+        f"dropout {chosen['dropout']:g}, {chosen['epochs']} epochs{_views_choice(chosen)} "
         f"(val acc {chosen['val_accuracy']:.3f}, best of {len(chosen['trials'])})"
     )
+
+
+def _views_choice(chosen: dict[str, Any]) -> str:
+    if "augmented" not in chosen:
+        return ""
+    return ", with the augmented views" if chosen["augmented"] else ", without the augmented views"
 
 
 def _short(reason: str | None, limit: int = 60) -> str:

@@ -290,28 +290,26 @@ def _frozen_parts(
     if augmentation is None:
         return parts, skipped, {}
     fit, _ = _split(train_good, dataset, settings)
-    parts["train"] = _with_views(
-        parts["train"], extractors, augmentation, dataset, digests, train_good[fit]
-    )
+    parts["views"] = _views(extractors, augmentation, dataset, digests, train_good[fit])
     return parts, skipped, {"augmentation": augmentation.facts()}
 
 
-def _with_views(
-    train: tuple[np.ndarray, np.ndarray],
+def _views(
     extractors: list[_Extractor],
     augmentation: Augmentation,
     dataset: Dataset,
     digests: dict[Path, str],
     fit: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The training part plus each view of its images (indices `fit` of the train folder).
+    """The features and labels of each view of the training part's images (indices `fit` of
+    the train folder), views one after another.
 
     Only these images get views: validation images are carved out before (by `_split`), test
     images are never in `fit`, so no view of either reaches the head.
     """
     paths = [dataset.train.paths[i] for i in fit]
     view_digests = [digests[path] for path in paths]
-    features, labels = [train[0]], [train[1]]
+    features, labels = [], []
     for view in range(augmentation.views):
         transform = functools.partial(augmentation.apply, view=view)
         task = f"augmented view {view + 1}/{augmentation.views}"
@@ -324,6 +322,17 @@ def _with_views(
     return np.concatenate(features), np.concatenate(labels)
 
 
+def _with_views(parts: dict) -> dict:
+    """The parts with the views' rows (if any) added to the training part."""
+    if "views" not in parts:
+        return parts
+    (train, labels), (views, view_labels) = parts["train"], parts["views"]
+    return {
+        **parts,
+        "train": (np.concatenate([train, views]), np.concatenate([labels, view_labels])),
+    }
+
+
 def _fit_head(
     parts: dict, num_classes: int, name: Any, settings, reporter: Reporter, checkpoint: Path
 ) -> tuple[Any, dict[str, list[float]], Path, dict | None]:
@@ -332,6 +341,7 @@ def _fit_head(
 
     if settings.tune:
         return _tuned_head(parts, num_classes, name, settings, reporter, checkpoint)
+    parts = _with_views(parts)
     head = classifier_head(num_classes, parts["train"][0].shape[1])
     history, log_dir = _train(
         head,
@@ -454,22 +464,21 @@ def _tuned_head(
     reporter: Reporter,
     checkpoint: Path,
 ) -> tuple[Any, dict[str, list[float]], Path, dict]:
-    """--tune: search head settings on train vs validation, then refit on train + validation
-    for the chosen number of epochs. Returns (head, history, logs, what was chosen)."""
+    """--tune: search head settings on train vs validation (with and without --augment's
+    views), then refit on train (+ views if they won) + validation for the chosen number of
+    epochs. Returns (head, history, logs, what was chosen)."""
     from zoo.training import tune
 
     fit_settings = _fit_settings(settings, "feature-extraction")
-    with reporter.task("tuning the head", tune.CANDIDATES) as advance:
+    views = parts.get("views")
+    trial_count = tune.CANDIDATES * (1 if views is None else 2)
+    with reporter.task(f"tuning the head ({trial_count} trials)", trial_count) as advance:
         best, trials = tune.search(
-            parts["train"],
-            parts["validation"],
-            num_classes,
-            fit_settings,
-            advance,
+            parts["train"], parts["validation"], num_classes, fit_settings, views
         )
-    everything = tuple(
-        np.concatenate([parts[name][i] for name in ("train", "validation")]) for i in (0, 1)
-    )
+        advance(len(trials))
+    train = _with_views(parts)["train"] if best.augmented else parts["train"]
+    everything = tuple(np.concatenate([train[i], parts["validation"][i]]) for i in (0, 1))
     nothing = (everything[0][:0], everything[1][:0])
     log_dir = _log_dir(settings, backbone)
     with reporter.task("refitting the head", best.epochs) as advance:

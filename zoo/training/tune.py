@@ -1,9 +1,10 @@
 """`--tune`: the head's settings searched on cached features, judged on the validation split.
 
-Features are cached, so a head costs well under a second to train: a small seeded search over
-learning rate, L2, label smoothing and dropout is cheap, with the epoch count chosen by early
-stopping. Candidates are compared by validation accuracy (ties: the lower plain cross-entropy;
-the training loss is no yardstick, since label smoothing shifts it); test is never seen.
+Features are cached, so a head is cheap to train: a small seeded search over learning rate,
+L2, label smoothing and dropout (and, with --augment, whether the views help) trains all its
+candidates side by side in one NumPy loop, with the epoch count chosen by early stopping.
+Candidates are compared by validation accuracy (ties: the lower plain cross-entropy; the
+training loss is no yardstick, since label smoothing shifts it); test is never seen.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ SEARCH_SPACE = {
     "dropout": (0.0, 0.2, 0.5),
 }
 CANDIDATES = 8  # the defaults plus 7 seeded draws: each costs about one warm head fit
-MAX_EPOCHS = 30  # early stopping (patience 3) picks the epoch count below this
+MAX_EPOCHS = 30  # early stopping picks the epoch count below this
+PATIENCE = 3
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,11 @@ class Trial:
     epochs: int  # the best epoch, counted from 1
     val_accuracy: float
     val_loss: float  # plain cross-entropy, whatever the smoothing
+    augmented: bool | None = None  # trained on the augmented views too (None: there were none)
 
     def facts(self) -> dict[str, Any]:
-        return {**asdict(self.settings), "epochs": self.epochs, "val_accuracy": self.val_accuracy}
+        facts = {**asdict(self.settings), "epochs": self.epochs, "val_accuracy": self.val_accuracy}
+        return facts if self.augmented is None else {**facts, "augmented": self.augmented}
 
 
 def candidates(default_lr: float, seed: int, count: int = CANDIDATES) -> list[HeadSettings]:
@@ -61,13 +65,6 @@ def candidates(default_lr: float, seed: int, count: int = CANDIDATES) -> list[He
         if HeadSettings(lr, l2, smoothing, dropout) != default
     ]
     return [default, *random.Random(seed).sample(grid, count - 1)]
-
-
-def _validation_scores(head: Any, features: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    probabilities = np.asarray(head(features, training=False))
-    picked = probabilities[np.arange(len(labels)), labels]
-    accuracy = float(np.mean(np.argmax(probabilities, axis=1) == labels))
-    return accuracy, float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
 
 
 def train_head(
@@ -88,7 +85,15 @@ def train_head(
         label_smoothing=settings.label_smoothing,
     )
     history = fit(
-        head, train, validation, num_classes, fit_settings, checkpoint, log_dir, on_epoch, 1024
+        head,
+        train,
+        validation,
+        num_classes,
+        fit_settings,
+        checkpoint=checkpoint,
+        log_dir=log_dir,
+        on_epoch=on_epoch,
+        eval_batch_size=1024,
     )
     return head, history
 
@@ -98,18 +103,139 @@ def search(
     validation: tuple[np.ndarray, np.ndarray],
     num_classes: int,
     fit_settings: FitSettings,
-    on_trial: Callable[[int], None] = lambda done: None,
+    views: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Trial, list[Trial]]:
-    """Train each candidate with early stopping on validation; returns (best, all trials)."""
+    """Train every candidate at once with early stopping on validation; returns (best, all).
+
+    With `views` (rows of augmented training images), every candidate is trained twice, on
+    train alone and on train + views, so the search also says whether the views help.
+    """
     if len(validation[1]) == 0:
         raise ValueError("tuning needs a validation split")
+    settings = candidates(fit_settings.learning_rate, fit_settings.seed)
+    trainings = {None: train}
+    if views is not None:
+        augmented = tuple(np.concatenate([train[i], views[i]]) for i in (0, 1))
+        trainings = {False: train, True: augmented}
     trials = []
-    searching = replace(fit_settings, epochs=MAX_EPOCHS)
-    for settings in candidates(fit_settings.learning_rate, fit_settings.seed):
-        head, history = train_head(settings, train, validation, num_classes, searching)
-        accuracy, loss = _validation_scores(head, *validation)
-        best_epoch = int(np.argmin(history["val_loss"])) + 1  # the weights early stopping kept
-        trials.append(Trial(settings, best_epoch, accuracy, loss))
-        on_trial(1)
+    for augmented, rows in trainings.items():
+        heads = HeadBatch(settings, rows[0].shape[1], num_classes)
+        found = heads.train(rows, validation, fit_settings.batch_size, fit_settings.seed)
+        trials += [replace(trial, augmented=augmented) for trial in found]
     best = max(trials, key=lambda trial: (trial.val_accuracy, -trial.val_loss))
     return best, trials
+
+
+class HeadBatch:
+    """Softmax heads with different settings trained side by side on the same batches.
+
+    One [candidates, features, classes] kernel and hand-written gradients in NumPy: a Keras
+    `fit` per candidate spent seconds in per-epoch overhead for a fraction of a second of
+    arithmetic. Each head is what `classifier_head` builds and `fit` trains: zero initial
+    weights, dropout on the features, L2 on the kernel, label smoothing, Adam (Keras's defaults),
+    early stopping on validation loss (patience, best weights kept).
+    """
+
+    beta_1, beta_2, epsilon = 0.9, 0.999, 1e-7  # tf_keras Adam's defaults
+
+    def __init__(self, settings: list[HeadSettings], feature_dim: int, num_classes: int):
+        self.settings = settings
+        self.lr, self.l2 = _column(settings, "learning_rate"), _column(settings, "l2")
+        self.smoothing = _column(settings, "label_smoothing")
+        self.dropout = _column(settings, "dropout")
+        shape = (len(settings), feature_dim, num_classes)
+        self.kernel = np.zeros(shape, np.float32)
+        self.bias = np.zeros((len(settings), num_classes), np.float32)
+        self._moments = [np.zeros_like(w) for w in (self.kernel, self.bias) for _ in (0, 1)]
+        self._steps = 0
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """[candidates, rows, classes] softmax outputs (no dropout)."""
+        return _softmax(features @ self.kernel + self.bias[:, None])
+
+    def losses(self, features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per candidate: (the loss early stopping watches, plain cross-entropy, accuracy).
+
+        The watched loss is Keras's `val_loss`: smoothed cross-entropy plus the L2 penalty."""
+        probabilities = self.probabilities(features)
+        log_p = np.log(np.clip(probabilities, 1e-7, 1.0))
+        targets = self._targets(labels)
+        watched = -np.mean(np.sum(targets * log_p, axis=2), axis=1) + self._penalty()
+        plain = -np.mean(log_p[:, np.arange(len(labels)), labels], axis=1)
+        accuracy = np.mean(np.argmax(probabilities, axis=2) == labels, axis=1)
+        return watched, plain, accuracy
+
+    def step(self, features: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> None:
+        """One Adam step of every head on one batch."""
+        keep = 1.0 - self.dropout[:, None, None]
+        mask = (rng.random((len(self.settings), *features.shape), np.float32) < keep) / keep
+        inputs = features[None] * mask  # [candidates, batch, features]
+        logits = inputs @ self.kernel + self.bias[:, None]  # matmul, not einsum: BLAS
+        error = (_softmax(logits) - self._targets(labels)) / len(labels)  # d loss / d logits
+        kernel_gradient = inputs.transpose(0, 2, 1) @ error
+        kernel_gradient += 2 * self.l2[:, None, None] * self.kernel
+        self._adam([kernel_gradient, error.sum(axis=1)])
+
+    def train(
+        self,
+        train,
+        validation,
+        batch_size: int,
+        seed: int,
+        max_epochs: int = MAX_EPOCHS,
+        patience: int = PATIENCE,
+    ) -> list[Trial]:
+        """Epochs of shuffled batches until every head's validation loss stopped improving."""
+        rng = np.random.default_rng(seed)
+        count = len(self.settings)
+        best_loss = np.full(count, np.inf)
+        best = [None] * count  # (epoch, plain val loss, val accuracy) at each head's best epoch
+        waiting = np.zeros(count, int)
+        for epoch in range(1, max_epochs + 1):
+            order = rng.permutation(len(train[1]))
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                self.step(train[0][rows], train[1][rows], rng)
+            watched, plain, accuracy = self.losses(*validation)
+            for c in np.flatnonzero(waiting < patience):
+                if watched[c] < best_loss[c]:
+                    best_loss[c], waiting[c] = watched[c], 0
+                    best[c] = (epoch, float(plain[c]), float(accuracy[c]))
+                else:
+                    waiting[c] += 1
+            if (waiting >= patience).all():
+                break
+        return [
+            Trial(settings, epochs, val_accuracy, val_loss)
+            for settings, (epochs, val_loss, val_accuracy) in zip(self.settings, best)
+        ]
+
+    def _targets(self, labels: np.ndarray) -> np.ndarray:
+        """[candidates, rows, classes] one-hot labels, smoothed per candidate as Keras does."""
+        classes = self.bias.shape[1]
+        one_hot = np.eye(classes, dtype=np.float32)[labels]
+        smoothing = self.smoothing[:, None, None]
+        return one_hot[None] * (1 - smoothing) + smoothing / classes
+
+    def _penalty(self) -> np.ndarray:
+        return self.l2 * np.sum(np.square(self.kernel), axis=(1, 2))
+
+    def _adam(self, gradients: list[np.ndarray]) -> None:
+        self._steps += 1
+        t = self._steps
+        for i, (weights, gradient) in enumerate(zip((self.kernel, self.bias), gradients)):
+            m, v = self._moments[2 * i], self._moments[2 * i + 1]
+            m += (1 - self.beta_1) * (gradient - m)
+            v += (1 - self.beta_2) * (np.square(gradient) - v)
+            lr = self.lr * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+            lr = lr.reshape(-1, *[1] * (weights.ndim - 1))
+            weights -= lr * m / (np.sqrt(v) + self.epsilon)
+
+
+def _column(settings: list[HeadSettings], name: str) -> np.ndarray:
+    return np.array([getattr(one, name) for one in settings], np.float32)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
