@@ -33,11 +33,21 @@ Transform = Callable[[np.ndarray, list[str]], np.ndarray]
 
 @dataclass
 class Extraction:
-    features: np.ndarray  # [number of good images, feature_dim], in input order
     good: np.ndarray  # indices of the input paths that decoded
     bad: dict[Path, str]  # path -> why it could not be read
     computed: int  # how many vectors the backbone produced this time (the rest came from cache)
     seconds: float
+    cache: FeatureCache
+    good_digests: list[str]
+
+    def gather(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """[len(positions), feature_dim] vectors of the good images at `positions` (of `good`;
+        all, in input order, by default), read from the cache straight into the order wanted:
+        a caller that splits them needs no second copy."""
+        chosen = (
+            self.good_digests if positions is None else [self.good_digests[p] for p in positions]
+        )
+        return self.cache.gather(chosen)
 
 
 def local_compute(
@@ -67,7 +77,7 @@ def extract(
     cache: FeatureCache,
     on_progress: Callable[[int], None] = lambda done: None,
 ) -> Extraction:
-    """Features for every path: from the cache where present, else through `compute`."""
+    """Every path's features into `cache` (through `compute` where missing); which decoded."""
     started = time.perf_counter()
     missing = [i for i, digest in enumerate(digests) if digest not in cache]
     on_progress(len(paths) - len(missing))
@@ -88,6 +98,6 @@ def extract(
     if new_digests:
         cache.add(new_digests, np.concatenate(new_vectors))
     good = np.array([i for i, path in enumerate(paths) if path not in bad], dtype=int)
-    features = cache.gather([digests[i] for i in good])
     computed = len(missing) - len(bad)
-    return Extraction(features, good, bad, computed, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return Extraction(good, bad, computed, seconds, cache, [digests[i] for i in good])

@@ -248,48 +248,63 @@ class _Extractor:
         return _feature_cache(f"{key}-{suffix}" if suffix else key, self.backbone, self.reporter)
 
 
+Rows = Callable[[np.ndarray], np.ndarray]  # positions among the good images -> their features
+
+
 def _joined(
     extractors: list[_Extractor], paths: list[Path], digests: list[str], task: str, **view
-) -> tuple[np.ndarray, np.ndarray, dict[Path, str]]:
-    """(features, good, bad) of `paths`: each extractor's vectors side by side, in their order,
-    for the images every one of them could read."""
+) -> tuple[Rows, np.ndarray, dict[Path, str]]:
+    """(rows, good, bad) of `paths`: `rows(positions)` gives the features of the good images
+    at those positions, each extractor's vectors side by side, for the images every one of
+    them could read. Nothing is gathered until asked for, in the order asked for."""
     several = len(extractors) > 1
     extractions = [
         x.features(paths, digests, f"{task} ({x.backbone.name})" if several else task, **view)
         for x in extractors
     ]
-    if len(extractions) == 1:  # one backbone: its matrix as it is, not a copy
-        return extractions[0].features, extractions[0].good, extractions[0].bad
     good = extractions[0].good
     for extraction in extractions[1:]:
         good = np.intersect1d(good, extraction.good)
-    features = np.hstack([e.features[np.searchsorted(e.good, good)] for e in extractions])
+    own = [np.searchsorted(e.good, good) for e in extractions]  # good's positions in each
+
+    def rows(positions: np.ndarray) -> np.ndarray:
+        if len(extractions) == 1:  # one backbone: its vectors as gathered, not a copy
+            return extractions[0].gather(own[0][positions])
+        return np.hstack([e.gather(mine[positions]) for e, mine in zip(extractions, own)])
+
     bad = {path: reason for e in extractions for path, reason in e.bad.items()}
-    return features, good, bad
+    return rows, good, bad
 
 
 def _frozen_parts(
     extractors: list[_Extractor], dataset: Dataset, digests: dict[Path, str], settings
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[tuple[Path, str]], dict]:
     """Train, validation and test features (one pass over train and test per backbone), with
-    augmented views of the training part's images added to it; the skipped files; and what the
-    record keeps of the augmentation."""
+    augmented views of the training part's images beside them; the skipped files; and what
+    the record keeps of the augmentation.
+
+    The features are gathered once, in fit, validation, test order, and the parts are slices of
+    that one matrix: peak memory is the matrix, not the matrix and copies of its splits."""
     paths = dataset.train.paths + dataset.test.paths
-    features, good, bad = _joined(extractors, paths, [digests[p] for p in paths], "features")
+    rows, good, bad = _joined(extractors, paths, [digests[p] for p in paths], "features")
     in_train = good < len(dataset.train)
-    train_good = good[in_train]
-    parts = _parts(
-        (features[in_train], train_good),
-        (features[~in_train], good[~in_train] - len(dataset.train)),
-        dataset,
-        settings,
-    )
+    train_good, test_good = good[in_train], good[~in_train] - len(dataset.train)
+    fit, validation = _split(train_good, dataset, settings)
+    train_positions = np.flatnonzero(in_train)
+    order = [train_positions[fit], train_positions[validation], np.flatnonzero(~in_train)]
+    matrix = rows(np.concatenate(order))
+    ends = np.cumsum([len(part) for part in order])
+    labels = dataset.train.labels[train_good]
+    parts = {
+        "train": (matrix[: ends[0]], labels[fit]),
+        "validation": (matrix[ends[0] : ends[1]], labels[validation]),
+        "test": (matrix[ends[1] :], dataset.test.labels[test_good]),
+    }
     skipped = list(bad.items())
     _check_readable(parts, skipped, settings)
     augmentation = settings.augmentation()
     if augmentation is None:
         return parts, skipped, {}
-    fit, _ = _split(train_good, dataset, settings)
     parts["views"] = _views(extractors, augmentation, dataset, digests, train_good[fit])
     return parts, skipped, {"augmentation": augmentation.facts()}
 
@@ -317,7 +332,7 @@ def _views(
         rows, good, _ = _joined(
             extractors, paths, view_digests, task, suffix=suffix, transform=transform
         )
-        features.append(rows)
+        features.append(rows(np.arange(len(good))))
         labels.append(dataset.train.labels[fit[good]])
     return np.concatenate(features), np.concatenate(labels)
 
