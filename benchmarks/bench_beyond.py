@@ -1,12 +1,16 @@
-"""--tune's accuracy and cost, and TFLite export agreement, on the demo data.
+"""Issue 13's targets on the demo data: --tune, --augment, ensembles, TFLite export.
 
-    python benchmarks/bench_beyond.py [--backbone efficientnet_lite0] [--seeds 5] [--check 500]
+    python benchmarks/bench_beyond.py [--backbone efficientnet_lite0] [--second efficientnet_lite1]
+                                      [--seeds 5] [--augment 2] [--check 500] [--no-scratch]
 
-In one process, on a fresh ZOO_HOME: a cold run (features computed; a converted backbone is
-built too), then per seed a plain and a tuned warm run. --tune's cost is the tuned run's time
-minus the plain one's, as a share of the cold run, in wall and CPU seconds (the machine is
-shared: CPU seconds move less with the load). Then the first tuned run is exported to TFLite
-(float16, int8) and checked on `--check` test images. Writes benchmarks/results/<date>-beyond.json.
+In one process, on a fresh ZOO_HOME: cold runs of the backbone and of `--second` (features
+computed; converted backbones built), and of scratch_cnn (seed 42), then per seed warm runs of
+the backbone plain, `--tune`, `--augment K`, `--tune --augment K`, the second backbone plain,
+the two joined (`A+B`) and the ensemble of the two plain runs (`zoo ensemble`). The first seed's
+augmented run computes the views (its time is not a warm one). --tune's cost is the tuned run's
+time minus the plain one's, as a share of the cold run, in wall and CPU seconds. Then the first
+tuned run is exported to TFLite (float16, int8) and checked on `--check` test images. Writes
+benchmarks/results/<date>-beyond.json.
 """
 
 from __future__ import annotations
@@ -27,6 +31,17 @@ def timed(call):
     return value, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def measured(result, wall: float, cpu: float) -> dict:
+    facts = {"accuracy": result.metrics["accuracy"], "wall_s": wall, "cpu_s": cpu}
+    chosen = {k: v for k, v in (result.tuned or {}).items() if k != "trials"}
+    return {**facts, "run_id": result.run_id, **({"chosen": chosen} if chosen else {})}
+
+
+def save(out: dict) -> None:
+    target = Path(__file__).parent / "results" / f"{datetime.date.today()}-beyond.json"
+    target.write_text(json.dumps(out, indent=2) + "\n")
+
+
 def loadavg() -> str:
     return Path("/proc/loadavg").read_text().strip()
 
@@ -34,47 +49,58 @@ def loadavg() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--second", default="efficientnet_lite1")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--augment", type=int, default=2)
+    parser.add_argument("--no-scratch", action="store_true", help="skip the scratch_cnn run")
     parser.add_argument("--check", type=int, default=500, help="test images checked per export")
     args = parser.parse_args()
     os.environ["ZOO_HOME"] = tempfile.mkdtemp(prefix="zoo-bench-beyond-")
     import zoo
+    from zoo.runs.ensemble import ensemble
     from zoo.runs.export import export_run
     from zoo.runs.store import get_run
 
-    def one(**settings):
-        (result,) = zoo.run([args.backbone], **settings).results
+    def one(name, **settings):
+        (result,) = zoo.run([name], **settings).results
         assert result.ok, result.reason
         return result
 
-    out = {"backbone": args.backbone, "load_before": loadavg()}
-    cold, wall, cpu = timed(lambda: one(seed=42))
+    out = {"backbone": args.backbone, "second": args.second, "load_before": loadavg()}
+    cold, wall, cpu = timed(lambda: one(args.backbone, seed=42))
     out["cold"] = {"wall_s": wall, "cpu_s": cpu, "accuracy": cold.metrics["accuracy"]}
+    second, wall, cpu = timed(lambda: one(args.second, seed=42))
+    out["second_cold"] = {"wall_s": wall, "cpu_s": cpu, "accuracy": second.metrics["accuracy"]}
+    if not args.no_scratch:
+        scratch, wall, cpu = timed(lambda: one("scratch_cnn", seed=42))
+        out["scratch_cnn"] = {"wall_s": wall, "cpu_s": cpu, "accuracy": scratch.metrics["accuracy"]}
+    print(json.dumps(out), flush=True)
+    joined = f"{args.backbone}+{args.second}"
+    views = {"augment": args.augment}
     runs = []
     for seed in range(args.seeds):
-        plain, plain_wall, plain_cpu = timed(lambda seed=seed: one(seed=seed))
-        tuned, tuned_wall, tuned_cpu = timed(lambda seed=seed: one(seed=seed, tune=True))
-        runs.append(
-            {
-                "seed": seed,
-                "plain": {
-                    "accuracy": plain.metrics["accuracy"],
-                    "wall_s": plain_wall,
-                    "cpu_s": plain_cpu,
-                },
-                "tuned": {
-                    "accuracy": tuned.metrics["accuracy"],
-                    "wall_s": tuned_wall,
-                    "cpu_s": tuned_cpu,
-                    "run_id": tuned.run_id,
-                    "chosen": {k: v for k, v in tuned.tuned.items() if k != "trials"},
-                },
-            }
-        )
-        print(json.dumps(runs[-1]), flush=True)
+        row = {"seed": seed}
+        for kind, name, settings in (
+            ("plain", args.backbone, {}),
+            ("tuned", args.backbone, {"tune": True}),
+            ("augmented", args.backbone, views),
+            ("tuned_augmented", args.backbone, {"tune": True, **views}),
+            ("second", args.second, {}),
+            ("joined", joined, {}),
+        ):
+            result, wall, cpu = timed(lambda n=name, k=settings, s=seed: one(n, seed=s, **k))
+            row[kind] = measured(result, wall, cpu)
+        members = [row["plain"]["run_id"], row["second"]["run_id"]]
+        row["ensemble"] = {"accuracy": ensemble(members)["metrics"]["accuracy"], "members": members}
+        runs.append(row)
+        print(json.dumps(row), flush=True)
+        save({**out, "seeds": runs})  # what is done so far, should a later step fail
     out["seeds"] = runs
-    for kind in ("plain", "tuned"):
-        out[f"{kind}_mean_accuracy"] = statistics.mean(r[kind]["accuracy"] for r in runs)
+    kinds = ("plain", "tuned", "augmented", "tuned_augmented", "second", "joined", "ensemble")
+    for kind in kinds:
+        accuracies = [r[kind]["accuracy"] for r in runs]
+        out[f"{kind}_mean_accuracy"] = statistics.mean(accuracies)
+        out[f"{kind}_stdev_accuracy"] = statistics.stdev(accuracies) if len(runs) > 1 else None
     for clock in ("wall_s", "cpu_s"):
         extra = statistics.mean(r["tuned"][clock] - r["plain"][clock] for r in runs)
         out[f"tune_cost_{clock}"] = extra
@@ -95,8 +121,7 @@ def main() -> None:
     }
     out["exports"] = {**exports, **sizes}
     out["load_after"] = loadavg()
-    target = Path(__file__).parent / "results" / f"{datetime.date.today()}-beyond.json"
-    target.write_text(json.dumps(out, indent=2) + "\n")
+    save(out)
     print(json.dumps({k: v for k, v in out.items() if k not in ("seeds", "exports")}, indent=2))
     print(json.dumps(out["exports"], indent=2))
 
