@@ -9,6 +9,7 @@ measurement); the clock starts after TensorFlow is imported and covers loading t
   B   zoo.run for the same backbone and epochs, empty feature cache;
   B'  the same again with the cache filled, then again with --epochs 20;
   B-tensorflow  B with --engine tensorflow (B itself is --engine auto): the accuracy reference;
+  B-bf16  B with --engine openvino --precision bf16, where the CPU has native bf16;
   C   one pass of the backbone alone over every train and test image, decode and resize
       included, at the best batch size found, through one engine and precision (C-tensorflow-fp32,
       C-openvino-fp32, C-openvino-bf16 where the CPU has native bf16): no run on that engine can
@@ -378,6 +379,7 @@ def main() -> None:
         ("B'", "B", "auto", "fp32"),
         ("B'20", "B", "auto", "fp32"),
         ("B-tensorflow", "B", "tensorflow", "fp32"),
+        *[("B-bf16", "B", e, p) for e, p in engine_precisions() if p == "bf16"],
         *[(f"C-{e}-{p}", "C", e, p) for e, p in engine_precisions()],
         ("D", "D", "auto", "fp32"),
     ]
@@ -388,8 +390,8 @@ def main() -> None:
         for name, phase, engine, precision in measurements:
             epochs = 20 if name == "B'20" else args.epochs
             measure_home = home
-            if name == "B-tensorflow":  # cold too: its own empty feature cache
-                measure_home = fresh_home(seed_home, workdir / f"home-tf-{repeat}")
+            if name in ("B-tensorflow", "B-bf16"):  # cold too: its own empty feature cache
+                measure_home = fresh_home(seed_home, workdir / f"home-{name}-{repeat}")
             rows[name].append(
                 run_child(phase, measure_home, demo, args.backbone, epochs, engine, precision)
             )
