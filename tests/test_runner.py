@@ -277,8 +277,8 @@ def test_fine_tune_real_hub_backbone_from_its_head(zoo_home):
     assert list(Path(tuned.artifacts["run_folder"], "checkpoint").glob("best.index"))
 
 
-@pytest.mark.parametrize("source", ["memory", "disk"])
-def test_training_batches_hold_every_row_once_with_its_label(source, tmp_path):
+@pytest.mark.parametrize("source", ["memory", "large memory", "disk"])
+def test_training_batches_hold_every_row_once_with_its_label(source, tmp_path, monkeypatch):
     from zoo.data.decoded import DecodedImages
     from zoo.training import fit as training
 
@@ -286,6 +286,8 @@ def test_training_batches_hold_every_row_once_with_its_label(source, tmp_path):
     pixels[:, 0, 0, 0] = np.arange(20)  # each image's first value is its index
     labels = np.arange(20) % 3
     inputs = pixels.astype(np.float32)
+    if source == "large memory":  # read by positions, as from disk, not copied into TensorFlow
+        monkeypatch.setattr(training, "COPIED_MATRIX_BYTES", inputs.nbytes - 1)
     if source == "disk":  # the path images take: decoded to a file, read a batch at a time
         stored = np.random.default_rng(5).permutation(20)  # file row r holds image stored[r]
         (tmp_path / "rows.u8").write_bytes(pixels[stored].tobytes())
@@ -298,6 +300,22 @@ def test_training_batches_hold_every_row_once_with_its_label(source, tmp_path):
     assert sorted(order) == list(range(20)) and (order != np.arange(20)).any()
     np.testing.assert_array_equal(seen, pixels[order])
     np.testing.assert_array_equal(one_hot.argmax(1), labels[order])
+
+
+def test_a_large_matrix_is_shuffled_in_the_order_a_small_one_is(monkeypatch):
+    """Past COPIED_MATRIX_BYTES rows are read by positions: the same batches, so the same run."""
+    from zoo.training import fit as training
+
+    rows = np.arange(40, dtype=np.float32).reshape(20, 2)
+    labels = np.arange(20) % 4
+
+    def order():
+        batches = training.batches(rows, labels, 4, batch_size=6, shuffle_seed=3)
+        return np.concatenate([batch.numpy() for batch, _ in batches])
+
+    small = order()
+    monkeypatch.setattr(training, "COPIED_MATRIX_BYTES", 0)
+    np.testing.assert_array_equal(order(), small)
 
 
 def test_streamed_training_reports_progress_per_step(tiny_registry, tiny_images):

@@ -69,30 +69,47 @@ def _callbacks(
     return callbacks
 
 
+COPIED_MATRIX_BYTES = 64 * 2**20  # ~13,000 EfficientNet-Lite0 vectors
+
+
+class _Rows:
+    """An in-memory matrix read by positions, as images on disk are: no copy in TensorFlow."""
+
+    def __init__(self, matrix: np.ndarray):
+        self.matrix, self.row_shape = matrix, matrix.shape[1:]
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        return self.matrix[positions]
+
+
 def batches(
     inputs: Any, labels: np.ndarray, num_classes: int, batch_size: int, shuffle_seed: int | None
 ) -> Any:
     """(inputs, one-hot labels) batches as tf.data, in a new seeded order every epoch.
 
-    `inputs` is an in-memory array (feature vectors: shuffled as rows, the fastest way, 17
-    epochs of a head in 1.19 s against 1.42 s through indices) or images on disk (anything with
-    `read(positions)`, e.g. `zoo.data.decoded.DecodedImages`): then only indices are shuffled and
-    each batch is read when it is needed, in parallel and ahead of the model.
+    `inputs` is an in-memory array (feature vectors) or images on disk (anything with
+    `read(positions)`, e.g. `zoo.data.decoded.DecodedImages`). A small array is shuffled as rows
+    inside TensorFlow, the fastest way (a warm demo run in 0.77 s against 0.95 s through
+    indices), which holds two copies of it (the tensor and the shuffle buffer). Anything larger
+    than COPIED_MATRIX_BYTES goes the way images do: only indices are shuffled, and each batch
+    is read when it is needed, in parallel and ahead of the model. The order is the same.
     """
     import tensorflow as tf
 
     one_hot = np.eye(num_classes, dtype=np.float32)[labels]
-    if not hasattr(inputs, "read"):
+    if not hasattr(inputs, "read") and inputs.nbytes <= COPIED_MATRIX_BYTES:
         data = tf.data.Dataset.from_tensor_slices((inputs, one_hot))
         if shuffle_seed is not None:
             data = data.shuffle(len(labels), seed=shuffle_seed)
         return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if not hasattr(inputs, "read"):
+        inputs = _Rows(inputs)
     order = tf.data.Dataset.range(len(labels))
     if shuffle_seed is not None:
         order = order.shuffle(len(labels), seed=shuffle_seed)
 
     def read(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return inputs.read(positions).astype(np.float32), one_hot[positions]
+        return inputs.read(positions).astype(np.float32, copy=False), one_hot[positions]
 
     def load(positions):
         pixels, targets = tf.numpy_function(read, [positions], (tf.float32, tf.float32))
