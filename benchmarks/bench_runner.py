@@ -82,11 +82,15 @@ def measure_plain_recipe(backbone_name: str, data: Path, epochs: int) -> dict:
     }
 
 
-def measure_zoo(backbone_name: str, data: Path, epochs: int, engine: str = "auto") -> dict:
+def measure_zoo(
+    backbone_name: str, data: Path, epochs: int, engine: str = "auto", precision: str = "fp32"
+) -> dict:
     import zoo
 
     started = time.perf_counter()
-    (result,) = zoo.run([backbone_name], data=data, epochs=epochs, engine=engine).results
+    (result,) = zoo.run(
+        [backbone_name], data=data, epochs=epochs, engine=engine, precision=precision
+    ).results
     assert result.ok, result.reason
     return {
         "seconds": time.perf_counter() - started,
@@ -194,7 +198,7 @@ def child_main(args: argparse.Namespace) -> None:
     if args.phase == "A":
         result = measure_plain_recipe(args.backbone, data, args.epochs)
     elif args.phase == "B":
-        result = measure_zoo(args.backbone, data, args.epochs, args.engine)
+        result = measure_zoo(args.backbone, data, args.epochs, args.engine, args.precision)
     elif args.phase == "all":
         result = measure_run_all(args.engine)
     elif args.phase == "D":

@@ -1,7 +1,8 @@
 """Does zoo scale? Time per image and peak RSS on the full Fashion-MNIST (70,000 PNGs).
 
     python benchmarks/bench_scale.py [--only extract,scratch,finetune,ray] [--workdir DIR]
-        [--extract-fractions 0.25,1] [--finetune-images 10000] [--ray-images 5000]
+        [--extract-fractions 0.25,1] [--finetune-images 10000] [--finetune-batch-sizes 32,16]
+        [--ray-images 5000]
 
 Builds image folders from Debian's `dataset-fashion-mnist` (60,000 train + 10,000 test 28x28
 PNGs, `apt-get install dataset-fashion-mnist`) once under --workdir, then measures, each in its own
@@ -10,7 +11,8 @@ child process on an empty zoo home (peak RSS is the child's own VmHWM):
               then all, by default): the feature path, whose only N-sized array should be the
               feature matrix (N x 1280 x 4 B);
   scratch     `zoo run scratch_cnn --epochs 1` on all 70,000: end to end, streamed from disk;
-  finetune    `zoo run efficientnet_lite0 --mode fine-tune --epochs 1` on 10,000 of them;
+  finetune    `zoo run efficientnet_lite0 --mode fine-tune --epochs 1` on 10,000 of them, once
+              per --finetune-batch-sizes (default 32);
   ray/local   feature extraction of --ray-images images through a two-node Ray cluster on this
               machine (one CPU per node) against in-process on the same cores.
 Results: a table and benchmarks/results/<date>-scale.json, with the load average of each.
@@ -130,13 +132,13 @@ def measure_on_ray(data: Path) -> dict:
         cluster.shutdown()
 
 
-def child_main(stage: str, data: Path) -> None:
+def child_main(stage: str, data: Path, batch_size: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     load_before = load_average()
     if stage == "scratch":
         result = measure_run(data, "scratch_cnn")
     elif stage == "finetune":
-        result = measure_run(data, LITE, mode="fine-tune")
+        result = measure_run(data, LITE, mode="fine-tune", batch_size=batch_size)
     elif stage == "ray":
         result = measure_on_ray(data)
     else:  # extract, local
@@ -162,10 +164,11 @@ def load_average() -> str:
 # ---- parent side ------------------------------------------------------------------------------
 
 
-def run_child(stage: str, data: Path, workdir: Path, label: str) -> dict:
+def run_child(stage: str, data: Path, workdir: Path, label: str, batch_size: int = 32) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"home-{label}-", dir=workdir))
     env = {**os.environ, "ZOO_HOME": str(home)}
     command = [sys.executable, __file__, "--child", stage, "--data", str(data)]
+    command += ["--batch-size", str(batch_size)]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     subprocess.run(["rm", "-rf", str(home)])
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -188,12 +191,14 @@ def main() -> None:
     parser.add_argument("--ray-images", type=int, default=5000, help="images for ray vs local")
     parser.add_argument("--extract-fractions", default="0.25,1", help="of the 70,000 images")
     parser.add_argument("--finetune-images", type=int, default=10_000)
+    parser.add_argument("--finetune-batch-sizes", default="32", help="one fine-tune run each")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=32, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child_main(args.child, args.data)
+        return child_main(args.child, args.data, args.batch_size)
     stages = args.only.split(",") if args.only else list(STAGES)
     args.workdir.mkdir(parents=True, exist_ok=True)
     full = full_dataset(args.workdir)
@@ -208,7 +213,9 @@ def main() -> None:
     if "finetune" in stages:
         fraction = args.finetune_images / 70_000
         tuning = subset(full, args.workdir / f"finetune-{args.finetune_images}", fraction)
-        results["finetune"] = run_child("finetune", tuning, args.workdir, "finetune")
+        for batch in map(int, args.finetune_batch_sizes.split(",")):
+            label = "finetune" if batch == 32 else f"finetune-batch{batch}"
+            results[label] = run_child("finetune", tuning, args.workdir, label, batch)
     if "ray" in stages:
         sample = subset(full, args.workdir / f"ray-{args.ray_images}", args.ray_images / 70_000)
         results["local"] = run_child("local", sample, args.workdir, "local")
