@@ -54,3 +54,29 @@ def test_export_cli_savedmodel_and_bad_options(tiny_run, tmp_path, capsys):
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     code, _, err = run_main(["export", "999"], capsys)
     assert code == 2 and "no run with id 999" in err
+
+
+def test_real_lite0_runs_ensembled_and_exported_to_tflite(zoo_home, capsys, monkeypatch):
+    """The real path: two EfficientNet-Lite0 runs on a demo slice, their ensemble through the
+    CLI, and one run as float16 TFLite checked by the interpreter on its test images."""
+    from conftest import plant_demo_slice
+
+    monkeypatch.setenv("COLUMNS", "200")
+    plant_demo_slice(zoo_home, train_per_class=6, test_per_class=2)
+    ids = []
+    for seed in (1, 2):
+        code, _, err = run_main(["run", "efficientnet_lite0", "--seed", str(seed)], capsys)
+        assert code == 0, err
+        ids.append(str(len(ids) + 1))
+    code, out, err = run_main(["ensemble", *ids], capsys)
+    assert code == 0, err
+    ensemble = get_run(3)
+    assert ensemble["mode"] == "ensemble" and ensemble["metrics"]["test_images"] == 20
+    out_dir = zoo_home / "deploy"
+    args = ["export", "1", "--format", "tflite", "--quantize", "float16", "--out", str(out_dir)]
+    code, stdout, err = run_main([*args, "--json"], capsys)
+    assert code == 0, err
+    facts = json.loads(stdout)
+    assert facts["test_images_checked"] == 20 and facts["top1_agreement"] >= 0.95
+    assert (out_dir / "model.tflite").stat().st_size == facts["size_bytes"] > 1_000_000
+    assert len((out_dir / "labels.txt").read_text().split("\n")) >= 10
