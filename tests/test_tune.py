@@ -38,32 +38,40 @@ def separable(rows: int, seed: int, features: int = 16, classes: int = 3):
 
 
 def keras_steps(settings, batches, classes):
-    """What `classifier_head` + `fit` do on these batches (no dropout): the kernel and bias."""
+    """What `classifier_head` + `fit` do on these batches (no dropout): (head, its loss)."""
+    import tensorflow as tf
     import tf_keras as keras
 
     head = classifier_head(classes, batches[0][0].shape[1], l2=settings.l2)
     optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing)
+    cross_entropy = keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing)
+
+    def loss(features, labels):  # what Keras reports as loss and val_loss
+        one_hot = np.eye(classes, dtype=np.float32)[labels]
+        return cross_entropy(one_hot, head(features, training=True)) + sum(head.losses)
+
     for features, labels in batches:
-        with __import__("tensorflow").GradientTape() as tape:
-            one_hot = np.eye(classes, dtype=np.float32)[labels]
-            value = loss(one_hot, head(features, training=True)) + sum(head.losses)
+        with tf.GradientTape() as tape:
+            value = loss(features, labels)
         variables = head.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
-    return [v.numpy() for v in head.trainable_variables]
+    return head, loss
 
 
 def test_the_batched_heads_train_as_keras_trains_each_head():
-    settings = [tune.HeadSettings(3e-3), tune.HeadSettings(1e-2, l2=1e-3, label_smoothing=0.1)]
+    settings = [tune.HeadSettings(3e-3), tune.HeadSettings(1e-2, l2=0.05, label_smoothing=0.1)]
     features, labels = separable(96, seed=0)
-    batches = [(features[i : i + 32], labels[i : i + 32]) for i in range(0, 96, 32)]
+    batches = [(features[i : i + 32], labels[i : i + 32]) for i in range(0, 96, 32)] * 15
     heads = tune.HeadBatch(settings, 16, 3)
-    for batch in batches:
+    for batch in batches:  # 45 steps: far enough for L2 and smoothing to shape the weights
         heads.step(*batch, np.random.default_rng(0))
+    watched, _, _ = heads.losses(features, labels)
     for c, setting in enumerate(settings):
-        kernel, bias = keras_steps(setting, batches, 3)
-        assert np.abs(heads.kernel[c] - kernel).max() < 1e-5
-        assert np.abs(heads.bias[c] - bias).max() < 1e-5
+        head, loss = keras_steps(setting, batches, 3)
+        kernel, bias = (v.numpy() for v in head.trainable_variables)
+        np.testing.assert_allclose(heads.kernel[c], kernel, rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(heads.bias[c], bias, rtol=1e-3, atol=1e-5)
+        assert np.isclose(watched[c], float(loss(features, labels)), rtol=1e-4)
 
 
 def test_dropout_drops_features_and_scales_the_rest_as_keras_does():
@@ -89,6 +97,28 @@ def test_each_trial_reports_its_best_epoch_as_a_head_trained_that_long_scores():
         _, plain, accuracy = again.losses(*validation)
         assert np.isclose(plain[c], trial.val_loss) and np.isclose(accuracy[c], trial.val_accuracy)
     assert max(t.val_accuracy for t in trials) > 0.7  # chance is 1/3: the heads learned
+
+
+def test_the_search_stops_each_candidate_after_patience_epochs():
+    from zoo.training.fit import FitSettings
+
+    train, validation = separable(120, seed=2), separable(45, seed=3)
+
+    def epochs(patience):
+        settings = FitSettings(5, 32, 3e-3, patience, seed=4)
+        return [trial.epochs for trial in tune.search(train, validation, 3, settings)[1]]
+
+    impatient, patient = epochs(1), epochs(30)
+    assert all(a <= b for a, b in zip(impatient, patient)) and impatient != patient
+
+
+def test_a_head_whose_loss_is_never_finite_is_the_last_choice():
+    train, (features, labels) = separable(60, seed=5), separable(30, seed=6)
+    features[0, 0] = np.nan  # every candidate's validation loss is NaN
+    trials = tune.HeadBatch(tune.candidates(3e-3, seed=1), 16, 3).train(
+        train, (features, labels), 32, seed=0, max_epochs=5
+    )
+    assert {(t.epochs, t.val_loss, t.val_accuracy) for t in trials} == {(1, float("inf"), 0.0)}
 
 
 def test_tune_picks_the_best_validation_trial_refits_and_stores_it(tiny_registry, tiny_images):

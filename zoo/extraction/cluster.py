@@ -216,6 +216,7 @@ class ClusterCompute:
         ray = import_ray()
         for worker in self.workers:
             ray.kill(worker)
+        self._model_archive = None  # Ray may free it now
 
     def worker_pids(self) -> list[int]:
         return self._get([worker.pid.remote() for worker in self.workers])

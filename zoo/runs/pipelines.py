@@ -492,8 +492,8 @@ def _tuned_head(
             parts["train"], parts["validation"], num_classes, fit_settings, views
         )
         advance(len(trials))
-    train = _with_views(parts)["train"] if best.augmented else parts["train"]
-    everything = tuple(np.concatenate([train[i], parts["validation"][i]]) for i in (0, 1))
+    used = [parts["train"], *([parts["views"]] if best.augmented else []), parts["validation"]]
+    everything = tuple(np.concatenate([part[i] for part in used]) for i in (0, 1))
     nothing = (everything[0][:0], everything[1][:0])
     log_dir = _log_dir(settings, backbone)
     with reporter.task("refitting the head", best.epochs) as advance:

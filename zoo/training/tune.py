@@ -28,8 +28,7 @@ SEARCH_SPACE = {
     "dropout": (0.0, 0.2, 0.5),
 }
 CANDIDATES = 8  # the defaults plus 7 seeded draws: each costs about one warm head fit
-MAX_EPOCHS = 30  # early stopping picks the epoch count below this
-PATIENCE = 3
+MAX_EPOCHS = 30  # early stopping (--patience) picks the epoch count below this
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,14 @@ def search(
     trials = []
     for augmented, rows in trainings.items():
         heads = HeadBatch(settings, rows[0].shape[1], num_classes)
-        found = heads.train(rows, validation, fit_settings.batch_size, fit_settings.seed)
+        found = heads.train(
+            rows,
+            validation,
+            fit_settings.batch_size,
+            fit_settings.seed,
+            MAX_EPOCHS,
+            fit_settings.patience,
+        )
         trials += [replace(trial, augmented=augmented) for trial in found]
     best = max(trials, key=lambda trial: (trial.val_accuracy, -trial.val_loss))
     return best, trials
@@ -149,21 +155,21 @@ class HeadBatch:
         self._moments = [np.zeros_like(w) for w in (self.kernel, self.bias) for _ in (0, 1)]
         self._steps = 0
 
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """[candidates, rows, classes] softmax outputs (no dropout)."""
-        return _softmax(features @ self.kernel + self.bias[:, None])
-
     def losses(self, features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per candidate: (the loss early stopping watches, plain cross-entropy, accuracy).
 
-        The watched loss is Keras's `val_loss`: smoothed cross-entropy plus the L2 penalty."""
-        probabilities = self.probabilities(features)
-        log_p = np.log(np.clip(probabilities, 1e-7, 1.0))
-        targets = self._targets(labels)
-        watched = -np.mean(np.sum(targets * log_p, axis=2), axis=1) + self._penalty()
-        plain = -np.mean(log_p[:, np.arange(len(labels)), labels], axis=1)
-        accuracy = np.mean(np.argmax(probabilities, axis=2) == labels, axis=1)
-        return watched, plain, accuracy
+        The watched loss is Keras's `val_loss`: smoothed cross-entropy, from the logits as Keras
+        computes it for a softmax layer, plus the L2 penalty. One candidate at a time, so the
+        arrays are [rows, classes], not [candidates, rows, classes]."""
+        rows, scores = np.arange(len(labels)), np.empty((3, len(self.settings)))
+        for c in range(len(self.settings)):
+            log_p = _log_softmax(features @ self.kernel[c] + self.bias[c])
+            picked, smoothing = log_p[rows, labels], self.smoothing[c]
+            smoothed = (1 - smoothing) * picked + smoothing * log_p.mean(axis=1)
+            penalty = self.l2[c] * np.sum(np.square(self.kernel[c]))
+            accuracy = np.mean(np.argmax(log_p, axis=1) == labels)
+            scores[:, c] = -smoothed.mean() + penalty, -picked.mean(), accuracy
+        return scores[0], scores[1], scores[2]
 
     def step(self, features: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> None:
         """One Adam step of every head on one batch."""
@@ -183,7 +189,7 @@ class HeadBatch:
         batch_size: int,
         seed: int,
         max_epochs: int = MAX_EPOCHS,
-        patience: int = PATIENCE,
+        patience: int = 3,
     ) -> list[Trial]:
         """Epochs of shuffled batches until every head's validation loss stopped improving."""
         rng = np.random.default_rng(seed)
@@ -205,10 +211,12 @@ class HeadBatch:
                     waiting[c] += 1
             if (waiting >= patience).all():
                 break
-        return [
-            Trial(settings, epochs, val_accuracy, val_loss)
-            for settings, (epochs, val_loss, val_accuracy) in zip(self.settings, best)
-        ]
+        never = (1, float("inf"), 0.0)  # a loss that was never finite (diverged): last choice
+        trials = []
+        for settings, found in zip(self.settings, best):
+            epochs, val_loss, val_accuracy = found or never
+            trials.append(Trial(settings, epochs, val_accuracy, val_loss))
+        return trials
 
     def _targets(self, labels: np.ndarray) -> np.ndarray:
         """[candidates, rows, classes] one-hot labels, smoothed per candidate as Keras does."""
@@ -216,9 +224,6 @@ class HeadBatch:
         one_hot = np.eye(classes, dtype=np.float32)[labels]
         smoothing = self.smoothing[:, None, None]
         return one_hot[None] * (1 - smoothing) + smoothing / classes
-
-    def _penalty(self) -> np.ndarray:
-        return self.l2 * np.sum(np.square(self.kernel), axis=(1, 2))
 
     def _adam(self, gradients: list[np.ndarray]) -> None:
         self._steps += 1
@@ -234,6 +239,11 @@ class HeadBatch:
 
 def _column(settings: list[HeadSettings], name: str) -> np.ndarray:
     return np.array([getattr(one, name) for one in settings], np.float32)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
