@@ -40,13 +40,11 @@ class Extraction:
     cache: FeatureCache
     good_digests: list[str]
 
-    def gather(self, positions: np.ndarray | None = None) -> np.ndarray:
-        """[len(positions), feature_dim] vectors of the good images at `positions` (of `good`;
-        all, in input order, by default), read from the cache straight into the order wanted:
-        a caller that splits them needs no second copy."""
-        chosen = (
-            self.good_digests if positions is None else [self.good_digests[p] for p in positions]
-        )
+    def gather(self, positions: np.ndarray) -> np.ndarray:
+        """[len(positions), feature_dim] vectors of the good images at `positions` (of `good`),
+        read from the cache straight into the order wanted: a caller that splits them needs no
+        second copy."""
+        chosen = [self.good_digests[p] for p in positions]
         return self.cache.gather(chosen)
 
 

@@ -97,12 +97,12 @@ def batches(
     import tensorflow as tf
 
     one_hot = np.eye(num_classes, dtype=np.float32)[labels]
-    if not hasattr(inputs, "read") and inputs.nbytes <= COPIED_MATRIX_BYTES:
-        data = tf.data.Dataset.from_tensor_slices((inputs, one_hot))
-        if shuffle_seed is not None:
-            data = data.shuffle(len(labels), seed=shuffle_seed)
-        return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     if not hasattr(inputs, "read"):
+        if inputs.nbytes <= COPIED_MATRIX_BYTES:
+            data = tf.data.Dataset.from_tensor_slices((inputs, one_hot))
+            if shuffle_seed is not None:
+                data = data.shuffle(len(labels), seed=shuffle_seed)
+            return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
         inputs = _Rows(inputs)
     order = tf.data.Dataset.range(len(labels))
     if shuffle_seed is not None:
