@@ -39,9 +39,7 @@ def test_plugin_guide_shows_the_example_verbatim():
     assert code in guide
 
 
-def test_engine_example_is_shown_verbatim_and_runs(
-    monkeypatch, tiny_registry, tiny_images
-):
+def test_engine_example_is_shown_verbatim_and_runs(monkeypatch, tiny_registry, tiny_images):
     import zoo
 
     example = (DOCS / "examples" / "zoo_cpu_engine.py").read_text()
@@ -79,9 +77,7 @@ def test_notebook_example_runs_end_to_end_on_the_real_demo_path(zoo_home, capsys
     assert "efficientnet_lite0 ok" in output
 
 
-def test_converted_backbone_example_builds_from_its_weights_file_and_runs(
-    monkeypatch, tiny_images
-):
+def test_converted_backbone_example_builds_from_its_weights_file_and_runs(monkeypatch, tiny_images):
     """docs/examples/zoo_tiny_conv.py: build_savedmodel from a weights file, pulled and run."""
     import tensorflow as tf
 

@@ -81,8 +81,6 @@ def test_openvino_fp32_features_match_tensorflow(feature_model_dir):
     assert features["tensorflow"].max() > 1  # real activations, not a degenerate output
 
 
-
-
 def test_feature_vector_through_hub_keras_layer(feature_model_dir):
     import tensorflow_hub as hub
     import tf_keras

@@ -18,6 +18,7 @@ STAGES = [
     ("zoo.data", "zoo.demo_data"),
     ("zoo.extraction",),
     ("zoo.training",),
+    ("zoo.analysis",),
     ("zoo.runs",),
     ("zoo.api",),
     ("zoo.cli", "zoo.launch", "zoo.__main__"),

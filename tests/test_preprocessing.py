@@ -113,6 +113,8 @@ def vars_of(backbone: zoo.Backbone) -> dict:
 )
 def test_bad_preprocessing_is_one_line_naming_the_field(extra, wanted):
     with pytest.raises(RegistryError) as caught:
-        zoo.Backbone(**{"name": "bad", "handle": "/m", "input_size": (8, 8), "feature_dim": 1, **extra})
+        zoo.Backbone(
+            **{"name": "bad", "handle": "/m", "input_size": (8, 8), "feature_dim": 1, **extra}
+        )
     message = str(caught.value)
     assert wanted in message and "\n" not in message

@@ -92,7 +92,10 @@ def test_warm_run_saves_its_own_head_without_loading_the_backbone(
     second = run_tiny(tiny_images, lr=0.01, seed=7).results[0]
     assert loads == []  # the model was saved from the template, the backbone never loaded
     pixels = np.stack(
-        [load_pixels(path, Preprocessing((TINY_INPUT, TINY_INPUT))) for path in tiny_images.rglob("test/*/*.png")]
+        [
+            load_pixels(path, Preprocessing((TINY_INPUT, TINY_INPUT)))
+            for path in tiny_images.rglob("test/*/*.png")
+        ]
     ).astype("float32")
     served = []
     for result in (first, second):

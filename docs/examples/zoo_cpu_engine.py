@@ -1,6 +1,6 @@
 """An example zoo engine plugin: TensorFlow kept on the CPU, e.g. to leave a shared GPU free.
 
-    ZOO_PLUGINS=docs/examples/zoo_cpu_engine.py zoo run efficientnet_lite0 --engine tensorflow-cpu
+ZOO_PLUGINS=docs/examples/zoo_cpu_engine.py zoo run efficientnet_lite0 --engine tensorflow-cpu
 """
 
 import zoo

@@ -22,6 +22,7 @@ BuildSavedModel = Callable[[Path], None]
 # Returns a tf_keras layer mapping preprocessed images to features; for backbones that are no SavedModel.
 MakeLayer = Callable[["Backbone", bool], Any]
 
+
 @dataclass(frozen=True)
 class Backbone:
     name: str

@@ -61,7 +61,9 @@ class PluginSet:
             try:
                 results = caller(**arguments(name))
             except Exception as error:  # a broken plugin must not take the others down
-                problems.append(f"plugin {name!r} raised in {hook} and was skipped: {_describe(error)}")
+                problems.append(
+                    f"plugin {name!r} raised in {hook} and was skipped: {_describe(error)}"
+                )
                 continue
             yield name, results[0] if results else None
 
@@ -84,7 +86,10 @@ def load_plugins() -> PluginSet:
     a newly installed entry point gives a new set.
     """
     entry_points = tuple(metadata.entry_points(group=ENTRY_POINT_GROUP))
-    key = (os.environ.get(PLUGIN_PATHS_VARIABLE, ""), tuple((e.name, e.value) for e in entry_points))
+    key = (
+        os.environ.get(PLUGIN_PATHS_VARIABLE, ""),
+        tuple((e.name, e.value) for e in entry_points),
+    )
     if key not in _loaded:
         _loaded[key] = _load(entry_points)
     return _loaded[key]
@@ -130,7 +135,9 @@ def _check_hook_names(manager: pluggy.PluginManager, module: ModuleType) -> None
     known = set(_hook_names())
     for attribute in dir(module):
         if manager.parse_hookimpl_opts(module, attribute) is not None and attribute not in known:
-            raise RegistryError(f"{attribute} is not a zoo hook (hooks: {', '.join(_hook_names())})")
+            raise RegistryError(
+                f"{attribute} is not a zoo hook (hooks: {', '.join(_hook_names())})"
+            )
 
 
 def _hook_names() -> list[str]:
@@ -223,7 +230,10 @@ def load_catalog(registry_path: Path | None = None, plugins: PluginSet | None = 
 
     def arguments(name: str) -> dict[str, Any]:
         staged[name] = {}
-        return {"registry": registry, "register": _registrar(name, staged[name], backbones, problems)}
+        return {
+            "registry": registry,
+            "register": _registrar(name, staged[name], backbones, problems),
+        }
 
     for name, _ in plugins.call_each("register_backbones", arguments, problems):
         backbones.update(staged[name])
@@ -295,4 +305,3 @@ def _orphaned_entries(
         for name, entry in registry.items()
         if name not in backbones and entry.plugin not in loaded
     ]
-

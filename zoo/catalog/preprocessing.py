@@ -94,5 +94,7 @@ def preprocessing_problem(values: dict[str, Any]) -> str | None:
         return f"field 'interpolation' must be one of {', '.join(INTERPOLATIONS)}, got {values['interpolation']!r}"
     crop = values.get("crop_fraction", 1.0)
     if isinstance(crop, bool) or not (math.isfinite(crop) and MIN_CROP_FRACTION <= crop <= 1):
-        return f"field 'crop_fraction' must be in [{MIN_CROP_FRACTION}, 1], e.g. 0.875, got {crop!r}"
+        return (
+            f"field 'crop_fraction' must be in [{MIN_CROP_FRACTION}, 1], e.g. 0.875, got {crop!r}"
+        )
     return None

@@ -184,7 +184,9 @@ def _validate_entry(path: Path, name: str, table: Any, default_plugin: str | Non
 NAME_RULE = "names use lowercase letters, digits, '_' and '-' (e.g. resnet50v2)"
 
 
-def entry_problem(name: str, table: dict[str, Any], required: tuple[str, ...] | None = None) -> str | None:
+def entry_problem(
+    name: str, table: dict[str, Any], required: tuple[str, ...] | None = None
+) -> str | None:
     """What is wrong with one backbone's fields, or None: the checks for TOML and code alike.
 
     `required` overrides which fields must be present (a Backbone built in code gets its

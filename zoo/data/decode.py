@@ -76,7 +76,9 @@ def load_pixels(path: Path, preprocessing: Preprocessing) -> np.ndarray:
                     f"{image.width}x{image.height} pixels is over zoo's limit of "
                     f"{PIXEL_LIMIT // 1_000_000} megapixels; shrink it"
                 )
-            image.draft("RGB", preprocessing.resize_to(*image.size))  # JPEG: decode big ones smaller
+            image.draft(
+                "RGB", preprocessing.resize_to(*image.size)
+            )  # JPEG: decode big ones smaller
             orientation = image.getexif().get(ExifTags.Base.Orientation)
             shown = image.size[::-1] if orientation in SWAPS_AXES else image.size
             resized_width, resized_height = preprocessing.resize_to(*shown)
@@ -84,7 +86,9 @@ def load_pixels(path: Path, preprocessing: Preprocessing) -> np.ndarray:
             if orientation in EXIF_TRANSPOSE:
                 image = image.transpose(EXIF_TRANSPOSE[orientation])
             image = _to_rgb(image)
-            image = image.resize((resized_width, resized_height), RESAMPLING[preprocessing.interpolation])
+            image = image.resize(
+                (resized_width, resized_height), RESAMPLING[preprocessing.interpolation]
+            )
             left, top = (resized_width - width) // 2, (resized_height - height) // 2
             if (left, top) != (0, 0):
                 image = image.crop((left, top, left + width, top + height))

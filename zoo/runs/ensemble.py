@@ -16,7 +16,7 @@ import numpy as np
 
 from zoo import __version__
 from zoo.errors import UsageError
-from zoo.runs.evaluation import evaluate
+from zoo.analysis.evaluation import evaluate
 from zoo.runs.store import get_run, save_run
 
 

@@ -28,9 +28,7 @@ def write_report(record: dict[str, Any], folder: Path | None = None) -> list[Pat
         from zoo.errors import UsageError
 
         state = "is damaged in the store" if record["status"] == "damaged" else "failed"
-        raise UsageError(
-            f"run {record['id']} {state} ({record['reason']}); it has nothing to plot"
-        )
+        raise UsageError(f"run {record['id']} {state} ({record['reason']}); it has nothing to plot")
     if folder is None:
         from zoo.runs.artifacts import report_folder
 

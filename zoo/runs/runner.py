@@ -58,7 +58,9 @@ class RunSettings:
     experiment: str | None = None
     head_from: int | None = None  # fine-tune: start from this feature-extraction run's head
     strategy: str = "auto"  # end-to-end training: see zoo.training.strategies
-    engine: str = "auto"  # feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU) or a name
+    engine: str = (
+        "auto"  # feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU) or a name
+    )
     precision: str = "fp32"  # fp32, or bf16 where the engine computes it natively on this CPU
     tune: bool = False  # search the head's settings on validation, then refit (zoo.training.tune)
     ray: str | None = None  # extract features on this Ray cluster (HOST:PORT or auto)
@@ -496,7 +498,9 @@ def _train_and_evaluate(
         )
     elif mode == "feature-extraction":  # one backbone, or several side by side (a+b)
         frozen = (
-            pipelines.combined if isinstance(backbone, Combination) else pipelines.feature_extraction
+            pipelines.combined
+            if isinstance(backbone, Combination)
+            else pipelines.feature_extraction
         )
         outcome = frozen(
             backbone,
@@ -533,7 +537,7 @@ def _finish(
 ) -> RunResult:
     """Evaluate on test, then save the artifacts: a run that trained and evaluated is kept
     even when its model cannot be written (the error is stored with it)."""
-    from zoo.runs.evaluation import evaluate
+    from zoo.analysis.evaluation import evaluate
 
     metrics = evaluate(outcome.test_probabilities, outcome.test_labels, context.dataset.classes)
     artifacts = save_artifacts(outcome, run_folder)

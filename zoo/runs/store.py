@@ -80,6 +80,8 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
             except sqlite3.OperationalError as error:  # another zoo process added it just now
                 if "duplicate column" not in str(error):
                     raise
+
+
 def describe(error: sqlite3.Error, path: Path) -> StoreError:
     """The real cause of a store failure, in one line, with what to do about it."""
     text = str(error)
@@ -214,7 +216,9 @@ def _decode(row: sqlite3.Row, home: Path) -> dict[str, Any]:
     if damaged:
         record["status"] = "damaged"
         record["reason"] = f"its stored {', '.join(damaged)} is not valid; the run cannot be used"
-    record["artifacts"] = {key: _absolute(value, home) for key, value in record["artifacts"].items()}
+    record["artifacts"] = {
+        key: _absolute(value, home) for key, value in record["artifacts"].items()
+    }
     return record
 
 
