@@ -8,6 +8,7 @@ names, and one plugin's exception stops only that plugin.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -59,7 +60,8 @@ class PluginSet:
         for name, plugin in self.implementers(hook):
             caller = self.manager.subset_hook_caller(hook, [p for p in everyone if p is not plugin])
             try:
-                results = caller(**arguments(name))
+                with _stdout_to_stderr():
+                    results = caller(**arguments(name))
             except Exception as error:  # a broken plugin must not take the others down
                 problems.append(
                     f"plugin {name!r} raised in {hook} and was skipped: {_describe(error)}"
@@ -117,7 +119,8 @@ def _register(plugins: PluginSet, name: str, version: str, load) -> None:
         )
         return
     try:
-        module = load()
+        with _stdout_to_stderr():
+            module = load()
         plugins.manager.register(module, name=name)
         _check_hook_names(plugins.manager, module)
     except (Exception, SystemExit) as error:  # a broken plugin must not take the others down
@@ -128,6 +131,11 @@ def _register(plugins: PluginSet, name: str, version: str, load) -> None:
         )
         return
     plugins.versions[name] = version
+
+
+def _stdout_to_stderr() -> contextlib.AbstractContextManager:
+    """Plugin code runs with print() sent to stderr: stdout carries only `--json` and `--csv`."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _check_hook_names(manager: pluggy.PluginManager, module: ModuleType) -> None:

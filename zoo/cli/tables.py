@@ -13,11 +13,12 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from zoo.cli.text import printable
 from zoo.runs.store import data_name
 
 
 def _plain(value: Any) -> Text:
-    return Text("-" if value is None else str(value))
+    return Text("-" if value is None else printable(str(value)))
 
 
 def _fmt(value: Any, spec: str = "") -> Text:
@@ -25,9 +26,9 @@ def _fmt(value: Any, spec: str = "") -> Text:
     if value is None:
         return Text("-")
     try:
-        return Text(format(value, spec))
+        return Text(printable(format(value, spec)))
     except (TypeError, ValueError):
-        return Text(str(value))
+        return Text(printable(str(value)))
 
 
 def backbones_table(rows: list[dict[str, Any]]) -> Table:
@@ -314,8 +315,21 @@ def runs_csv(runs: list[dict[str, Any]]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(name for name, _ in CSV_COLUMNS)
     for run in runs:
-        writer.writerow("" if (v := _dig(run, keys)) is None else v for _, keys in CSV_COLUMNS)
+        writer.writerow(_csv_cell(_dig(run, keys)) for _, keys in CSV_COLUMNS)
     return buffer.getvalue()
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (`=cmd|'calc'!A0`).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: text never starts a formula (OWASP's leading `'`), nor holds ESC."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    return ("'" if value.startswith(FORMULA_STARTS) else "") + printable(value)
 
 
 def pull_table(reports: list[dict[str, Any]]) -> Table:

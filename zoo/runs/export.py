@@ -28,7 +28,7 @@ from zoo.data.folders import scan_folder
 from zoo.errors import DataError, UsageError
 from zoo.home import atomic_dir
 from zoo.reporting import Reporter
-from zoo.runs.artifacts import refuse_combined
+from zoo.runs.artifacts import refuse_combined, refuse_ensemble
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -80,6 +80,7 @@ def export_run(
     """
     check_options(fmt, quantize)
     refuse_combined(record, "export")
+    refuse_ensemble(record, "export")
     if out.exists():
         raise UsageError(f"{out} already exists; remove it or give another --out")
     reporter = reporter or Reporter()
@@ -89,6 +90,8 @@ def export_run(
         raise UsageError(
             f"run {record['id']} does not record its image folders; give them with --data DIR"
         )
+    if fmt == "tflite" and not data:
+        _check_recorded_folders(record, folders)
     preprocessing = _geometry(record)
     with atomic_dir(out) as scratch:
         labels = scratch / "labels.txt"
@@ -112,6 +115,16 @@ def export_run(
                 model_dir, model, test, preprocessing, advance
             )
     return report
+
+
+def _check_recorded_folders(record: dict[str, Any], folders: dict[str, Path]) -> None:
+    """The images a run recorded may have moved since: name the folder, and --data."""
+    for split, folder in folders.items():
+        if not folder.is_dir():
+            raise UsageError(
+                f"run {record['id']}'s {split} images are no longer at {folder}; give the data "
+                "folder (holding train/ and test/) with --data DIR"
+            )
 
 
 def _model_dir(record: dict[str, Any]) -> Path:
