@@ -263,3 +263,48 @@ def test_19_a_one_class_data_set_is_refused_in_one_line(tiny_registry, tmp_path,
     line = one_line(err)
     assert code == 2 and "one class" in line, err
     assert list_runs() == []
+
+
+# --- 20. raw library output ---------------------------------------------------------------------
+
+LOG_ONE_RUN = """
+import sys
+from zoo_plugins.mlflow_tracker import log_run
+metrics = {"accuracy": 0.5, "classes": ["a", "b"], "confusion_matrix": [[1, 0], [0, 1]]}
+run = {"id": int(sys.argv[1]), "status": "ok", "backbone": "tiny", "mode": "feature-extraction",
+       "settings": {"epochs": 1}, "history": {"loss": [1.0]}, "metrics": metrics,
+       "versions": {"zoo": "0"}, "artifacts": {}, "data": "/d", "data_fingerprint": "ab"}
+print(log_run(run))
+"""
+
+
+def test_20_three_runs_logged_to_mlflow_at_once_all_arrive_quietly_under_zoo_home(
+    tmp_path, zoo_home
+):
+    pytest.importorskip("mlflow")
+    import subprocess
+
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOG_ONE_RUN, str(index)],
+            cwd=elsewhere,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in (1, 2, 3)
+    ]
+    outputs = [process.communicate(timeout=240)[0] for process in processes]
+    assert all(len(output.strip().splitlines()) == 1 for output in outputs), outputs
+    assert list(elsewhere.iterdir()) == []  # no mlflow.db or mlruns/ where zoo was started
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{zoo_home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("zoo")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["zoo.run_id"] for r in runs) == ["1", "2", "3"]
+    assert experiment.artifact_location.startswith((zoo_home / "mlruns").as_uri())
