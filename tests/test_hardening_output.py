@@ -308,3 +308,54 @@ def test_20_three_runs_logged_to_mlflow_at_once_all_arrive_quietly_under_zoo_hom
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.tags["zoo.run_id"] for r in runs) == ["1", "2", "3"]
     assert experiment.artifact_location.startswith((zoo_home / "mlruns").as_uri())
+
+
+def test_20_warnings_under_json_are_one_line_each(tiny_registry, tmp_path, capsys):
+    data = write_image_folders(tmp_path / "data", {"train": 3, "test": 2})
+    (data / "train" / "red" / "notes.txt").write_text("not an image")
+    code, out, err = cli(["run", "tiny", "--data", str(data), "--epochs", "1", "--json"], capsys)
+    assert code == 0, err
+    json.loads(out)
+    assert err.splitlines() == ["warning: 1 unreadable file skipped: notes.txt"], err
+
+
+def test_20_progress_leaves_no_blank_lines_in_a_log(tiny_registry, tiny_images, capsys):
+    code, _, err = cli(
+        ["run", "tiny", "--data", str(tiny_images), "--epochs", "1", "--augment", "4"], capsys
+    )
+    assert code == 0, err
+    assert "" not in err.splitlines(), repr(err)
+
+
+def test_20_long_class_names_draw_without_a_layout_warning(tmp_path):
+    import warnings
+
+    from zoo.runs.report import write_report
+
+    classes = [f"class name {i} " * 12 for i in range(2)]
+    metrics = {"accuracy": 0.5, "classes": classes, "confusion_matrix": [[1, 1], [1, 1]]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_report({**record(metrics=metrics), "id": 1}, tmp_path / "report")
+
+
+def test_20_a_tflite_export_prints_no_library_notes(tiny_registry, tiny_images, tmp_path, capfd):
+    from zoo.runs.export import export_run
+
+    result = zoo.run(["tiny"], data=tiny_images, epochs=1).results[0]
+    capfd.readouterr()
+    export_run(get_run(result.run_id), tmp_path / "lite", "tflite", "int8")
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == "", captured.err
+
+
+def test_20_tensorboard_on_a_busy_port_is_one_line(zoo_home, capsys):
+    import socket
+
+    (zoo_home / "tensorboard").mkdir(parents=True)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = cli(["tensorboard", "--port", str(port)], capsys)
+    assert code == 2 and f"port {port}" in one_line(err) and "--port" in err

@@ -242,9 +242,8 @@ def run(
     """Train and evaluate backbones (A+B: one head on their features joined); ends with a
     comparison table. Exit 1 if any failed."""
     from zoo.api import run_backbones
-    from zoo.cli.progress import RichReporter
+    from zoo.cli.progress import RichReporter, WarningsOnly
     from zoo.extraction.engines import load_engines
-    from zoo.reporting import Reporter
     from zoo.runs.runner import RunSettings
 
     settings = RunSettings(
@@ -278,7 +277,7 @@ def run(
     engines = load_engines(loaded.plugins)
     for problem in engines.problems:
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
-    reporter = Reporter() if as_json else RichReporter(err)
+    reporter = WarningsOnly(err) if as_json else RichReporter(err)
     load_tensorflow()
     summary = run_backbones(
         names or [],
@@ -470,16 +469,32 @@ def tensorboard_command(
         )
     if not 0 < port < 65536:
         raise UsageError("--port must be between 1 and 65535")
+    _check_port_free(port)  # else TensorBoard prints its own 7 lines
     load_tensorflow()
     from tensorboard.program import TensorBoard
 
     board = TensorBoard()
-    board.configure(logdir=str(root), host="127.0.0.1", port=port)
+    # load_fast "false": zoo's logs are small, and "auto" prints a 4-line NOTE on every start.
+    board.configure(logdir=str(root), host="127.0.0.1", port=port, load_fast="false")
     try:
         code = board.main()  # serves until Ctrl-C; a port in use is one line from TensorBoard
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(0 if code == 0 else UsageError.exit_code)
+
+
+def _check_port_free(port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as TensorBoard binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise UsageError(
+                f"port {port} on 127.0.0.1 is in use (another TensorBoard?); "
+                "pick a free one with --port"
+            ) from None
 
 
 @app.command()
