@@ -359,3 +359,69 @@ def test_20_tensorboard_on_a_busy_port_is_one_line(zoo_home, capsys):
         port = busy.getsockname()[1]
         code, _, err = cli(["tensorboard", "--port", str(port)], capsys)
     assert code == 2 and f"port {port}" in one_line(err) and "--port" in err
+
+
+# --- 21. small ones -----------------------------------------------------------------------------
+
+
+def test_21_unfreeze_on_a_joined_run_names_the_option_given(
+    tmp_path, tiny_savedmodel, capsys, monkeypatch
+):
+    registry = tmp_path / "registry.toml"
+    registry.write_text(
+        registry_text(str(tiny_savedmodel)) + registry_text(str(tiny_savedmodel), name="tiny2")
+    )
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+    code, _, err = cli(["run", "tiny+tiny2", "--unfreeze", "1"], capsys)
+    line = one_line(err)
+    assert code == 2 and line.endswith("drop --unfreeze") and "--mode" not in line, err
+
+
+def test_21_a_bracketed_ipv6_ray_address_is_read():
+    from zoo.extraction.cluster import check_address
+
+    assert check_address("[::1]:6379") == ("::1", 6379)
+    assert check_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
+
+
+def test_21_exported_folders_are_readable_by_others(tiny_registry, tiny_images, tmp_path):
+    from zoo.runs.export import export_run
+
+    result = zoo.run(["tiny"], data=tiny_images, epochs=1).results[0]
+    out = tmp_path / "served"
+    export_run(get_run(result.run_id), out, "savedmodel")
+    folders = [out, *(path for path in out.rglob("*") if path.is_dir())]
+    assert len(folders) > 2
+    assert all(folder.stat().st_mode & 0o755 == 0o755 for folder in folders)
+
+
+def test_21_a_hook_without_hookimpl_is_named(tmp_path, capsys, monkeypatch):
+    plugin = tmp_path / "forgetful.py"
+    plugin.write_text("def register_backbones(register):\n    pass\n")
+    monkeypatch.setenv("ZOO_PLUGINS", str(plugin))
+    code, out, err = cli(["plugins"], capsys)
+    assert code == 0 and "forgetful" in out
+    (line,) = [line for line in err.splitlines() if "forgetful" in line]
+    assert line.startswith("warning:") and "register_backbones without @zoo.hookimpl" in line
+
+
+def test_21_a_zoo_handle_without_a_builder_says_so(tmp_path):
+    from zoo.catalog.plugins import load_catalog
+    from zoo.errors import BackboneUnavailable
+    from zoo.sources.hub import resolve
+
+    registry = tmp_path / "registry.toml"
+    registry.write_text(registry_text("zoo:unbuilt"))
+    backbone = load_catalog(registry).get("tiny")
+    with pytest.raises(BackboneUnavailable) as refused:
+        resolve(backbone)
+    assert "build_savedmodel" in str(refused.value) and "network" not in str(refused.value)
+
+
+def test_21_runs_and_compare_show_the_engine(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    metrics = {"accuracy": 0.5, "classes": ["a", "b"], "engine": "openvino 2026.4.1 fp32"}
+    save_run(record(metrics=metrics))
+    for args in (["runs"], ["compare", "1"]):
+        code, out, err = cli(args, capsys)
+        assert code == 0 and "openvino fp32" in out, out

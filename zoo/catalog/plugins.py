@@ -123,6 +123,7 @@ def _register(plugins: PluginSet, name: str, version: str, load) -> None:
             module = load()
         plugins.manager.register(module, name=name)
         _check_hook_names(plugins.manager, module)
+        _warn_of_undecorated_hooks(plugins, name, module)
     except (Exception, SystemExit) as error:  # a broken plugin must not take the others down
         if plugins.manager.has_plugin(name):
             plugins.manager.unregister(name=name)
@@ -146,6 +147,21 @@ def _check_hook_names(manager: pluggy.PluginManager, module: ModuleType) -> None
             raise RegistryError(
                 f"{attribute} is not a zoo hook (hooks: {', '.join(_hook_names())})"
             )
+
+
+def _warn_of_undecorated_hooks(plugins: PluginSet, name: str, module: ModuleType) -> None:
+    """A hook defined without @zoo.hookimpl is never called: the plugin would load hookless."""
+    plain = [
+        attribute
+        for attribute in _hook_names()
+        if callable(getattr(module, attribute, None))
+        and plugins.manager.parse_hookimpl_opts(module, attribute) is None
+    ]
+    if plain:
+        plugins.problems.append(
+            f"plugin {name!r} defines {', '.join(plain)} without @zoo.hookimpl, so zoo never "
+            "calls it; put @zoo.hookimpl on the line above each hook"
+        )
 
 
 def _hook_names() -> list[str]:

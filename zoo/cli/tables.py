@@ -152,6 +152,7 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
 def _mode_label(row: dict[str, Any]) -> str:
     """`frozen`, `frozen, tuned`, `fine-tune, top 10/49`, `frozen, 2 views`..."""
     label = MODE_LABELS.get(row["mode"], row["mode"]) + (", tuned" if _tuned(row) else "")
+    label += _engine_part(row)
     stages = _stages(row)
     if stages:
         label += f", {_unfrozen_part(stages[1]['unfreeze'])}"
@@ -161,6 +162,14 @@ def _mode_label(row: dict[str, Any]) -> str:
     unused = (_tuned(row) or {}).get("augmented") is False  # --tune found them no help
     views = augmentation["views"]
     return label + f", {views} view{'s' * (views != 1)}" + (" unused" if unused else "")
+
+
+def _engine_part(row: dict[str, Any]) -> str:
+    """`, openvino fp32`: the engine that extracted the features, without its version."""
+    engine = (row.get("metrics") or {}).get("engine")
+    if not isinstance(engine, str) or not engine:
+        return ""
+    return ", " + " ".join(word for word in engine.split() if not word[:1].isdigit())
 
 
 def _stages(row: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -266,7 +275,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             str(run["id"]),
             _plain(run["created_at"]),
             _plain(run["backbone"]),
-            _plain(run["mode"] + (", augmented" if _augmentation(run) else "")),
+            _plain(run["mode"] + (", augmented" if _augmentation(run) else "") + _engine_part(run)),
             _fmt(run["metrics"].get("accuracy"), ".3f"),
             _fmt(run["metrics"].get("epochs_run")),
             _plain(_data(run)),

@@ -157,9 +157,10 @@ class RunSettings:
         """Usage errors of the settings with these backbones, before any work starts."""
         combined = [b.name for b in backbones if isinstance(b, Combination)]
         if combined and (self.mode != "feature-extraction" or self.unfreeze is not None):
+            given = [f"--mode {self.mode}"] * (self.mode != "feature-extraction")
+            given += ["--unfreeze"] * (self.unfreeze is not None)
             raise UsageError(
-                f"{combined[0]} trains one head on frozen features: drop --mode {self.mode}"
-                + (" and --unfreeze" if self.unfreeze is not None else "")
+                f"{combined[0]} trains one head on frozen features: drop {' and '.join(given)}"
             )
         if self.unfreeze is None or all_backbones:  # with --all, scratch_cnn trains as usual
             return
