@@ -150,18 +150,17 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
 
 
 def _mode_label(row: dict[str, Any]) -> str:
-    """`frozen`, `frozen, tuned`, `fine-tune, top 10/49`, `frozen, 2 views`..."""
+    """`frozen`, `frozen, tuned`, `fine-tune, top 10/49`, `frozen, 2 views, openvino fp32`..."""
     label = MODE_LABELS.get(row["mode"], row["mode"]) + (", tuned" if _tuned(row) else "")
-    label += _engine_part(row)
     stages = _stages(row)
     if stages:
         label += f", {_unfrozen_part(stages[1]['unfreeze'])}"
     augmentation = _augmentation(row)
-    if not augmentation:
-        return label
-    unused = (_tuned(row) or {}).get("augmented") is False  # --tune found them no help
-    views = augmentation["views"]
-    return label + f", {views} view{'s' * (views != 1)}" + (" unused" if unused else "")
+    if augmentation:
+        unused = (_tuned(row) or {}).get("augmented") is False  # --tune found them no help
+        views = augmentation["views"]
+        label += f", {views} view{'s' * (views != 1)}" + (" unused" if unused else "")
+    return label + _engine_part(row)
 
 
 def _engine_part(row: dict[str, Any]) -> str:
