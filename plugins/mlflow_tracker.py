@@ -1,8 +1,10 @@
 """MLflow tracking: each stored zoo run becomes an MLflow run (the `zoo[mlflow]` extra).
 
 Params (settings, backbone, data), per-epoch metrics, test metrics, the confusion matrix and the
-run's SavedModel go to $MLFLOW_TRACKING_URI, or MLflow's own default (`mlflow.db` in the current
-folder, artifacts under `mlruns/`). Without MLflow installed this plugin implements no hook: it
+run's SavedModel go to $MLFLOW_TRACKING_URI, or by default to ZOO_HOME/mlflow.db with artifacts
+under ZOO_HOME/mlruns/ (MLflow's own default would write both into the current folder). Runs
+logged to a SQLite store take turns (a lock file beside it): three zoo processes creating the
+store at once lost two runs to its migrations racing. Without MLflow installed this plugin implements no hook: it
 costs nothing and says nothing (`zoo plugins` shows it with no hooks).
 """
 
@@ -10,13 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import zoo
+from zoo.home import zoo_home
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; concurrent first runs there may still race
+    fcntl = None
 
 EXPERIMENT = "zoo"  # unless $MLFLOW_EXPERIMENT_NAME says otherwise
 # MLflow retries a refused connection 7 times with exponential backoff (minutes of waiting after
@@ -58,12 +68,42 @@ def final_metrics(run: dict[str, Any]) -> dict[str, float]:
 
 def log_run(run: dict[str, Any], client: Any = None) -> str:
     """Log one zoo run record to MLflow; returns the MLflow run id."""
-    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
     for variable, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(variable, value)
-    client = client or MlflowClient()
+    for chatty in ("mlflow.store.db.utils", "alembic"):  # INFO lines as the store is created
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    uri = tracking_uri()
+    with _one_at_a_time(uri):
+        return _log_run(run, client or MlflowClient(tracking_uri=uri))
+
+
+def tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI, or a SQLite store in ZOO_HOME (never the current folder)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{zoo_home() / 'mlflow.db'}"
+
+
+@contextlib.contextmanager
+def _one_at_a_time(uri: str) -> Iterator[None]:
+    """Hold a lock while logging to a local SQLite store; servers and file stores need none."""
+    if not uri.startswith("sqlite:") or fcntl is None:
+        yield
+        return
+    zoo_home().mkdir(parents=True, exist_ok=True)
+    with open(zoo_home() / "mlflow.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _artifact_location() -> str | None:
+    """Where a new experiment keeps its files: under ZOO_HOME unless the user chose a store."""
+    return None if os.environ.get("MLFLOW_TRACKING_URI") else (zoo_home() / "mlruns").as_uri()
+
+
+def _log_run(run: dict[str, Any], client: Any) -> str:
+    from mlflow.entities import Metric, Param
+
     experiment_id = _experiment_id(client, os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT)
     tags = {"zoo.run_id": str(run["id"]), "zoo.status": run["status"]}
     if run.get("reason"):
@@ -101,7 +141,7 @@ def _experiment_id(client: Any, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=_artifact_location())
     except MlflowException:  # another zoo process created it a moment ago
         return client.get_experiment_by_name(name).experiment_id
 

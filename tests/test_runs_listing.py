@@ -184,4 +184,5 @@ def test_zoo_tensorboard_serves_the_log_root_on_localhost(zoo_home, monkeypatch,
         "logdir": str(zoo_home / "tensorboard"),
         "host": "127.0.0.1",
         "port": 6111,
+        "load_fast": "false",
     }

@@ -8,6 +8,7 @@ names, and one plugin's exception stops only that plugin.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -59,7 +60,8 @@ class PluginSet:
         for name, plugin in self.implementers(hook):
             caller = self.manager.subset_hook_caller(hook, [p for p in everyone if p is not plugin])
             try:
-                results = caller(**arguments(name))
+                with _stdout_to_stderr():
+                    results = caller(**arguments(name))
             except Exception as error:  # a broken plugin must not take the others down
                 problems.append(
                     f"plugin {name!r} raised in {hook} and was skipped: {_describe(error)}"
@@ -117,9 +119,11 @@ def _register(plugins: PluginSet, name: str, version: str, load) -> None:
         )
         return
     try:
-        module = load()
+        with _stdout_to_stderr():
+            module = load()
         plugins.manager.register(module, name=name)
         _check_hook_names(plugins.manager, module)
+        _warn_of_undecorated_hooks(plugins, name, module)
     except (Exception, SystemExit) as error:  # a broken plugin must not take the others down
         if plugins.manager.has_plugin(name):
             plugins.manager.unregister(name=name)
@@ -130,6 +134,11 @@ def _register(plugins: PluginSet, name: str, version: str, load) -> None:
     plugins.versions[name] = version
 
 
+def _stdout_to_stderr() -> contextlib.AbstractContextManager:
+    """Plugin code runs with print() sent to stderr: stdout carries only `--json` and `--csv`."""
+    return contextlib.redirect_stdout(sys.stderr)
+
+
 def _check_hook_names(manager: pluggy.PluginManager, module: ModuleType) -> None:
     """A misspelt hook (`register_backbone`) would silently never be called: refuse it."""
     known = set(_hook_names())
@@ -138,6 +147,21 @@ def _check_hook_names(manager: pluggy.PluginManager, module: ModuleType) -> None
             raise RegistryError(
                 f"{attribute} is not a zoo hook (hooks: {', '.join(_hook_names())})"
             )
+
+
+def _warn_of_undecorated_hooks(plugins: PluginSet, name: str, module: ModuleType) -> None:
+    """A hook defined without @zoo.hookimpl is never called: the plugin would load hookless."""
+    plain = [
+        attribute
+        for attribute in _hook_names()
+        if callable(getattr(module, attribute, None))
+        and plugins.manager.parse_hookimpl_opts(module, attribute) is None
+    ]
+    if plain:
+        plugins.problems.append(
+            f"plugin {name!r} defines {', '.join(plain)} without @zoo.hookimpl, so zoo never "
+            "calls it; put @zoo.hookimpl on the line above each hook"
+        )
 
 
 def _hook_names() -> list[str]:

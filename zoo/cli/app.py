@@ -5,17 +5,18 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from zoo.catalog.plugins import Catalog, load_catalog
 from zoo.cli import tables
+from zoo.cli.text import SafeConsole
 from zoo.errors import UsageError, ZooError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
@@ -27,10 +28,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Piped output gets a wide table rather than Rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = SafeConsole(width=None if sys.stdout.isatty() else 160)
 # Messages on stderr are one line each, however narrow the terminal or log: the terminal may
 # wrap them for display, but a log keeps them whole and greppable.
-err = Console(stderr=True, soft_wrap=True)
+err = SafeConsole(stderr=True, soft_wrap=True)
 
 
 INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT)
@@ -86,7 +87,18 @@ def catalog() -> Catalog:
 
 
 def print_json(value) -> None:
-    out.print_json(json.dumps(value))
+    out.print_json(json.dumps(_finite(value), allow_nan=False))
+
+
+def _finite(value):
+    """`value` with NaN and infinities as None: JSON has no NaN, and readers choke on it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def emit(value, as_json: bool, table) -> None:
@@ -230,9 +242,8 @@ def run(
     """Train and evaluate backbones (A+B: one head on their features joined); ends with a
     comparison table. Exit 1 if any failed."""
     from zoo.api import run_backbones
-    from zoo.cli.progress import RichReporter
+    from zoo.cli.progress import RichReporter, WarningsOnly
     from zoo.extraction.engines import load_engines
-    from zoo.reporting import Reporter
     from zoo.runs.runner import RunSettings
 
     settings = RunSettings(
@@ -266,7 +277,7 @@ def run(
     engines = load_engines(loaded.plugins)
     for problem in engines.problems:
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
-    reporter = Reporter() if as_json else RichReporter(err)
+    reporter = WarningsOnly(err) if as_json else RichReporter(err)
     load_tensorflow()
     summary = run_backbones(
         names or [],
@@ -458,16 +469,32 @@ def tensorboard_command(
         )
     if not 0 < port < 65536:
         raise UsageError("--port must be between 1 and 65535")
+    _check_port_free(port)  # else TensorBoard prints its own 7 lines
     load_tensorflow()
     from tensorboard.program import TensorBoard
 
     board = TensorBoard()
-    board.configure(logdir=str(root), host="127.0.0.1", port=port)
+    # load_fast "false": zoo's logs are small, and "auto" prints a 4-line NOTE on every start.
+    board.configure(logdir=str(root), host="127.0.0.1", port=port, load_fast="false")
     try:
         code = board.main()  # serves until Ctrl-C; a port in use is one line from TensorBoard
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(0 if code == 0 else UsageError.exit_code)
+
+
+def _check_port_free(port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as TensorBoard binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise UsageError(
+                f"port {port} on 127.0.0.1 is in use (another TensorBoard?); "
+                "pick a free one with --port"
+            ) from None
 
 
 @app.command()
@@ -529,11 +556,13 @@ def export(
     """Export a run's model and labels; a TFLite file is checked against the SavedModel."""
     from zoo.cli.progress import RichReporter
     from zoo.data.folders import find_splits
+    from zoo.runs.artifacts import refuse_ensemble
     from zoo.runs.export import check_options, export_run
     from zoo.runs.store import get_run
 
     check_options(fmt, quantize)
     record = get_run(run_id)
+    refuse_ensemble(record, "export")
     folders = dict(zip(("train", "test"), find_splits(data, None, None))) if data else None
     folder = out_dir or Path(record["artifacts"]["run_folder"]) / f"export-{fmt}-{quantize}"
     load_tensorflow()
@@ -567,7 +596,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted; runs and caches already stored are intact", INTERRUPTED)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except typer.Abort:
+    except typer.Abort as abort:
+        if isinstance(abort.__cause__, EOFError):  # click's reading of a file cut short
+            _fail(f"a file ended early (EOFError: {abort.__cause__}); --debug shows which", 1)
         _fail("aborted", INTERRUPTED)
     except OSError as error:  # a disk full, a folder not writable: the user's to fix, in one line
         _fail(_describe_os_error(error), 1)

@@ -18,6 +18,9 @@ class RichReporter(Reporter):
 
     @contextlib.contextmanager
     def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        if not self.console.is_terminal:  # a log or a pipe: a bar would leave a blank line
+            yield lambda advance: None
+            return
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -34,3 +37,13 @@ class RichReporter(Reporter):
     def warning(self, text: str) -> None:
         # Outside values (file names, plugin messages) may hold [brackets]: never read as markup.
         self.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+
+
+class WarningsOnly(Reporter):
+    """For `--json`: no progress, and warnings as one `warning:` line each on stderr (not a
+    Python UserWarning with its source line)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    warning = RichReporter.warning

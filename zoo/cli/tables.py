@@ -13,11 +13,12 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from zoo.cli.text import printable
 from zoo.runs.store import data_name
 
 
 def _plain(value: Any) -> Text:
-    return Text("-" if value is None else str(value))
+    return Text("-" if value is None else printable(str(value)))
 
 
 def _fmt(value: Any, spec: str = "") -> Text:
@@ -25,9 +26,9 @@ def _fmt(value: Any, spec: str = "") -> Text:
     if value is None:
         return Text("-")
     try:
-        return Text(format(value, spec))
+        return Text(printable(format(value, spec)))
     except (TypeError, ValueError):
-        return Text(str(value))
+        return Text(printable(str(value)))
 
 
 def backbones_table(rows: list[dict[str, Any]]) -> Table:
@@ -149,17 +150,25 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
 
 
 def _mode_label(row: dict[str, Any]) -> str:
-    """`frozen`, `frozen, tuned`, `fine-tune, top 10/49`, `frozen, 2 views`..."""
+    """`frozen`, `frozen, tuned`, `fine-tune, top 10/49`, `frozen, 2 views, openvino fp32`..."""
     label = MODE_LABELS.get(row["mode"], row["mode"]) + (", tuned" if _tuned(row) else "")
     stages = _stages(row)
     if stages:
         label += f", {_unfrozen_part(stages[1]['unfreeze'])}"
     augmentation = _augmentation(row)
-    if not augmentation:
-        return label
-    unused = (_tuned(row) or {}).get("augmented") is False  # --tune found them no help
-    views = augmentation["views"]
-    return label + f", {views} view{'s' * (views != 1)}" + (" unused" if unused else "")
+    if augmentation:
+        unused = (_tuned(row) or {}).get("augmented") is False  # --tune found them no help
+        views = augmentation["views"]
+        label += f", {views} view{'s' * (views != 1)}" + (" unused" if unused else "")
+    return label + _engine_part(row)
+
+
+def _engine_part(row: dict[str, Any]) -> str:
+    """`, openvino fp32`: the engine that extracted the features, without its version."""
+    engine = (row.get("metrics") or {}).get("engine")
+    if not isinstance(engine, str) or not engine:
+        return ""
+    return ", " + " ".join(word for word in engine.split() if not word[:1].isdigit())
 
 
 def _stages(row: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -265,7 +274,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             str(run["id"]),
             _plain(run["created_at"]),
             _plain(run["backbone"]),
-            _plain(run["mode"] + (", augmented" if _augmentation(run) else "")),
+            _plain(run["mode"] + (", augmented" if _augmentation(run) else "") + _engine_part(run)),
             _fmt(run["metrics"].get("accuracy"), ".3f"),
             _fmt(run["metrics"].get("epochs_run")),
             _plain(_data(run)),
@@ -314,8 +323,21 @@ def runs_csv(runs: list[dict[str, Any]]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(name for name, _ in CSV_COLUMNS)
     for run in runs:
-        writer.writerow("" if (v := _dig(run, keys)) is None else v for _, keys in CSV_COLUMNS)
+        writer.writerow(_csv_cell(_dig(run, keys)) for _, keys in CSV_COLUMNS)
     return buffer.getvalue()
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (`=cmd|'calc'!A0`).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: text never starts a formula (OWASP's leading `'`), nor holds ESC."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    return ("'" if value.startswith(FORMULA_STARTS) else "") + printable(value)
 
 
 def pull_table(reports: list[dict[str, Any]]) -> Table:

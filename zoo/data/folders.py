@@ -10,6 +10,7 @@ crash mid-epoch.
 from __future__ import annotations
 
 import hashlib
+import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,9 @@ def stratified_split(
 
 
 def _split_rank(name: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}/{name}".encode()).hexdigest()
+    # os.fsencode: a name that is not UTF-8 (`bad_\xff.png`) hashes as its bytes on disk; a
+    # UTF-8 name gives the bytes .encode() gave, so no split moves.
+    return hashlib.sha256(os.fsencode(f"{seed}/{name}")).hexdigest()
 
 
 def load_dataset(train_dir: Path, test_dir: Path) -> Dataset:
@@ -168,7 +171,7 @@ def fingerprint(dataset: Dataset, digests: dict[Path, str]) -> str:
     hasher = hashlib.sha256()
     for split_name, images in (("train", dataset.train), ("test", dataset.test)):
         for path, label in zip(images.paths, images.labels):
-            hasher.update(f"{split_name}|{images.classes[label]}|{digests[path]}\n".encode())
+            hasher.update(os.fsencode(f"{split_name}|{images.classes[label]}|{digests[path]}\n"))
     return hasher.hexdigest()[:16]
 
 

@@ -82,6 +82,8 @@ def check_address(address: str) -> tuple[str, int] | None:
     if address == "auto":
         return None
     host, _, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address: [::1]:6379
+        host = host[1:-1]
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ClusterUnavailable(
             f"--ray {address}: give the head's HOST:PORT (e.g. 10.0.0.5:6379) or auto"

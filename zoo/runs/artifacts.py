@@ -16,6 +16,7 @@ import datetime
 import os
 import shutil
 import uuid
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,18 @@ def refuse_combined(record: dict[str, Any], verb: str) -> None:
         )
 
 
+def refuse_ensemble(record: dict[str, Any], verb: str) -> None:
+    """An ensemble run (`zoo ensemble`) stores only its test metrics: say so, and what it can do."""
+    if record.get("mode") == "ensemble":
+        members = ", ".join(map(str, record["settings"].get("members") or []))
+        raise UsageError(
+            f"run {record['id']} is an ensemble of runs {members}: it stores test metrics only "
+            f"(no model, head or curves), so there is nothing to {verb}; `zoo compare "
+            f"{record['id']}` shows it, `zoo report --compare` draws it beside its members, "
+            "and each member run can be exported"
+        )
+
+
 def load_head(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The (kernel, bias) a stored run trained, for `--head-from`."""
     head_path = record["artifacts"].get("head")
@@ -95,8 +108,24 @@ def load_head(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         raise UsageError(
             f"run {record['id']} has no saved head to start from; pick a successful run"
         )
-    with np.load(head_path) as head:
-        return head["kernel"], head["bias"]
+    kernel, bias = read_arrays(Path(head_path), ("kernel", "bias"), record)
+    return kernel, bias
+
+
+def read_arrays(path: Path, names: tuple[str, ...], record: dict[str, Any]) -> list[np.ndarray]:
+    """The named arrays of a run's .npz file; a damaged file is a one-line usage error naming it.
+
+    A zero-byte file raises EOFError, which the command line would take for Ctrl-D.
+    """
+    try:
+        with np.load(path) as stored:
+            return [stored[name] for name in names]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        reason = str(error).splitlines()[0] if str(error) else "empty or cut short"
+        raise UsageError(
+            f"run {record['id']}'s {path} is damaged ({type(error).__name__}: {reason}); "
+            "run that backbone again"
+        ) from None
 
 
 def export_classifier(model: Any, folder: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from zoo.errors import UsageError
 from zoo.home import atomic_write_bytes, reports_dir
-from zoo.runs.report import pyplot
+from zoo.runs.report import pyplot, tight_layout
 from zoo.runs.store import data_name, get_run, list_runs
 
 PICTURES = ("accuracy_vs_speed", "per_class_accuracy", "loss_curves")
@@ -107,7 +107,7 @@ def _label(record: dict[str, Any]) -> str:
 
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
-    figure.tight_layout()
+    tight_layout(figure)
     figure.savefig(buffer, format="png", dpi=100)
     pyplot().close(figure)
     return buffer.getvalue()

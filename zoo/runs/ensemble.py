@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from zoo import __version__
-from zoo.errors import UsageError
 from zoo.analysis.evaluation import evaluate
+from zoo.errors import UsageError
+from zoo.runs.artifacts import read_arrays
 from zoo.runs.store import get_run, save_run
 
 
@@ -27,8 +28,8 @@ def _probabilities(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
             f"run {record['id']} has no stored test probabilities (failed, or stored before "
             "zoo kept them); run that backbone again"
         )
-    with np.load(path) as stored:
-        return stored["probabilities"], stored["labels"]
+    probabilities, labels = read_arrays(Path(path), ("probabilities", "labels"), record)
+    return probabilities, labels
 
 
 def ensemble(run_ids: list[int]) -> dict[str, Any]:

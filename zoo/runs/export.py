@@ -13,8 +13,12 @@ test images: the share of images where both give the same top-1 class is reporte
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import shutil
+import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +32,7 @@ from zoo.data.folders import scan_folder
 from zoo.errors import DataError, UsageError
 from zoo.home import atomic_dir
 from zoo.reporting import Reporter
-from zoo.runs.artifacts import refuse_combined
+from zoo.runs.artifacts import refuse_combined, refuse_ensemble
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -80,6 +84,7 @@ def export_run(
     """
     check_options(fmt, quantize)
     refuse_combined(record, "export")
+    refuse_ensemble(record, "export")
     if out.exists():
         raise UsageError(f"{out} already exists; remove it or give another --out")
     reporter = reporter or Reporter()
@@ -89,6 +94,8 @@ def export_run(
         raise UsageError(
             f"run {record['id']} does not record its image folders; give them with --data DIR"
         )
+    if fmt == "tflite" and not data:
+        _check_recorded_folders(record, folders)
     preprocessing = _geometry(record)
     with atomic_dir(out) as scratch:
         labels = scratch / "labels.txt"
@@ -102,6 +109,7 @@ def export_run(
                 calibration = _sample(folders["train"], preprocessing, record["settings"]["seed"])
             (scratch / "model.tflite").write_bytes(_convert(model_dir, quantize, calibration))
             name = "model.tflite"
+    _readable_by_all(out)
     model = out / name
     size = _size(model)
     report = ExportReport(out, model, out / "labels.txt", size)
@@ -112,6 +120,23 @@ def export_run(
                 model_dir, model, test, preprocessing, advance
             )
     return report
+
+
+def _readable_by_all(out: Path) -> None:
+    """Folders as `mkdir` makes them (0755), not the 0700 of a private scratch folder: an
+    export is for serving, often by another user."""
+    for folder in [out, *(path for path in out.rglob("*") if path.is_dir())]:
+        folder.chmod(0o755)
+
+
+def _check_recorded_folders(record: dict[str, Any], folders: dict[str, Path]) -> None:
+    """The images a run recorded may have moved since: name the folder, and --data."""
+    for split, folder in folders.items():
+        if not folder.is_dir():
+            raise UsageError(
+                f"run {record['id']}'s {split} images are no longer at {folder}; give the data "
+                "folder (holding train/ and test/) with --data DIR"
+            )
 
 
 def _model_dir(record: dict[str, Any]) -> Path:
@@ -166,7 +191,8 @@ def _convert(model_dir: Path, quantize: str, calibration: list[np.ndarray] | Non
         converter.target_spec.supported_types = [tf.float16]
     if calibration is not None:
         converter.representative_dataset = lambda: ([pixels] for pixels in calibration)
-    return converter.convert()
+    with _library_notes_hidden():  # int8 calibration prints `fully_quantize: 0, ...` lines
+        return converter.convert()
 
 
 def top1_agreement(
@@ -180,8 +206,9 @@ def top1_agreement(
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
-    interpreter = tf.lite.Interpreter(model_path=str(tflite_file))
-    interpreter.allocate_tensors()
+    with _library_notes_hidden():
+        interpreter = tf.lite.Interpreter(model_path=str(tflite_file))
+        interpreter.allocate_tensors()
     (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
     agree = seen = 0
     for pixels in _pixels(images, preprocessing):
@@ -192,3 +219,20 @@ def top1_agreement(
         agree, seen = agree + (lite == full), seen + 1
         advance(1)
     return (agree / seen if seen else None), seen
+
+
+@contextlib.contextmanager
+def _library_notes_hidden() -> Iterator[None]:
+    """Hide what TFLite prints on every export: the Python interpreter's 6-line deprecation
+    warning and its C++ `INFO: Created TensorFlow Lite XNNPACK delegate` line (written to file
+    descriptor 2 directly, past Python's streams). Errors still raise as exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -13,9 +13,21 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display needed
+    # Labels are class and backbone names, never formulas: `cost $5 or $6` is text, not mathtext
+    # (which fails to parse it).
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def tight_layout(figure) -> None:
+    """Fit the labels in; where long names cannot fit, draw as is without matplotlib's warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        figure.tight_layout()
 
 
 def write_report(record: dict[str, Any], folder: Path | None = None) -> list[Path]:
@@ -29,6 +41,9 @@ def write_report(record: dict[str, Any], folder: Path | None = None) -> list[Pat
 
         state = "is damaged in the store" if record["status"] == "damaged" else "failed"
         raise UsageError(f"run {record['id']} {state} ({record['reason']}); it has nothing to plot")
+    from zoo.runs.artifacts import refuse_ensemble
+
+    refuse_ensemble(record, "report")
     if folder is None:
         from zoo.runs.artifacts import report_folder
 
@@ -61,7 +76,7 @@ def _curves(record: dict[str, Any], path: Path) -> Path:
         if axis.lines:
             axis.legend()
     figure.suptitle(f"run {record['id']}: {record['backbone']} ({record['mode']})")
-    figure.tight_layout()
+    tight_layout(figure)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
@@ -93,7 +108,7 @@ def _confusion(record: dict[str, Any], path: Path) -> Path:
             axis.text(column, row, str(count), ha="center", va="center", color=colour, fontsize=8)
     figure.colorbar(image)
     axis.set_title(f"run {record['id']}: test accuracy {record['metrics']['accuracy']:.3f}")
-    figure.tight_layout()
+    tight_layout(figure)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
@@ -115,7 +130,7 @@ def _top_confusions(record: dict[str, Any], path: Path) -> Path:
     axis.invert_yaxis()
     axis.set_xlabel("test images")
     axis.set_title(f"run {record['id']}: the {len(pairs)} commonest confusions (true -> predicted)")
-    figure.tight_layout()
+    tight_layout(figure)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

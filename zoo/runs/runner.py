@@ -28,7 +28,7 @@ from zoo.errors import DataError, StoreError, UsageError, ZooError
 from zoo.extraction.engines import PRECISIONS, Engines, load_engines
 from zoo.home import runs_dir
 from zoo.reporting import Reporter
-from zoo.runs.artifacts import new_run_folder, save_artifacts
+from zoo.runs.artifacts import load_head, new_run_folder, save_artifacts
 from zoo.runs.store import get_run, keep_pending, referenced_run_folders, save_run
 from zoo.training.strategies import STRATEGIES, is_chief, make_strategy
 from zoo.training.unfreeze import parse_unfreeze
@@ -143,6 +143,7 @@ class RunSettings:
         head = record["artifacts"].get("head")
         if not head or not Path(head).is_file():
             raise UsageError(f"{where} has no saved head ({head}); pick another run (`zoo runs`)")
+        load_head(record)  # a damaged head.npz is a usage error here, before TensorFlow
 
     def augmentation(self) -> Augmentation | None:
         """The augmented views to add to the training split, or None without --augment."""
@@ -156,9 +157,10 @@ class RunSettings:
         """Usage errors of the settings with these backbones, before any work starts."""
         combined = [b.name for b in backbones if isinstance(b, Combination)]
         if combined and (self.mode != "feature-extraction" or self.unfreeze is not None):
+            given = [f"--mode {self.mode}"] * (self.mode != "feature-extraction")
+            given += ["--unfreeze"] * (self.unfreeze is not None)
             raise UsageError(
-                f"{combined[0]} trains one head on frozen features: drop --mode {self.mode}"
-                + (" and --unfreeze" if self.unfreeze is not None else "")
+                f"{combined[0]} trains one head on frozen features: drop {' and '.join(given)}"
             )
         if self.unfreeze is None or all_backbones:  # with --all, scratch_cnn trains as usual
             return
@@ -260,7 +262,14 @@ def run(
     if not backbones:
         raise UsageError("nothing to run: no backbone is available (see `zoo list`)")
     reporter = reporter or Reporter()
+    # Absolute: `zoo export` and the records are read later, from whatever folder.
+    train_dir, test_dir = train_dir.absolute(), test_dir.absolute()
     dataset = load_dataset(train_dir, test_dir)
+    if len(dataset.classes) < 2:
+        raise DataError(
+            f"{train_dir} has one class folder ({dataset.classes[0]}); a classifier needs at "
+            "least two: add a folder per class"
+        )
     if any(settings.mode_for(backbone) != "feature-extraction" for backbone in backbones):
         make_strategy(settings.strategy)  # a cluster's collectives are set up before any TF op
     _remove_orphan_run_folders()

@@ -100,7 +100,12 @@ def resolve(backbone: Backbone) -> Path:
             return _fetch(backbone, handle)
         except BackboneUnavailable as error:
             reasons.append(str(error))
-    if reasons[0].startswith("HTTP 4"):  # the server answered: the handle itself is wrong
+    if backbone.handle.startswith("zoo:") and backbone.build_savedmodel is None:
+        fix = (  # no network would help: only the plugin can build it
+            f"plugin {backbone.plugin!r} must pass build_savedmodel= to zoo.Backbone for a zoo: "
+            "handle (docs/plugins.md), or set the handle to a local SavedModel folder"
+        )
+    elif reasons[0].startswith("HTTP 4"):  # the server answered: the handle itself is wrong
         fix = (
             f"check its handle (`zoo show {backbone.name}`) or set it to a local SavedModel folder"
         )
