@@ -138,8 +138,8 @@ def test_offline_run_all_runs_the_ready_and_says_how_to_pull_the_rest(
     )
     assert code == 0, err
     assert (
-        "offline: the model hub is unreachable; --all runs the 1 ready backbones and skips 1 "
-        "that need a download" in err
+        "offline: the model hub is unreachable; --all runs 1 backbone ready offline and skips "
+        "1 backbone not downloaded yet" in err
     )
     assert "zoo pull --family NAME" in err
     assert "tiny" in out and "remote" not in out

@@ -146,14 +146,14 @@ def _select(loaded: Catalog, names, all_backbones: bool, filters, verb: str) -> 
         names = [row["name"] for row in find_backbones(loaded, filters)]
         if not names:
             raise UsageError("no backbone matches those filters; try them with `zoo list`")
-        err.print(f"selected {len(names)} backbones: {escape(', '.join(names))}", highlight=False)
+        err.print(f"selected {_count(names)}: {escape(', '.join(names))}", highlight=False)
         return names, False
     if all_backbones and not names and verb == "run":
         kept, waiting = ready_when_offline(list(loaded.backbones.values()))
         if waiting:
             err.print(
-                f"[yellow]offline:[/] the model hub is unreachable; --all runs the {len(kept)} "
-                f"ready backbones and skips {len(waiting)} that need a download (fetch them "
+                f"[yellow]offline:[/] the model hub is unreachable; --all runs {_count(kept)} "
+                f"ready offline and skips {_count(waiting)} not downloaded yet (fetch them "
                 "where there is a network: `zoo pull --all`, or a part: `zoo pull --family NAME`)",
                 highlight=False,
             )
@@ -161,6 +161,10 @@ def _select(loaded: Catalog, names, all_backbones: bool, filters, verb: str) -> 
                 raise UsageError("nothing to run offline: no backbone is ready; `zoo pull` one")
             return [backbone.name for backbone in kept], False
     return names or [], all_backbones
+
+
+def _count(items: list) -> str:
+    return f"{len(items)} backbone" + ("" if len(items) == 1 else "s")
 
 
 @app.command()
