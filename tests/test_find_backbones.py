@@ -143,3 +143,14 @@ def test_offline_run_all_runs_the_ready_and_says_how_to_pull_the_rest(
     )
     assert "zoo pull --family NAME" in err
     assert "tiny" in out and "remote" not in out
+
+
+def test_the_python_api_takes_the_same_filters():
+    import zoo
+
+    names = [row["name"] for row in zoo.list_backbones(family="efficientnet_v2", max_params=9)]
+    assert names == ["efficientnet_v2_imagenet1k_b0", "efficientnet_v2_imagenet1k_b1"]
+    best = zoo.list_backbones(pretrained_on="imagenet-21k", sort="top1")[0]
+    assert best["name"] == "efficientnet_v2_imagenet21k_ft1k_l" and best["imagenet_top1"] == 86.9
+    with pytest.raises(TypeError):
+        zoo.list_backbones(colour="red")

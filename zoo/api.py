@@ -21,9 +21,12 @@ if TYPE_CHECKING:  # imported where used: `zoo list` must not pay for NumPy and 
     from zoo.runs.runner import RunSettings, RunSummary
 
 
-def list_backbones(registry: str | Path | None = None) -> list[dict[str, Any]]:
-    """Facts about every available backbone, with whether it is ready offline."""
-    return [describe(backbone) for backbone in load_catalog(_path(registry)).backbones.values()]
+def list_backbones(
+    registry: str | Path | None = None, *, sort: str = "name", **filters: Any
+) -> list[dict[str, Any]]:
+    """Facts about every available backbone, with whether it is ready offline; the filters and
+    sorts of `zoo list` as keywords: list_backbones(family="efficientnet_v2", max_params=20)."""
+    return find_backbones(load_catalog(_path(registry)), Filters(**filters), sort)
 
 
 def describe(backbone: Backbone) -> dict[str, Any]:
