@@ -20,7 +20,7 @@ import argparse
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -89,7 +89,6 @@ class Facts:
     feature_dim: int | None = None
     input_range: list[float] | None = None
     problem: str | None = None
-    extras: dict = field(default_factory=dict)
 
 
 def read_pages(checkout: Path) -> list[Page]:
@@ -97,24 +96,25 @@ def read_pages(checkout: Path) -> list[Page]:
     docs = checkout / DOCS
     if not docs.is_dir():
         raise SystemExit(f"error: {docs} does not exist; give a checkout of tensorflow/tfhub.dev")
-    pages = []
-    for path in sorted(docs.glob("*/models/**/*.md")):
-        relative = path.relative_to(docs)
-        if not path.stem.isdigit() or len(relative.parts) < 4:
-            continue  # a publisher's or a collection's page
-        publisher, _, *model_parts, _ = relative.parts
-        raw = path.read_text(encoding="utf-8")
-        pages.append(
-            Page(
-                path=path.relative_to(checkout),
-                publisher=publisher,
-                model="/".join(model_parts),
-                version=int(path.stem),
-                metadata={key: value for key, value in _METADATA.findall(raw)},
-                text=" ".join(raw.split()),
-            )
-        )
-    return pages
+    return [
+        read_page(checkout, path)
+        for path in sorted(docs.glob("*/models/**/*.md"))
+        # a model version's page: <publisher>/models/<path>/<version>.md
+        if path.stem.isdigit() and len(path.relative_to(docs).parts) >= 4
+    ]
+
+
+def read_page(checkout: Path, path: Path) -> Page:
+    publisher, _, *model_parts, _ = path.relative_to(checkout / DOCS).parts
+    raw = path.read_text(encoding="utf-8")
+    return Page(
+        path=path.relative_to(checkout),
+        publisher=publisher,
+        model="/".join(model_parts),
+        version=int(path.stem),
+        metadata=dict(_METADATA.findall(raw)),
+        text=" ".join(raw.split()),
+    )
 
 
 def latest_versions(pages: list[Page]) -> tuple[list[Page], list[Page]]:
@@ -396,16 +396,7 @@ def check(checkout: Path, catalogue_path: Path) -> list[str]:
         if not entry.get("doc") or not doc.is_file():
             mismatches.append(f"{name}: its doc page {entry.get('doc')!r} is not in the checkout")
             continue
-        relative = doc.relative_to(checkout / DOCS).parts
-        raw = doc.read_text(encoding="utf-8")
-        page = Page(
-            path=doc.relative_to(checkout),
-            publisher=relative[0],
-            model="/".join(relative[2:-1]),
-            version=int(doc.stem),
-            metadata=dict(_METADATA.findall(raw)),
-            text=" ".join(raw.split()),
-        )
+        page = read_page(checkout, doc)
         facts = read_facts(page)
         for key, stated in (("input_size", facts.input_size), ("feature_dim", facts.feature_dim)):
             if entry.get(key) != stated:
@@ -442,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(mismatches)} mismatches in {args.out.name}")
         return 1 if mismatches else 0
     catalogue = build(args.checkout, args.hand_kept)
-    args.out.write_text(render(catalogue, _command(args)), encoding="utf-8")
+    args.out.write_text(render(catalogue, REGENERATE), encoding="utf-8")
     report = render_report(catalogue)
     if args.report:
         args.report.write_text(report, encoding="utf-8")
@@ -450,9 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _command(args: argparse.Namespace) -> str:
-    """The command that regenerates the file, independent of where the checkout lies."""
-    return "python scripts/make_hub_catalogue.py TFHUB_DEV_CHECKOUT --out zoo/catalog/hub_catalogue.toml"
+# The command in the header names no local path: the same pages give the same bytes anywhere.
+REGENERATE = (
+    "python scripts/make_hub_catalogue.py TFHUB_DEV_CHECKOUT --out zoo/catalog/hub_catalogue.toml"
+)
 
 
 if __name__ == "__main__":
