@@ -22,12 +22,12 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 import zoo
-from zoo.sources.torch_pickle import read_state_dict
+
+if TYPE_CHECKING:  # NumPy loads only when a model is built: `zoo list` stays quick
+    import numpy as np
 
 FEATURE_DIM = 1280  # the head width: fixed across the Lite family
 INPUT_SIZE = (224, 224)  # Lite0's; see VARIANTS for the others
@@ -140,7 +140,7 @@ class _Weights:
                 f"weights file {self._path} is not {self.variant.name} ({key}: expected shape "
                 f"{shape}, {found}); {reinstall_hint(self.variant)}"
             )
-        return value.astype(np.float32)
+        return value.astype("float32")
 
     def conv(self, key: str, c_in: int, c_out: int, k: int) -> np.ndarray:
         # PyTorch [out, in, kh, kw] -> TF conv2d [kh, kw, in, out]
@@ -299,6 +299,8 @@ def build_module(
     """The EfficientNet-Lite tf.Module with ImageNet weights, its __call__ traced and ready."""
     variant = _variant(name)
     path = Path(weights_path) if weights_path is not None else default_weights_path(name)
+    from zoo.sources.torch_pickle import read_state_dict
+
     state = read_state_dict(path, hint=reinstall_hint(variant))
     weights = _Weights(state, path, variant)  # shapes are checked before TF loads
     import tensorflow as tf

@@ -193,12 +193,15 @@ def test_outside_values_with_markup_print_as_they_are(
     model = tmp_path / "[bold]models[/]"
     shutil.copytree(tiny_savedmodel, model)
     registry = tmp_path / "registry.toml"
-    registry.write_text(registry_text(str(model), description="[/]closing [red]alert"))
+    registry.write_text(
+        registry_text(str(model), description="[/]closing [red]alert", family="[i]fam[/i]")
+    )
     monkeypatch.setenv("ZOO_REGISTRY", str(registry))
-    for args in (["list"], ["show", "tiny"]):
-        code, out, err = cli(args, capsys)
-        assert code == 0 and err == "", err
-        assert "[bold]models[/]" in out.replace("\n", "")
+    code, out, err = cli(["list"], capsys)  # its columns are for choosing: no handle there
+    assert code == 0 and err == "" and "[i]fam[/i]" in out, err
+    code, out, err = cli(["show", "tiny"], capsys)
+    assert code == 0 and err == "", err
+    assert "[bold]models[/]" in out.replace("\n", "") and "[i]fam[/i]" in out
     assert "[/]closing [red]alert" in out
     save_run(record(status="failed", reason="ValueError: [/red] and [bold]x"))
     for args in (["runs"], ["compare", "1"]):

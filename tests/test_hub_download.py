@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import registry_text
+from conftest import export_tiny_savedmodel, registry_text
 from hub_server import (
     HubServer,
     archive_cut_before,
@@ -296,3 +296,33 @@ def test_silent_server_times_out(tmp_path, zoo_home, monkeypatch):
 
     assert "no answer within 1 s" in message and "zoo pull tiny" in message
     assert leftovers(zoo_home / "hub") == []
+
+
+# 6. Catalogue entries load through the same path: one of each kind of page the generator reads.
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mobilenet_v2_050_128",  # "`height` x `width` = 128 x 128", "`num_features` = 1280"
+        "cropnet_concat",  # "input tensor of shape [batch size, 224, 224, 3]", "[batch size, 1280]"
+        "efficientnet_v2_imagenet21k_ft1k_s",  # 384 x 384, ImageNet-21k, a tabulated top-1
+    ],
+)
+def test_a_catalogue_entry_loads_from_the_hub_under_its_own_path(
+    name, hub_server, tmp_path, monkeypatch
+):
+    """A tiny SavedModel shaped like the entry (its feature size), served under the entry's
+    own tfhub.dev path: downloaded, cached and checked with the entry's facts unchanged."""
+    import dataclasses
+    from urllib.parse import urlparse
+
+    entry = load_catalog().get(name)
+    path = urlparse(entry.handle).path
+    model = export_tiny_savedmodel(tmp_path / "model", feature_dim=entry.feature_dim)
+    hub_server.serve(path, hub_archive(model))
+    served = dataclasses.replace(entry, handle=hub_server.url(path), fallback_handles=())
+
+    check_feature_size(served)  # builds the hub.KerasLayer at the entry's input size
+
+    assert is_ready(served) and hub_server.hits[path] == 1

@@ -26,7 +26,7 @@ def test_builtin_plugins_register_the_registry_backbones():
     assert catalog.problems == []
     assert set(catalog.backbones) >= SHIPPED_BACKBONES
     assert catalog.backbones["resnet50v2"].plugin == "hub"
-    assert catalog.backbones["resnet50v2"].family == "resnet"
+    assert catalog.backbones["resnet50v2"].family == "resnet_v2"
     assert {"hub", "efficientnet_lite", "scratch"} <= set(catalog.plugins.versions)
 
 

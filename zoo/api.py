@@ -9,18 +9,24 @@ summary = zoo.run(["efficientnet_lite0"], data="my_images/")
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.catalog.backbone import Backbone
+from zoo.catalog.filters import Filters, select_rows
 from zoo.catalog.plugins import Catalog, load_catalog
-from zoo.extraction.engines import Engines, load_engines
 from zoo.reporting import Reporter
-from zoo.runs.runner import RunSettings, RunSummary
+
+if TYPE_CHECKING:  # imported where used: `zoo list` must not pay for NumPy and the runner
+    from zoo.extraction.engines import Engines
+    from zoo.runs.runner import RunSettings, RunSummary
 
 
-def list_backbones(registry: str | Path | None = None) -> list[dict[str, Any]]:
-    """Facts about every available backbone, with whether it is ready offline."""
-    return [describe(backbone) for backbone in load_catalog(_path(registry)).backbones.values()]
+def list_backbones(
+    registry: str | Path | None = None, *, sort: str = "name", **filters: Any
+) -> list[dict[str, Any]]:
+    """Facts about every available backbone, with whether it is ready offline; the filters and
+    sorts of `zoo list` as keywords: list_backbones(family="efficientnet_v2", max_params=20)."""
+    return find_backbones(load_catalog(_path(registry)), Filters(**filters), sort)
 
 
 def describe(backbone: Backbone) -> dict[str, Any]:
@@ -33,6 +39,29 @@ def describe(backbone: Backbone) -> dict[str, Any]:
         "ready": is_ready(backbone),
         "cached_at": str(location) if location else None,
     }
+
+
+def find_backbones(catalog: Catalog, filters: Filters, sort: str = "name") -> list[dict[str, Any]]:
+    """The `describe()` rows of the backbones that pass `filters`, sorted (`zoo list`, `run`)."""
+    rows = [describe(backbone) for backbone in catalog.backbones.values()]
+    return select_rows(rows, filters, sort)
+
+
+def needs_network(backbone: Backbone) -> bool:
+    """Not ready offline, and every handle is a download (a missing local path is no such case)."""
+    from zoo.sources.hub import is_ready, is_remote
+
+    return not is_ready(backbone) and all(is_remote(handle) for handle in backbone.handles)
+
+
+def ready_when_offline(backbones: list[Backbone]) -> tuple[list[Backbone], list[Backbone]]:
+    """(what can run, what needs a download), if the hub is unreachable; else (all, [])."""
+    from zoo.sources.network import hub_reachable
+
+    waiting = [backbone for backbone in backbones if needs_network(backbone)]
+    if not waiting or hub_reachable():
+        return backbones, []
+    return [backbone for backbone in backbones if backbone not in waiting], waiting
 
 
 def get_backbone(name_or_handle: str, catalog: Catalog | None = None) -> Backbone:
@@ -72,6 +101,8 @@ def run(
     **settings: Any,
 ) -> RunSummary:
     """Train, evaluate and store runs; settings as on the command line (epochs=5, ...)."""
+    from zoo.runs.runner import RunSettings
+
     run_settings = RunSettings(**settings)  # usage errors first
     catalog = load_catalog(_path(registry))
     reporter = reporter or Reporter()
@@ -103,6 +134,7 @@ def run_backbones(
 ) -> RunSummary:
     from zoo.data.demo import demo_data_dir
     from zoo.data.folders import find_splits
+    from zoo.extraction.engines import load_engines
     from zoo.runs.runner import run as run_all
 
     if engines is None:

@@ -45,6 +45,10 @@ class Backbone:
     paper: str = ""
     description: str = ""
     pretrained: bool = True
+    # From the model's documentation page, where the catalogue read it.
+    pretrained_on: str = ""
+    fine_tunable: bool | None = None
+    doc: str = ""
     fallback_handles: tuple[str, ...] = ()
     # For `zoo:NAME` handles: how the plugin builds the SavedModel locally (e.g. from other weights).
     build_savedmodel: BuildSavedModel | None = field(default=None, compare=False, repr=False)
@@ -108,6 +112,9 @@ class Backbone:
             "params_m": self.params_m,
             "imagenet_top1": self.imagenet_top1,
             "pretrained": self.pretrained,
+            "pretrained_on": self.pretrained_on,
+            "fine_tunable": self.fine_tunable,
+            "doc": self.doc,
             "paper": self.paper,
             "description": self.description,
         }

@@ -26,7 +26,7 @@ import pluggy
 from zoo.catalog import hookspecs
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.combination import Combination, combination
-from zoo.catalog.registry import Registry, load_registry, load_registry_file
+from zoo.catalog.registry import Registry, is_catalogued, load_registry, load_registry_file
 from zoo.errors import RegistryError, UsageError
 
 DEFAULT_PLUGINS = (
@@ -249,6 +249,8 @@ def load_catalog(registry_path: Path | None = None, plugins: PluginSet | None = 
     registry = load_registry(registry_path)
     for plugin_name, paths in plugins.call_each("registry_files", lambda name: {}, problems):
         registry = _merge_plugin_registry(registry, plugin_name, paths, problems)
+    # A catalogue entry yields to a backbone of the same name that another plugin registers.
+    catalogued = {name for name, entry in registry.items() if is_catalogued(entry)}
     backbones: dict[str, Backbone] = {}
     staged: dict[str, dict[str, Backbone]] = {}  # a plugin's backbones count once its hook returns
 
@@ -256,7 +258,7 @@ def load_catalog(registry_path: Path | None = None, plugins: PluginSet | None = 
         staged[name] = {}
         return {
             "registry": registry,
-            "register": _registrar(name, staged[name], backbones, problems),
+            "register": _registrar(name, staged[name], backbones, problems, catalogued),
         }
 
     for name, _ in plugins.call_each("register_backbones", arguments, problems):
@@ -292,13 +294,19 @@ def _merge_plugin_registry(
 
 
 def _registrar(
-    plugin_name: str, mine: dict[str, Backbone], earlier: dict[str, Backbone], problems: list[str]
+    plugin_name: str,
+    mine: dict[str, Backbone],
+    earlier: dict[str, Backbone],
+    problems: list[str],
+    catalogued: set[str] = frozenset(),
 ):
     """The `register` callback: a backbone's `plugin` is the plugin that registered it."""
 
     def register(backbone: Backbone) -> None:
         if not isinstance(backbone, Backbone):
             raise RegistryError(f"register() takes a zoo.Backbone, not {backbone!r}")
+        if backbone.name in catalogued and backbone.name in earlier and plugin_name != "hub":
+            del earlier[backbone.name]  # the plugin's own definition wins over the catalogue's
         if backbone.name in earlier or backbone.name in mine:
             owner = earlier[backbone.name].plugin if backbone.name in earlier else plugin_name
             problems.append(

@@ -83,6 +83,10 @@ FIELDS: dict[str, tuple[bool, Any, str]] = {
     "paper": (False, lambda v: isinstance(v, str), "a string"),
     "description": (False, lambda v: isinstance(v, str), "a string"),
     "pretrained": (False, lambda v: isinstance(v, bool), "true or false"),
+    # Read from the model's documentation page (the generated TF Hub catalogue fills them).
+    "pretrained_on": (False, lambda v: isinstance(v, str), "a string (e.g. imagenet-1k)"),
+    "fine_tunable": (False, lambda v: isinstance(v, bool), "true or false"),
+    "doc": (False, lambda v: isinstance(v, str), "a string (the documentation page read)"),
     "fallback_handles": (
         False,
         lambda v: isinstance(v, list) and all(isinstance(h, str) and h for h in v),
@@ -120,9 +124,43 @@ def default_registry_path() -> Path:
     return Path(str(resources.files("zoo.catalog") / "registry.toml"))
 
 
+# The TF Hub catalogue generated from tfhub.dev's model pages (scripts/make_hub_catalogue.py).
+CATALOGUE_FILE = "hub_catalogue.toml"
+
+
+def catalogue_path() -> Path:
+    return Path(str(resources.files("zoo.catalog") / CATALOGUE_FILE))
+
+
 def load_registry(path: Path | None = None) -> Registry:
-    """zoo's registry (or the one given); every problem is a RegistryError naming the spot."""
-    return load_registry_file(path or default_registry_path())
+    """zoo's registry (or the one given); every problem is a RegistryError naming the spot.
+
+    zoo's own registry comes with the generated TF Hub catalogue; a registry given with
+    --registry or ZOO_REGISTRY stands alone.
+    """
+    if path is not None or os.environ.get("ZOO_REGISTRY"):
+        return load_registry_file(path or default_registry_path())
+    hand_kept = load_registry_file(default_registry_path())
+    return with_catalogue(hand_kept, load_registry_file(catalogue_path(), default_plugin="hub"))
+
+
+def with_catalogue(hand_kept: Registry, catalogue: Registry) -> Registry:
+    """The hand-kept entries, then the catalogue's that repeat none of their names or handles."""
+    taken = {h for entry in hand_kept.values() for h in _handles(entry.fields)}
+    merged = Registry(hand_kept)
+    for name, entry in catalogue.items():
+        if name not in merged and not taken & set(_handles(entry.fields)):
+            merged[name] = entry
+    return merged
+
+
+def is_catalogued(entry: Entry) -> bool:
+    """Whether an entry comes from the generated catalogue (it yields to any other definition)."""
+    return entry.source.name == CATALOGUE_FILE
+
+
+def _handles(fields: dict[str, Any]) -> list[str]:
+    return [fields["handle"], *fields.get("fallback_handles", [])]
 
 
 def load_registry_file(path: Path, default_plugin: str | None = None) -> Registry:

@@ -109,12 +109,74 @@ def emit(value, as_json: bool, table) -> None:
         out.print(table(value))
 
 
-@app.command("list")
-def list_backbones(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the backbones: handle, input, features, params, ImageNet top-1, ready offline."""
-    from zoo.api import describe
+# The filters `list`, `run` and `pull` share (their meaning: zoo/catalog/filters.py).
+FAMILY = typer.Option(None, "--family", help="Only this family (mobilenet matches mobilenet_v2).")
+MAX_PARAMS = typer.Option(None, "--max-params", help="At most this many million parameters.")
+MIN_TOP1 = typer.Option(None, "--min-top1", help="At least this ImageNet top-1, percent.")
+INPUT_SIZE = typer.Option(None, "--input-size", help="Only this input size: 224 or 384x384.")
+PRETRAINED_ON = typer.Option(
+    None, "--pretrained-on", help="Only pretrained on this: imagenet-1k, imagenet-21k..."
+)
+READY = typer.Option(False, "--ready", help="Only backbones ready offline.")
+SEARCH = typer.Option(None, "--search", help="Words to find in names, handles and descriptions.")
 
-    emit([describe(b) for b in catalog().backbones.values()], as_json, tables.backbones_table)
+
+def _filters(family, max_params, min_top1, input_size, pretrained_on, ready, search):
+    from zoo.catalog.filters import Filters
+
+    return Filters(family, max_params, min_top1, input_size, pretrained_on, ready, search)
+
+
+@app.command("list")
+def list_backbones(
+    family: str | None = FAMILY,
+    max_params: float | None = MAX_PARAMS,
+    min_top1: float | None = MIN_TOP1,
+    input_size: str | None = INPUT_SIZE,
+    pretrained_on: str | None = PRETRAINED_ON,
+    ready: bool = READY,
+    search: str | None = SEARCH,
+    sort: str = typer.Option("name", "--sort", help="name, top1 (best first) or params."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (every field)."),
+) -> None:
+    """List the backbones: family, input, features, params, ImageNet top-1, pretraining, ready."""
+    from zoo.api import find_backbones
+
+    chosen = _filters(family, max_params, min_top1, input_size, pretrained_on, ready, search)
+    loaded = catalog()
+    rows = find_backbones(loaded, chosen, sort)
+    emit(rows, as_json, lambda r: tables.backbones_table(r, of=len(loaded.backbones)))
+
+
+def _select(loaded: Catalog, names, all_backbones: bool, filters, verb: str) -> tuple[list, bool]:
+    """(names, all) for Catalog.select: the filters pick names; offline `--all` keeps the ready."""
+    from zoo.api import find_backbones, ready_when_offline
+
+    if filters.active:
+        if names:
+            raise UsageError(f"give backbone names or filters, not both (see `zoo {verb} --help`)")
+        names = [row["name"] for row in find_backbones(loaded, filters)]
+        if not names:
+            raise UsageError("no backbone matches those filters; try them with `zoo list`")
+        err.print(f"selected {_count(names)}: {escape(', '.join(names))}", highlight=False)
+        return names, False
+    if all_backbones and not names and verb == "run":
+        kept, waiting = ready_when_offline(list(loaded.backbones.values()))
+        if waiting:
+            err.print(
+                f"[yellow]offline:[/] the model hub is unreachable; --all runs {_count(kept)} "
+                f"ready offline and skips {_count(waiting)} not downloaded yet (fetch them "
+                "where there is a network: `zoo pull --all`, or a part: `zoo pull --family NAME`)",
+                highlight=False,
+            )
+            if not kept:
+                raise UsageError("nothing to run offline: no backbone is ready; `zoo pull` one")
+            return [backbone.name for backbone in kept], False
+    return names or [], all_backbones
+
+
+def _count(items: list) -> str:
+    return f"{len(items)} backbone" + ("" if len(items) == 1 else "s")
 
 
 @app.command()
@@ -150,12 +212,21 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
 def pull(
     names: list[str] | None = typer.Argument(None, help="Backbones to fetch (see `zoo list`)."),
     all_backbones: bool = typer.Option(False, "--all", help="Fetch every backbone."),
+    family: str | None = FAMILY,
+    max_params: float | None = MAX_PARAMS,
+    min_top1: float | None = MIN_TOP1,
+    input_size: str | None = INPUT_SIZE,
+    pretrained_on: str | None = PRETRAINED_ON,
+    search: str | None = SEARCH,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Download (or build) backbones into the local cache and check that each one loads."""
     from zoo.extraction.pull import pull_backbones
 
-    backbones = catalog().select(names or [], all_backbones, verb="pull")
+    chosen = _filters(family, max_params, min_top1, input_size, pretrained_on, False, search)
+    loaded = catalog()
+    names, all_backbones = _select(loaded, names, all_backbones, chosen, "pull")
+    backbones = loaded.select(names, all_backbones, verb="pull")
     load_tensorflow()
     with err.status("") as status:
         reports = pull_backbones(backbones, lambda name: status.update(f"fetching {name} ..."))
@@ -167,8 +238,15 @@ def pull(
 def run(
     names: list[str] | None = typer.Argument(None, help="Backbones to run (see `zoo list`)."),
     all_backbones: bool = typer.Option(
-        False, "--all", help="Run every backbone that can be loaded."
+        False, "--all", help="Run every backbone (offline: every ready one)."
     ),
+    family: str | None = FAMILY,
+    max_params: float | None = MAX_PARAMS,
+    min_top1: float | None = MIN_TOP1,
+    input_size: str | None = INPUT_SIZE,
+    pretrained_on: str | None = PRETRAINED_ON,
+    ready: bool = READY,
+    search: str | None = SEARCH,
     data: Path | None = typer.Option(
         None, "--data", help="Folder holding train/ and test/ (default: the demo)."
     ),
@@ -268,8 +346,10 @@ def run(
         augment=augment,
         augment_ops=augment_ops,
     )
+    chosen = _filters(family, max_params, min_top1, input_size, pretrained_on, ready, search)
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
-    settings.check_selection(loaded.select(names or [], all_backbones, combine=True), all_backbones)
+    names, all_backbones = _select(loaded, names, all_backbones, chosen, "run")
+    settings.check_selection(loaded.select(names, all_backbones, combine=True), all_backbones)
     if data is not None or train is not None or test is not None:
         from zoo.data.folders import find_splits
 
@@ -280,7 +360,7 @@ def run(
     reporter = WarningsOnly(err) if as_json else RichReporter(err)
     load_tensorflow()
     summary = run_backbones(
-        names or [],
+        names,
         all_backbones=all_backbones,
         data=data,
         train=train,

@@ -31,24 +31,26 @@ def _fmt(value: Any, spec: str = "") -> Text:
         return Text(printable(str(value)))
 
 
-def backbones_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Backbones")
+def backbones_table(rows: list[dict[str, Any]], of: int | None = None) -> Table:
+    """The columns for choosing among many; the handle and the rest are in `zoo show`/`--json`."""
+    shown = f" ({len(rows)} of {of})" if of is not None and of != len(rows) else f" ({len(rows)})"
+    table = Table(title=f"Backbones{shown}")
     table.add_column("name", no_wrap=True, style="bold")
-    table.add_column("plugin")
-    table.add_column("handle", overflow="fold", ratio=1)
+    table.add_column("family", no_wrap=True)
     for column in ("input", "range", "features", "params M", "top-1 %"):
         table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("pretrained on", no_wrap=True)
     table.add_column("offline", no_wrap=True)
     for row in rows:
         table.add_row(
             _plain(row["name"]),
-            _plain(row["plugin"]),
-            _plain(row["handle"].removeprefix("https://")),
+            _plain(row.get("family") or None),
             "x".join(map(str, row["input_size"])),
             _value_range(row),
             str(row["feature_dim"]),
             _fmt(row["params_m"], ".1f"),
             _fmt(row["imagenet_top1"], ".1f"),
+            _plain(row.get("pretrained_on") or (None if row.get("pretrained", True) else "none")),
             "[green]ready[/]" if row["ready"] else "[yellow]download[/]",
         )
     return table
