@@ -10,10 +10,13 @@ the next command that opens the store imports. Artifact paths inside the store's
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import sqlite3
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -40,6 +43,22 @@ CREATE TABLE IF NOT EXISTS runs (
 )
 """
 JSON_COLUMNS = ("settings", "metrics", "history", "artifacts", "versions")
+# What a run record may set: every column but the id, which the store gives.
+COLUMNS = (
+    "created_at",
+    "backbone",
+    "mode",
+    "status",
+    "reason",
+    "settings",
+    "data_fingerprint",
+    "data",
+    "metrics",
+    "history",
+    "artifacts",
+    "versions",
+)
+REQUIRED_COLUMNS = ("created_at", "backbone", "mode", "status", *JSON_COLUMNS)
 # Columns added after the first release: a store made before them gains them (NULL in old rows).
 ADDED_COLUMNS = {"data": "TEXT"}
 STATUSES = ("ok", "failed")
@@ -48,6 +67,9 @@ BUSY_TIMEOUT_S = 30.0
 IMPORT_BUSY_TIMEOUT_S = 1.0  # importing pending records is retried by the next command
 LARGEST_RUN_ID = 2**63 - 1  # SQLite's INTEGER
 PENDING_FOLDER = "pending-runs"
+# Below this much free space, an I/O error from SQLite is taken for a full disk: SQLite reports
+# a failed write to the WAL or its index as "disk I/O error", not as SQLITE_FULL.
+LOW_SPACE_BYTES = 16 * 2**20
 HOME_PREFIX = "$ZOO_HOME/"  # artifact paths inside the store's folder are stored under it
 
 
@@ -91,7 +113,7 @@ def describe(error: sqlite3.Error, path: Path) -> StoreError:
             f"the run store is locked by another process's write (waited {BUSY_TIMEOUT_S:g} s); "
             "try again when that process has finished"
         )
-    elif "full" in lowered:
+    elif "full" in lowered or ("i/o" in lowered and _low_on_space(path)):
         why = f"the disk is full ({text}); free some space"
     elif "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
         why = f"the run store is not writable ({text}); check the permissions of ZOO_HOME"
@@ -106,6 +128,17 @@ def describe(error: sqlite3.Error, path: Path) -> StoreError:
             "and zoo starts a new one"
         )
     return StoreError(f"{path}: {why}")
+
+
+def _low_on_space(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def is_disk_full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @contextlib.contextmanager
@@ -158,6 +191,9 @@ def _absolute(value: Any, home: Path) -> Any:
 
 
 def _insert(connection: sqlite3.Connection, row: dict[str, Any]) -> int:
+    unknown = set(row) - set(COLUMNS)
+    if unknown:  # column names go into the SQL text: only the store's own, never a record's
+        raise ValueError(f"unknown columns {sorted(unknown)}")
     columns = ", ".join(row)
     marks = ", ".join("?" for _ in row)
     cursor = connection.execute(
@@ -181,6 +217,9 @@ def _import_pending(connection: sqlite3.Connection, path: Path) -> None:
 
 
 def _import_each(connection: sqlite3.Connection, folder: Path) -> None:
+    """Import each pending record; one zoo did not write is set aside as `.damaged`, with a
+    warning, and the rest still go in. Only a store that refuses writes (locked, full, read-only)
+    stops the loop: the next command tries again."""
     for pending in sorted(folder.glob("*.json")):
         claimed = pending.with_name(f".claimed-{os.getpid()}-{pending.name}")
         try:
@@ -189,16 +228,47 @@ def _import_each(connection: sqlite3.Connection, folder: Path) -> None:
             continue
         try:
             row = json.loads(claimed.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # not zoo's writing (they are atomic): keep it for a person
-            os.replace(claimed, pending.with_suffix(".damaged"))
+            problem = row_problem(row)
+        except (OSError, ValueError, RecursionError) as error:  # zoo's writes are atomic
+            problem = f"not readable as JSON ({type(error).__name__})"
+        if problem:
+            _set_aside(claimed, pending, problem)
             continue
         try:
             with connection:
                 _insert(connection, row)
                 claimed.unlink()
+        except sqlite3.IntegrityError as error:  # e.g. a NOT NULL column given null
+            _set_aside(claimed, pending, f"refused by the store ({error})")
         except (sqlite3.Error, OSError):
             os.replace(claimed, pending)
             return
+
+
+def row_problem(row: Any) -> str | None:
+    """What keeps a pending record from being a run zoo wrote, or None if nothing does."""
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__}, not an object"
+    unknown = sorted(set(row) - set(COLUMNS))
+    if unknown:
+        return f"unknown field(s) {', '.join(map(repr, unknown))[:200]}"
+    missing = [column for column in REQUIRED_COLUMNS if row.get(column) is None]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for column, value in row.items():
+        wanted = str if column in JSON_COLUMNS else (str, int, float, type(None))
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            return f"field {column!r} holds a {type(value).__name__}"
+    return None
+
+
+def _set_aside(claimed: Path, pending: Path, problem: str) -> None:
+    damaged = pending.with_suffix(".damaged")
+    os.replace(claimed, damaged)
+    warnings.warn(
+        f"{pending} is not a run record zoo wrote ({problem}); set aside as {damaged.name}",
+        stacklevel=2,
+    )
 
 
 def _decode(row: sqlite3.Row, home: Path) -> dict[str, Any]:
@@ -292,7 +362,7 @@ def referenced_run_folders(path: Path | None = None) -> set[str]:
         cells = [row[0] for row in connection.execute("SELECT artifacts FROM runs")]
     pending = []
     for record in (path.parent / PENDING_FOLDER).glob("*.json"):
-        with contextlib.suppress(OSError, ValueError, TypeError):
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError, RecursionError):
             pending.append(json.loads(record.read_text(encoding="utf-8"))["artifacts"])
     names = set()
     for cell in cells + pending:
