@@ -12,11 +12,13 @@ import warnings
 from pathlib import Path
 
 import pytest
-from test_bad_input import cli
+from conftest import write_image_folders
+from test_bad_input import cli, one_line
 from test_hardening import record
 
-from zoo.errors import StoreError
+from zoo.errors import StoreError, UsageError
 from zoo.runs import runner, store
+from zoo.runs.export import export_run
 from zoo.runs.store import get_run, list_runs, save_run
 
 
@@ -167,3 +169,27 @@ def test_item_16_a_pending_record_on_a_full_disk_says_the_disk_is_full(monkeypat
         runner._keep_pending(record(), StoreError("runs.sqlite: the disk is full"), backbone)
     assert "the disk is full; free some space" in str(raised.value)
     assert "None" not in str(raised.value)
+
+
+# --- item 4: control characters in class names -----------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["first\nsecond", "tab\there", "esc\x1b[2J", "line\u2028sep"])
+def test_item_4_a_class_name_with_a_control_character_is_refused_at_scan_time(
+    tmp_path, tiny_registry, capsys, bad
+):
+    data = write_image_folders(tmp_path / "data", {"train": 2, "test": 1})
+    for split in ("train", "test"):
+        (data / split / "red").rename(data / split / bad)
+    code, _, err = cli(["run", "tiny", "--data", str(data), "--epochs", "1"], capsys)
+    assert code == 2
+    line = one_line(err)
+    assert repr(bad) in line and str(data / "train") in line and "rename the folder" in line
+    assert list_runs() == []
+
+
+def test_item_4_export_refuses_a_stored_class_name_that_would_shift_labels(zoo_home, tmp_path):
+    run_id = save_run(record(metrics={"accuracy": 0.5, "classes": ["first\nsecond", "third"]}))
+    with pytest.raises(UsageError, match="labels.txt cannot list one class a line"):
+        export_run(get_run(run_id), tmp_path / "out", "savedmodel")
+    assert not (tmp_path / "out").exists()
