@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import sqlite3
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import write_image_folders
+from conftest import TINY_FEATURES, export_tiny_savedmodel, registry_text, write_image_folders
 from test_bad_input import cli, one_line
 from test_hardening import record
 
@@ -193,3 +195,139 @@ def test_item_4_export_refuses_a_stored_class_name_that_would_shift_labels(zoo_h
     with pytest.raises(UsageError, match="labels.txt cannot list one class a line"):
         export_run(get_run(run_id), tmp_path / "out", "savedmodel")
     assert not (tmp_path / "out").exists()
+
+
+# --- items 6, 7, 10: the feature cache --------------------------------------------------------------
+
+
+def run_tiny(data: Path, capsys, name: str = "tiny", *extra: str) -> tuple[int, str, str]:
+    args = ["run", name, "--data", str(data), "--epochs", "1", "--engine", "tensorflow"]
+    return cli([*args, *extra], capsys)
+
+
+def shards_of(zoo_home: Path, backbone: str) -> list[Path]:
+    return sorted(
+        shard
+        for folder in (zoo_home / "features").glob(f"{backbone}-*")
+        for shard in folder.glob("shard-*.npz")
+    )
+
+
+def warnings_in(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+@pytest.fixture
+def two_tiny_backbones(tmp_path, tiny_savedmodel, monkeypatch) -> Path:
+    """tiny and tiny2: the same graph and width, other weights."""
+    other = export_tiny_savedmodel(tmp_path / "tiny2", seed=1)
+    path = tmp_path / "registry.toml"
+    path.write_text(registry_text(str(tiny_savedmodel)) + registry_text(str(other), name="tiny2"))
+    monkeypatch.setenv("ZOO_REGISTRY", str(path))
+    return path
+
+
+def test_item_6_another_backbones_shard_is_set_aside(
+    two_tiny_backbones, tiny_images, zoo_home, capsys
+):
+    assert run_tiny(tiny_images, capsys)[0] == 0
+    assert run_tiny(tiny_images, capsys, "tiny2")[0] == 0
+    (mine,), (theirs,) = shards_of(zoo_home, "tiny"), shards_of(zoo_home, "tiny2")
+    shutil.copy(theirs, mine)  # same width, same digests: only the key tells them apart
+    code, _, err = run_tiny(tiny_images, capsys)
+    assert code == 0, err
+    (line,) = warnings_in(err)
+    assert "written for features tiny2-" in line and "computed again" in line
+    assert list_runs(backbone="tiny")[0]["metrics"]["computed_features"] == 45
+    code, _, err = run_tiny(tiny_images, capsys)
+    assert code == 0 and warnings_in(err) == []
+    assert list_runs(backbone="tiny")[0]["metrics"]["computed_features"] == 0
+
+
+def test_item_7_a_shard_holding_nan_is_set_aside(tiny_registry, tiny_images, zoo_home, capsys):
+    assert run_tiny(tiny_images, capsys)[0] == 0
+    (shard,) = shards_of(zoo_home, "tiny")
+    with np.load(shard) as stored:
+        parts = dict(stored)
+    parts["features"][3, 1] = np.nan
+    np.savez(shard, **parts)
+    code, _, err = run_tiny(tiny_images, capsys)
+    assert code == 0, err
+    (line,) = warnings_in(err)
+    assert "non-finite" in line
+    (latest, _) = list_runs()
+    assert latest["metrics"]["computed_features"] == 45
+    assert np.isfinite(latest["history"]["loss"]).all()
+
+
+def test_item_7_a_backbone_giving_nan_fails_its_row_naming_the_engine(
+    tiny_registry, tiny_images, zoo_home, capsys, monkeypatch
+):
+    from zoo.extraction.engines.tensorflow_engine import TensorFlowEngine
+
+    real = TensorFlowEngine.__call__
+
+    def poisoned(self, pixels):
+        features = real(self, pixels)
+        features[0, 0] = np.nan
+        return features
+
+    monkeypatch.setattr(TensorFlowEngine, "__call__", poisoned)
+    code, _, err = run_tiny(tiny_images, capsys)
+    assert code == 1 and "Traceback" not in err
+    (stored,) = list_runs()
+    assert stored["status"] == "failed"
+    assert "tensorflow" in stored["reason"] and "non-finite features" in stored["reason"]
+    assert shards_of(zoo_home, "tiny") == []
+
+
+def test_item_10_a_wrong_feature_dim_leaves_the_valid_cache_alone(
+    tmp_path, tiny_registry, tiny_images, zoo_home, capsys
+):
+    assert run_tiny(tiny_images, capsys)[0] == 0
+    shards = shards_of(zoo_home, "tiny")
+    good = tiny_registry.read_text()
+    tiny_registry.write_text(good.replace(f"feature_dim = {TINY_FEATURES}", "feature_dim = 5"))
+    code, _, err = run_tiny(tiny_images, capsys)
+    assert code == 1
+    assert list_runs()[0]["reason"] == (
+        f"tiny: the registry declares feature_dim = 5, but the model gives {TINY_FEATURES} "
+        f"features; set feature_dim = {TINY_FEATURES} in its registry entry"
+    )
+    assert shards_of(zoo_home, "tiny") == shards and warnings_in(err) == []
+    tiny_registry.write_text(good)
+    assert run_tiny(tiny_images, capsys)[0] == 0
+    assert list_runs()[0]["metrics"]["computed_features"] == 0
+
+
+PLUGIN_WITH_A_WRONG_WIDTH = """
+import zoo
+
+@zoo.hookimpl
+def register_backbones(register):
+    register(zoo.Backbone(name="tiny", handle={handle!r}, input_size=(32, 32),
+                          input_range=(0.0, 1.0), feature_dim={width}))
+"""
+
+
+def test_item_10_a_wrong_feature_dim_in_plugin_code_says_plugin_code(
+    tmp_path, tiny_savedmodel, tiny_images, zoo_home, capsys, monkeypatch
+):
+    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "empty.toml"))
+    (tmp_path / "empty.toml").write_text("")
+    for width in (TINY_FEATURES, 5):
+        plugin = tmp_path / f"width{width}.py"
+        plugin.write_text(
+            PLUGIN_WITH_A_WRONG_WIDTH.format(handle=str(tiny_savedmodel), width=width)
+        )
+        monkeypatch.setenv("ZOO_PLUGINS", str(plugin))
+        run_tiny(tiny_images, capsys)
+    shards = shards_of(zoo_home, "tiny")
+    wrong, right = list_runs()
+    assert right["status"] == "ok" and len(shards) == 1
+    assert wrong["reason"] == (
+        f"tiny: plugin 'width5''s code declares feature_dim = 5, but the model gives "
+        f"{TINY_FEATURES} features; set feature_dim = {TINY_FEATURES} in the plugin code"
+    )
+    code, out, _ = cli(["pull", "tiny", "--json"], capsys)
+    assert "plugin code" in json.loads(out)[0]["reason"]

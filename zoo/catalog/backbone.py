@@ -50,6 +50,9 @@ class Backbone:
     build_savedmodel: BuildSavedModel | None = field(default=None, compare=False, repr=False)
     # For backbones that are not a SavedModel at all (the from-scratch baseline).
     make_layer: MakeLayer | None = field(default=None, compare=False, repr=False)
+    # zoo sets this: the registry file whose entry declares feature_dim, "" when the plugin's
+    # code does (a fix is asked of whichever it is).
+    feature_dim_from: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         """The registry's checks, for a backbone a plugin builds in code."""
@@ -87,6 +90,17 @@ class Backbone:
     def handles(self) -> tuple[str, ...]:
         """Every handle to try, in order."""
         return (self.handle, *self.fallback_handles)
+
+    def wrong_width(self, actual: int) -> str:
+        """The one line for a model that gives `actual` features, not the declared feature_dim."""
+        if self.feature_dim_from:
+            where, fix = "the registry", "in its registry entry"
+        else:
+            where, fix = f"plugin {self.plugin!r}'s code", "in the plugin code"
+        return (
+            f"{self.name}: {where} declares feature_dim = {self.feature_dim}, but the model "
+            f"gives {actual} features; set feature_dim = {actual} {fix}"
+        )
 
     @property
     def trains_end_to_end(self) -> bool:

@@ -232,7 +232,7 @@ def load_catalog(registry_path: Path | None = None, plugins: PluginSet | None = 
         staged[name] = {}
         return {
             "registry": registry,
-            "register": _registrar(name, staged[name], backbones, problems),
+            "register": _registrar(name, staged[name], backbones, problems, registry),
         }
 
     for name, _ in plugins.call_each("register_backbones", arguments, problems):
@@ -268,7 +268,11 @@ def _merge_plugin_registry(
 
 
 def _registrar(
-    plugin_name: str, mine: dict[str, Backbone], earlier: dict[str, Backbone], problems: list[str]
+    plugin_name: str,
+    mine: dict[str, Backbone],
+    earlier: dict[str, Backbone],
+    problems: list[str],
+    registry: Registry,
 ):
     """The `register` callback: a backbone's `plugin` is the plugin that registered it."""
 
@@ -282,7 +286,11 @@ def _registrar(
                 f"plugin {owner!r} already provides; the second one was skipped"
             )
             return
-        mine[backbone.name] = dataclasses.replace(backbone, plugin=plugin_name)
+        entry = registry.get(backbone.name)
+        from_entry = entry is not None and entry.fields.get("feature_dim") == backbone.feature_dim
+        mine[backbone.name] = dataclasses.replace(
+            backbone, plugin=plugin_name, feature_dim_from=str(entry.source) if from_entry else ""
+        )
 
     return register
 
