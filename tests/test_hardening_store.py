@@ -200,8 +200,10 @@ def test_item_4_export_refuses_a_stored_class_name_that_would_shift_labels(zoo_h
 # --- items 6, 7, 10: the feature cache --------------------------------------------------------------
 
 
-def run_tiny(data: Path, capsys, name: str = "tiny", *extra: str) -> tuple[int, str, str]:
-    args = ["run", name, "--data", str(data), "--epochs", "1", "--engine", "tensorflow"]
+def run_tiny(
+    data: Path, capsys, name: str = "tiny", *extra: str, engine: str = "tensorflow"
+) -> tuple[int, str, str]:
+    args = ["run", name, "--data", str(data), "--epochs", "1", "--engine", engine]
     return cli([*args, *extra], capsys)
 
 
@@ -331,3 +333,53 @@ def test_item_10_a_wrong_feature_dim_in_plugin_code_says_plugin_code(
     )
     code, out, _ = cli(["pull", "tiny", "--json"], capsys)
     assert "plugin code" in json.loads(out)[0]["reason"]
+
+
+# --- item 8: a damaged OpenVINO IR ------------------------------------------------------------------
+
+
+def truncate_bin(ir: Path) -> None:
+    weights = ir / "model.bin"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def garble_xml(ir: Path) -> None:
+    graph = ir / "model.xml"
+    graph.write_text(graph.read_text()[:200] + "<<garbled")
+
+
+@pytest.mark.parametrize("damage", [truncate_bin, garble_xml])
+def test_item_8_a_damaged_openvino_ir_is_converted_again(
+    tiny_registry, tiny_images, zoo_home, capsys, damage
+):
+    from zoo.extraction.engines.openvino_engine import ir_root
+
+    assert run_tiny(tiny_images, capsys, engine="openvino")[0] == 0
+    (ir,) = ir_root().iterdir()
+    damage(ir)
+    shutil.rmtree(zoo_home / "features")  # so the engine must load the IR
+    code, _, err = run_tiny(tiny_images, capsys, engine="openvino")
+    assert code == 0 and warnings_in(err) == [], err
+    latest = list_runs()[0]
+    assert latest["metrics"]["engine"].startswith("openvino ")
+    assert latest["metrics"]["computed_features"] == 45
+    assert [p.name for p in ir_root().iterdir()] == [ir.name]  # no .failed note, no leftovers
+    code, out, _ = cli(["show", "tiny", "--json"], capsys)
+    assert json.loads(out)["engine"] == "openvino fp32"
+
+
+def test_item_8_a_fresh_ir_that_fails_to_compile_is_remembered_naming_the_file(
+    tiny_registry, tiny_images, zoo_home, capsys, monkeypatch
+):
+    from zoo.extraction.engines import openvino_engine
+
+    def refuse(self):
+        raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:84:\nno kernel")
+
+    monkeypatch.setattr(openvino_engine.OpenVinoEngine, "_compile", refuse)
+    code, _, err = run_tiny(tiny_images, capsys, engine="openvino")
+    assert code == 0
+    (line,) = warnings_in(err)
+    (ir,) = [p for p in openvino_engine.ir_root().iterdir() if p.is_dir()]
+    assert f"could not compile tiny from {ir / 'model.xml'} (RuntimeError: no kernel)" in line
+    assert ir.with_name(ir.name + ".failed").is_file()
