@@ -383,3 +383,53 @@ def test_item_8_a_fresh_ir_that_fails_to_compile_is_remembered_naming_the_file(
     (ir,) = [p for p in openvino_engine.ir_root().iterdir() if p.is_dir()]
     assert f"could not compile tiny from {ir / 'model.xml'} (RuntimeError: no kernel)" in line
     assert ir.with_name(ir.name + ".failed").is_file()
+
+
+# --- item 9: a changed converter is rebuilt ---------------------------------------------------------
+
+BUILDER = """
+import shutil
+import zoo
+
+def build_savedmodel(folder):
+    shutil.copytree({source!r}, folder, dirs_exist_ok=True)
+
+@zoo.hookimpl
+def register_backbones(register):
+    register(zoo.Backbone(name="built", handle="zoo:built", input_size=(32, 32),
+                          input_range=(0.0, 1.0), feature_dim=8,
+                          build_savedmodel=build_savedmodel{extra}))
+"""
+
+
+def weights(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted((folder / "variables").glob("variables.*")))
+
+
+def test_item_9_a_changed_build_function_or_build_version_rebuilds(
+    tmp_path, tiny_savedmodel, zoo_home, capsys, monkeypatch
+):
+    other = export_tiny_savedmodel(tmp_path / "other-weights", seed=1)
+    (tmp_path / "empty.toml").write_text("")
+    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "empty.toml"))
+    built = zoo_home / "converted" / "built"
+
+    def pull(version: str, source: Path, extra: str = "") -> None:
+        plugin = tmp_path / version / "builder.py"  # one plugin, edited between pulls
+        plugin.parent.mkdir()
+        plugin.write_text(BUILDER.format(source=str(source), extra=extra))
+        monkeypatch.setenv("ZOO_PLUGINS", str(plugin))
+        code, out, err = cli(["pull", "built", "--json"], capsys)
+        assert code == 0 and json.loads(out)[0]["ready"], err
+
+    pull("v1", tiny_savedmodel)
+    assert weights(built) == weights(tiny_savedmodel)
+    pull("v2", other)  # the build function's source changed: built again
+    assert weights(built) == weights(other)
+    stamp = (built / ".zoo-build").stat()
+    pull("v2-again", other)  # the same source in another file: nothing to rebuild
+    assert (built / ".zoo-build").stat().st_mtime_ns == stamp.st_mtime_ns
+    pull("v3", tiny_savedmodel, extra=', build_version="3"')
+    assert weights(built) == weights(tiny_savedmodel)
+    assert (built / ".zoo-build").read_text() == "build_version 3"
+    assert [p.name for p in built.parent.iterdir()] == ["built"]  # no stale copy left

@@ -232,7 +232,9 @@ def load_catalog(registry_path: Path | None = None, plugins: PluginSet | None = 
         staged[name] = {}
         return {
             "registry": registry,
-            "register": _registrar(name, staged[name], backbones, problems, registry),
+            "register": _registrar(
+                name, plugins.versions.get(name, ""), staged[name], backbones, problems, registry
+            ),
         }
 
     for name, _ in plugins.call_each("register_backbones", arguments, problems):
@@ -269,6 +271,7 @@ def _merge_plugin_registry(
 
 def _registrar(
     plugin_name: str,
+    plugin_version: str,
     mine: dict[str, Backbone],
     earlier: dict[str, Backbone],
     problems: list[str],
@@ -289,7 +292,10 @@ def _registrar(
         entry = registry.get(backbone.name)
         from_entry = entry is not None and entry.fields.get("feature_dim") == backbone.feature_dim
         mine[backbone.name] = dataclasses.replace(
-            backbone, plugin=plugin_name, feature_dim_from=str(entry.source) if from_entry else ""
+            backbone,
+            plugin=plugin_name,
+            plugin_version=plugin_version,
+            feature_dim_from=str(entry.source) if from_entry else "",
         )
 
     return register
