@@ -184,7 +184,7 @@ def _checking_vectors(compute: Compute, backbone: Backbone, engine: str) -> Comp
                 bad = int((~np.isfinite(features)).any(axis=1).sum())
                 raise BackboneUnavailable(
                     f"{backbone.name}: {engine} gave non-finite features (NaN or infinity) for "
-                    f"{bad} of {len(indices)} images; nothing of them was cached; check the "
+                    f"{bad} of {len(indices)} images; none was cached; check the "
                     "model's weights, or try another --engine"
                 )
             yield indices, features, failures
