@@ -10,6 +10,7 @@ import json
 import shutil
 import sqlite3
 import warnings
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -433,3 +434,50 @@ def test_item_9_a_changed_build_function_or_build_version_rebuilds(
     assert weights(built) == weights(tiny_savedmodel)
     assert (built / ".zoo-build").read_text() == "build_version 3"
     assert [p.name for p in built.parent.iterdir()] == ["built"]  # no stale copy left
+
+
+# --- issue 20: numbered schema migrations -----------------------------------------------------------
+
+# The runs table as zoo created it before its migrations were numbered (user_version 0).
+UNNUMBERED_SCHEMA = store.SCHEMA.replace(
+    "data_fingerprint TEXT,", "data_fingerprint TEXT,\n    data TEXT,"
+)
+
+
+@pytest.mark.parametrize("schema", [UNNUMBERED_SCHEMA, store.SCHEMA], ids=["data", "first"])
+def test_a_store_made_before_numbered_migrations_is_read_and_migrated(zoo_home, schema):
+    zoo_home.mkdir(parents=True)
+    row = store._encode(record(), zoo_home)
+    with closing(sqlite3.connect(zoo_home / "runs.sqlite")) as connection, connection:
+        connection.execute(schema)
+        columns = [c for c in row if c in store._columns(connection)]
+        marks = ", ".join("?" for _ in columns)
+        connection.execute(
+            f"INSERT INTO runs ({', '.join(columns)}) VALUES ({marks})", [row[c] for c in columns]
+        )
+    (old,) = list_runs()
+    assert old["backbone"] == "tiny" and old["metrics"]["accuracy"] == 0.5
+    assert save_run(record(data="/photos/food")) == 2
+    assert list_runs(data="food")[0]["id"] == 2
+    with closing(sqlite3.connect(zoo_home / "runs.sqlite")) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+
+
+def test_a_store_of_a_newer_schema_is_listed_but_not_written(zoo_home):
+    save_run(record())
+    with closing(sqlite3.connect(zoo_home / "runs.sqlite")) as connection:
+        connection.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
+    valid_pending(zoo_home, "later.json")
+    assert len(list_runs()) == 1  # read as it is; the pending record waits for a newer zoo
+    assert (zoo_home / store.PENDING_FOLDER / "later.json").is_file()
+    with pytest.raises(StoreError, match=f"newer zoo \\(schema {store.SCHEMA_VERSION + 1};"):
+        save_run(record())
+
+
+def test_a_table_zoo_did_not_make_is_not_called_a_newer_zoo(zoo_home):
+    zoo_home.mkdir(parents=True)
+    with closing(sqlite3.connect(zoo_home / "runs.sqlite")) as connection:
+        connection.execute(store.SCHEMA.replace("reason TEXT", "reason TEXT, owner TEXT NOT NULL"))
+    with pytest.raises(StoreError, match="not the one this zoo writes") as raised:
+        save_run(record())
+    assert "newer zoo" not in str(raised.value)

@@ -25,6 +25,7 @@ from typing import Any
 from zoo.errors import StoreError, UsageError
 from zoo.home import atomic_write_bytes, store_path
 
+# The runs table as zoo first created it; later changes are MIGRATIONS, below.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -35,7 +36,6 @@ CREATE TABLE IF NOT EXISTS runs (
     reason TEXT,
     settings TEXT NOT NULL,
     data_fingerprint TEXT,
-    data TEXT,
     metrics TEXT NOT NULL,
     history TEXT NOT NULL,
     artifacts TEXT NOT NULL,
@@ -59,8 +59,6 @@ COLUMNS = (
     "versions",
 )
 REQUIRED_COLUMNS = ("created_at", "backbone", "mode", "status", *JSON_COLUMNS)
-# Columns added after the first release: a store made before them gains them (NULL in old rows).
-ADDED_COLUMNS = {"data": "TEXT"}
 STATUSES = ("ok", "failed")
 # How long a write waits for another process's write transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -74,7 +72,10 @@ HOME_PREFIX = "$ZOO_HOME/"  # artifact paths inside the store's folder are store
 
 
 def connect(path: Path | None = None) -> sqlite3.Connection:
-    """Open the store (creating it), then import any pending records into it."""
+    """Open the store (creating or migrating it), then import any pending records into it.
+
+    A store a newer zoo migrated further is opened for reading only: `save_run` refuses it.
+    """
     path = path or store_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = None
@@ -82,26 +83,70 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
         connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute(SCHEMA)
-        _add_missing_columns(connection)
+        newer = _migrate(connection) > SCHEMA_VERSION
     except sqlite3.Error as error:
         if connection is not None:
             connection.close()
         raise describe(error, path) from None
-    _import_pending(connection, path)
+    if not newer:
+        _import_pending(connection, path)
     return connection
 
 
-def _add_missing_columns(connection: sqlite3.Connection) -> None:
-    present = {row["name"] for row in connection.execute("PRAGMA table_info(runs)")}
-    for name, kind in ADDED_COLUMNS.items():
-        if name not in present:
-            try:
-                with connection:
-                    connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-            except sqlite3.OperationalError as error:  # another zoo process added it just now
-                if "duplicate column" not in str(error):
-                    raise
+# --- schema migrations: each takes the store one version further, in order ----------------------
+# The store's version is SQLite's `PRAGMA user_version` (0 in a new file, and in stores made
+# before migrations were numbered: each migration below is a no-op where its change is there).
+
+
+def _create_runs(connection: sqlite3.Connection) -> None:
+    connection.execute(SCHEMA)
+
+
+def _add_data_column(connection: sqlite3.Connection) -> None:
+    """The data folder a run read (`zoo runs --data`); NULL in runs stored before it."""
+    if "data" not in _columns(connection):
+        connection.execute("ALTER TABLE runs ADD COLUMN data TEXT")
+
+
+MIGRATIONS = (_create_runs, _add_data_column)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _migrate(connection: sqlite3.Connection) -> int:
+    """Bring the store to SCHEMA_VERSION, in one transaction; returns the version it had.
+
+    BEGIN IMMEDIATE takes the write lock first, so two processes opening a new store never
+    both migrate it: the second sees the version the first wrote.
+    """
+    version = _schema_version(connection)
+    if version >= SCHEMA_VERSION:  # the usual case: nothing written
+        return version
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = _schema_version(connection)
+        for migration in MIGRATIONS[version:]:
+            migration(connection)
+        connection.execute(f"PRAGMA user_version = {max(version, SCHEMA_VERSION)}")
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    return version
+
+
+def _schema_version(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _columns(connection: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+
+
+def _newer_store(path: Path, version: int) -> StoreError:
+    return StoreError(
+        f"{path}: the run store was written by a newer zoo (schema {version}; this zoo knows "
+        f"up to {SCHEMA_VERSION}); upgrade zoo, or set ZOO_HOME to another folder"
+    )
 
 
 def describe(error: sqlite3.Error, path: Path) -> StoreError:
@@ -117,10 +162,10 @@ def describe(error: sqlite3.Error, path: Path) -> StoreError:
         why = f"the disk is full ({text}); free some space"
     elif "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
         why = f"the run store is not writable ({text}); check the permissions of ZOO_HOME"
-    elif isinstance(error, sqlite3.IntegrityError):
+    elif isinstance(error, sqlite3.IntegrityError):  # a table zoo's migrations did not make
         why = (
-            f"the run store was written by a newer zoo ({text}); upgrade zoo, "
-            "or set ZOO_HOME to another folder"
+            f"the run store's table is not the one this zoo writes ({text}); "
+            "set ZOO_HOME to another folder"
         )
     else:  # not a database, a torn page, a damaged index
         why = (
@@ -157,6 +202,9 @@ def save_run(record: dict[str, Any], path: Path | None = None) -> int:
     path = path or store_path()
     row = _encode(record, path.parent)
     with _opened(path) as connection, connection:
+        version = _schema_version(connection)
+        if version > SCHEMA_VERSION:  # its rows may need what this zoo does not write
+            raise _newer_store(path, version)
         return _insert(connection, row)
 
 
