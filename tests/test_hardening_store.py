@@ -481,3 +481,24 @@ def test_a_table_zoo_did_not_make_is_not_called_a_newer_zoo(zoo_home):
     with pytest.raises(StoreError, match="not the one this zoo writes") as raised:
         save_run(record())
     assert "newer zoo" not in str(raised.value)
+
+
+def test_item_9_pull_rebuild_builds_again_what_zoo_cannot_see_changed(
+    tmp_path, tiny_savedmodel, zoo_home, capsys, monkeypatch
+):
+    source = tmp_path / "weights"  # what the build reads: replaced in place, source unchanged
+    shutil.copytree(tiny_savedmodel, source)
+    (tmp_path / "empty.toml").write_text("")
+    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "empty.toml"))
+    plugin = tmp_path / "builder.py"
+    plugin.write_text(BUILDER.format(source=str(source), extra=""))
+    monkeypatch.setenv("ZOO_PLUGINS", str(plugin))
+    built = zoo_home / "converted" / "built"
+    assert cli(["pull", "built"], capsys)[0] == 0
+    shutil.rmtree(source)
+    export_tiny_savedmodel(source, seed=1)
+    assert cli(["pull", "built"], capsys)[0] == 0
+    assert weights(built) == weights(tiny_savedmodel)  # no change zoo can see
+    code, out, err = cli(["pull", "built", "--rebuild", "--json"], capsys)
+    assert code == 0 and json.loads(out)[0]["location"] == str(built), err
+    assert weights(built) == weights(source)

@@ -139,6 +139,9 @@ def pull(
     names: list[str] | None = typer.Argument(None, help="Backbones to fetch (see `zoo list`)."),
     all_backbones: bool = typer.Option(False, "--all", help="Fetch every backbone."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Build the backbones plugins build (zoo:NAME) again."
+    ),
 ) -> None:
     """Download (or build) backbones into the local cache and check that each one loads."""
     from zoo.extraction.pull import pull_backbones
@@ -146,7 +149,9 @@ def pull(
     backbones = catalog().select(names or [], all_backbones, verb="pull")
     load_tensorflow()
     with err.status("") as status:
-        reports = pull_backbones(backbones, lambda name: status.update(f"fetching {name} ..."))
+        reports = pull_backbones(
+            backbones, lambda name: status.update(f"fetching {name} ..."), rebuild=rebuild
+        )
     emit(reports, as_json, tables.pull_table)
     raise typer.Exit(0 if all(r["ready"] for r in reports) else 1)
 

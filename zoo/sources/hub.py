@@ -98,11 +98,11 @@ def build_identity(backbone: Backbone) -> str:
     version and the source of its `build_savedmodel`. Stored beside the model it built."""
     if backbone.build_version:
         return f"build_version {backbone.build_version}"
-    build = backbone.build_savedmodel
+    builder = backbone.build_savedmodel
     try:
-        source = inspect.getsource(build)
+        source = inspect.getsource(builder)
     except (OSError, TypeError):  # no source at hand (a builtin, a partial): its name, at least
-        source = getattr(build, "__qualname__", type(build).__qualname__)
+        source = getattr(builder, "__qualname__", type(builder).__qualname__)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     return f"plugin {backbone.plugin} {backbone.plugin_version}; build_savedmodel source {digest}"
 
@@ -119,8 +119,9 @@ def _stale_build(backbone: Backbone, handle: str, folder: Path) -> bool:
 
 def is_ready(backbone: Backbone) -> bool:
     """Can this backbone be loaded with no network (cached, or built locally by its plugin)?"""
-    buildable = backbone.build_savedmodel is not None and backbone.handle.startswith("zoo:")
-    return backbone.make_layer is not None or buildable or cached_folder(backbone) is not None
+    return (
+        backbone.make_layer is not None or is_built(backbone) or cached_folder(backbone) is not None
+    )
 
 
 def resolve(backbone: Backbone) -> Path:
@@ -160,6 +161,21 @@ def _fetch(backbone: Backbone, handle: str) -> Path:
     if is_remote(handle):
         return _download(handle)
     raise BackboneUnavailable(f"no SavedModel (saved_model.pb) in {local_path(handle)}")
+
+
+def is_built(backbone: Backbone) -> bool:
+    """Does the backbone's plugin build its SavedModel (a `zoo:NAME` handle)?"""
+    return backbone.build_savedmodel is not None and backbone.handle.startswith("zoo:")
+
+
+def build(backbone: Backbone) -> Path:
+    """Build the backbone's SavedModel afresh (`zoo pull --rebuild`), replacing any earlier one."""
+    try:
+        return _build(backbone, backbone.handle)
+    except BackboneUnavailable as error:
+        raise BackboneUnavailable(
+            f"{backbone.name}: cannot build {backbone.handle} ({error})"
+        ) from None
 
 
 def _build(backbone: Backbone, handle: str) -> Path:
