@@ -96,6 +96,7 @@ def test_a_store_from_a_newer_zoo_is_named_as_such(zoo_home):
                 "versions TEXT NOT NULL", "versions TEXT NOT NULL, owner TEXT NOT NULL"
             )
         )
+        connection.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
     with pytest.raises(ZooError, match="newer zoo") as raised:
         save_run(record())
     assert "damaged" not in str(raised.value)

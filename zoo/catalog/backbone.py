@@ -52,8 +52,16 @@ class Backbone:
     fallback_handles: tuple[str, ...] = ()
     # For `zoo:NAME` handles: how the plugin builds the SavedModel locally (e.g. from other weights).
     build_savedmodel: BuildSavedModel | None = field(default=None, compare=False, repr=False)
+    # Bump it when what `build_savedmodel` makes changes in a way its own source does not show
+    # (a helper it calls, the weights file it reads): zoo rebuilds a SavedModel whose build differs.
+    build_version: str = ""
     # For backbones that are not a SavedModel at all (the from-scratch baseline).
     make_layer: MakeLayer | None = field(default=None, compare=False, repr=False)
+    # zoo sets this: the registry file whose entry declares feature_dim, "" when the plugin's
+    # code does (a fix is asked of whichever it is).
+    feature_dim_from: str = field(default="", compare=False, repr=False)
+    # zoo sets this: the registering plugin's version (a new version rebuilds what it builds).
+    plugin_version: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         """The registry's checks, for a backbone a plugin builds in code."""
@@ -91,6 +99,17 @@ class Backbone:
     def handles(self) -> tuple[str, ...]:
         """Every handle to try, in order."""
         return (self.handle, *self.fallback_handles)
+
+    def wrong_width(self, actual: int) -> str:
+        """The one line for a model that gives `actual` features, not the declared feature_dim."""
+        if self.feature_dim_from:
+            where, fix = "the registry", "in its registry entry"
+        else:
+            where, fix = f"plugin {self.plugin!r}'s code", "in the plugin code"
+        return (
+            f"{self.name}: {where} declares feature_dim = {self.feature_dim}, but the model "
+            f"gives {actual} features; set feature_dim = {actual} {fix}"
+        )
 
     @property
     def trains_end_to_end(self) -> bool:

@@ -258,7 +258,15 @@ def load_catalog(registry_path: Path | None = None, plugins: PluginSet | None = 
         staged[name] = {}
         return {
             "registry": registry,
-            "register": _registrar(name, staged[name], backbones, problems, catalogued),
+            "register": _registrar(
+                name,
+                plugins.versions.get(name, ""),
+                staged[name],
+                backbones,
+                problems,
+                registry,
+                catalogued,
+            ),
         }
 
     for name, _ in plugins.call_each("register_backbones", arguments, problems):
@@ -295,9 +303,11 @@ def _merge_plugin_registry(
 
 def _registrar(
     plugin_name: str,
+    plugin_version: str,
     mine: dict[str, Backbone],
     earlier: dict[str, Backbone],
     problems: list[str],
+    registry: Registry,
     catalogued: set[str] = frozenset(),
 ):
     """The `register` callback: a backbone's `plugin` is the plugin that registered it."""
@@ -314,7 +324,14 @@ def _registrar(
                 f"plugin {owner!r} already provides; the second one was skipped"
             )
             return
-        mine[backbone.name] = dataclasses.replace(backbone, plugin=plugin_name)
+        entry = registry.get(backbone.name)
+        from_entry = entry is not None and entry.fields.get("feature_dim") == backbone.feature_dim
+        mine[backbone.name] = dataclasses.replace(
+            backbone,
+            plugin=plugin_name,
+            plugin_version=plugin_version,
+            feature_dim_from=str(entry.source) if from_entry else "",
+        )
 
     return register
 

@@ -219,6 +219,9 @@ def pull(
     pretrained_on: str | None = PRETRAINED_ON,
     search: str | None = SEARCH,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Build the backbones plugins build (zoo:NAME) again."
+    ),
 ) -> None:
     """Download (or build) backbones into the local cache and check that each one loads."""
     from zoo.extraction.pull import pull_backbones
@@ -229,7 +232,9 @@ def pull(
     backbones = loaded.select(names, all_backbones, verb="pull")
     load_tensorflow()
     with err.status("") as status:
-        reports = pull_backbones(backbones, lambda name: status.update(f"fetching {name} ..."))
+        reports = pull_backbones(
+            backbones, lambda name: status.update(f"fetching {name} ..."), rebuild=rebuild
+        )
     emit(reports, as_json, tables.pull_table)
     raise typer.Exit(0 if all(r["ready"] for r in reports) else 1)
 

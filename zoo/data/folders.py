@@ -111,6 +111,7 @@ def _class_folders(folder: Path) -> dict[str, Path]:
         if not path.is_dir() or path.name.startswith("."):
             continue
         name = unicodedata.normalize("NFC", path.name)
+        check_class_name(name, path)
         if name in folders:
             raise DataError(
                 f"{folders[name]} and {path} spell the same class {name!r} in two Unicode forms; "
@@ -118,6 +119,23 @@ def _class_folders(folder: Path) -> dict[str, Path]:
             )
         folders[name] = path
     return folders
+
+
+def control_characters(name: str) -> list[str]:
+    """The characters of `name` that break a line or steer a terminal (newline, ESC, U+2028...)."""
+    return [c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+
+
+def check_class_name(name: str, folder: Path) -> None:
+    """Refuse a class folder whose name holds a control character: one class per line in
+    labels.txt, and in every table, depends on it."""
+    found = control_characters(name)
+    if found:
+        shown = ", ".join(sorted({repr(c)[1:-1] for c in found}))
+        raise DataError(
+            f"class folder {name!r} in {folder.parent} has a control character ({shown}) "
+            "in its name; rename the folder"
+        )
 
 
 def stratified_split(

@@ -57,29 +57,48 @@ class UnusableShard(Exception):
     """A shard that cannot be read, or holds what this cache does not expect."""
 
 
+class OtherWidth(UnusableShard):
+    """A whole shard of vectors of another width than expected: the shard or the expectation
+    (a backbone's declared feature_dim) is wrong, which only the model can tell."""
+
+
 class FeatureCache:
     """An index of one backbone key's cached vectors, plus atomic appends.
 
     Opening the cache reads every shard once, to check it against what the cache expects (string
     digests, one float32 row of `width` values each), but keeps only where each digest's row is:
     memory does not grow with the cache, only with the matrix a run asks for (`gather`). A shard
-    that fails the check is removed, its vectors computed again, and the reason kept in
-    `discarded` for the caller to report.
+    that fails the check (damaged, written under another key, holding NaN) is removed, its
+    vectors computed again, and the reason kept in `discarded` for the caller to report. A sound
+    shard of another width is only left out, in `other_width`: the caller removes those with
+    `discard_other_width()` once the model has shown the expected width is right.
     """
 
     def __init__(self, key: str, root: Path | None = None, width: int | None = None):
+        self.key = key
         self.folder = (root or features_dir()) / key
         self.width = width  # None: the first whole shard decides
         self.shards: list[Path] = []
         self.rows: dict[str, tuple[int, int]] = {}  # digest -> (shard number, row in it)
         self.discarded: list[str] = []
+        self.other_width: list[tuple[Path, str]] = []
         for shard in sorted(self.folder.glob("shard-*.npz")):  # never the `.tmp-*` files
             try:
                 self._index(shard, self._read_shard(shard)[0])
+            except OtherWidth as error:
+                self.other_width.append((shard, str(error)))
             except UnusableShard as error:
-                self.discarded.append(f"{shard.name}: {error}")
-                with contextlib.suppress(OSError):
-                    shard.unlink()
+                self._discard(shard, str(error))
+
+    def discard_other_width(self) -> None:
+        for shard, why in self.other_width:
+            self._discard(shard, why)
+        self.other_width = []
+
+    def _discard(self, shard: Path, why: str) -> None:
+        self.discarded.append(f"{shard.name}: {why}")
+        with contextlib.suppress(OSError):
+            shard.unlink()
 
     def __contains__(self, digest: str) -> bool:
         return digest in self.rows
@@ -90,8 +109,15 @@ class FeatureCache:
     def add(self, digests: list[str], features: np.ndarray) -> None:
         import io
 
+        if not np.isfinite(features).all():  # the caller refuses them; never cache one
+            raise ValueError("non-finite feature vectors are never cached")
         buffer = io.BytesIO()
-        np.savez(buffer, digests=np.array(digests), features=features.astype(np.float32))
+        np.savez(
+            buffer,
+            digests=np.array(digests),
+            features=features.astype(np.float32),
+            key=np.array(self.key),  # a shard copied into another backbone's folder is refused
+        )
         shard = self.folder / f"shard-{uuid.uuid4().hex}.npz"
         atomic_write_bytes(shard, buffer.getvalue())
         self.width = self.width or features.shape[1]
@@ -125,6 +151,7 @@ class FeatureCache:
         try:
             with np.load(shard, allow_pickle=False) as stored:
                 digests, features = stored["digests"], stored["features"]
+                key = str(stored["key"]) if "key" in stored.files else self.key  # older shards
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise UnusableShard(f"damaged ({type(error).__name__})") from None
         if digests.ndim != 1 or digests.dtype.kind != "U":
@@ -136,7 +163,11 @@ class FeatureCache:
             )
         if len(digests) != len(features):
             raise UnusableShard(f"{len(digests)} digests for {len(features)} vectors")
+        if key != self.key:
+            raise UnusableShard(f"written for features {key[:60]}, not {self.key}")
+        if not np.isfinite(features).all():
+            raise UnusableShard("holds non-finite values (NaN or infinity)")
         if self.width is not None and features.shape[1] != self.width:
-            raise UnusableShard(f"vectors {features.shape[1]} wide, expected {self.width}")
+            raise OtherWidth(f"vectors {features.shape[1]} wide, expected {self.width}")
         self.width = features.shape[1]
         return digests.tolist(), features

@@ -88,7 +88,4 @@ def check_feature_size(backbone: Backbone) -> None:
     height, width = backbone.input_size
     features = feature_extractor(backbone)(np.zeros((1, height, width, 3), "float32"))
     if features.shape[-1] != backbone.feature_dim:
-        raise BackboneUnavailable(
-            f"{backbone.name}: the model yields {features.shape[-1]} features but the registry "
-            f"says feature_dim = {backbone.feature_dim}; fix the registry entry"
-        )
+        raise BackboneUnavailable(backbone.wrong_width(features.shape[-1]))

@@ -8,17 +8,23 @@ from typing import Any
 
 from zoo.catalog.backbone import Backbone
 from zoo.errors import ZooError
-from zoo.sources.hub import cached_folder, resolve
+from zoo.sources.hub import build, cached_folder, is_built, resolve
 
 
 def pull_backbones(
-    backbones: list[Backbone], on_start: Callable[[str], None] = lambda name: None
+    backbones: list[Backbone],
+    on_start: Callable[[str], None] = lambda name: None,
+    rebuild: bool = False,
 ) -> list[dict[str, Any]]:
-    """One report per backbone: ready (and where), or the one-line reason it is not."""
-    return [_pull(backbone, on_start) for backbone in backbones]
+    """One report per backbone: ready (and where), or the one-line reason it is not.
+
+    `rebuild` builds again what plugins build (`zoo:NAME`), for a change zoo cannot see (new
+    weights at the same path); downloads are kept.
+    """
+    return [_pull(backbone, on_start, rebuild) for backbone in backbones]
 
 
-def _pull(backbone: Backbone, on_start: Callable[[str], None]) -> dict[str, Any]:
+def _pull(backbone: Backbone, on_start: Callable[[str], None], rebuild: bool) -> dict[str, Any]:
     from zoo.extraction.layers import check_feature_size
 
     on_start(backbone.name)
@@ -30,7 +36,9 @@ def _pull(backbone: Backbone, on_start: Callable[[str], None]) -> dict[str, Any]
         "reason": None,
     }
     try:
-        if backbone.make_layer is None:
+        if rebuild and is_built(backbone):
+            report["location"] = str(build(backbone))
+        elif backbone.make_layer is None:
             report["location"] = str(resolve(backbone))
         check_feature_size(backbone)
         report["ready"] = True

@@ -28,7 +28,7 @@ import numpy as np
 
 from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import BadImage, load_pixels
-from zoo.data.folders import scan_folder
+from zoo.data.folders import control_characters, scan_folder
 from zoo.errors import DataError, UsageError
 from zoo.home import atomic_dir
 from zoo.reporting import Reporter
@@ -68,6 +68,17 @@ def check_options(fmt: str, quantize: str) -> None:
         raise UsageError("--quantize applies to --format tflite; a SavedModel is exported as is")
 
 
+def _check_classes(record: dict[str, Any]) -> None:
+    """labels.txt holds one class a line: a name that breaks a line would shift every label after it
+    (runs stored before zoo refused such class folders may hold one)."""
+    for name in record["metrics"]["classes"]:
+        if control_characters(name):
+            raise UsageError(
+                f"run {record['id']}'s class {name!r} holds a control character, so "
+                "labels.txt cannot list one class a line; rename the class folder and run again"
+            )
+
+
 def export_run(
     record: dict[str, Any],
     out: Path,
@@ -85,6 +96,7 @@ def export_run(
     check_options(fmt, quantize)
     refuse_combined(record, "export")
     refuse_ensemble(record, "export")
+    _check_classes(record)
     if out.exists():
         raise UsageError(f"{out} already exists; remove it or give another --out")
     reporter = reporter or Reporter()

@@ -149,9 +149,21 @@ def _split(train_good: np.ndarray, dataset: Dataset, settings) -> tuple[np.ndarr
     return stratified_split(labels, names, settings.val_fraction, settings.seed)
 
 
-def _feature_cache(key: str, backbone: Backbone, reporter: Reporter) -> FeatureCache:
-    """The cache under `key`, its unusable shards removed, and said so in one warning."""
+def _feature_cache(
+    key: str, backbone: Backbone, reporter: Reporter, model_width: Callable[[], int]
+) -> FeatureCache:
+    """The cache under `key`, its unusable shards removed, and said so in one warning.
+
+    Shards of another width than the declared feature_dim are removed only once the model has
+    shown that the declaration is right (`model_width()`): a wrong feature_dim is refused with
+    the cache untouched, instead of costing every valid vector.
+    """
     cache = FeatureCache(key, width=backbone.feature_dim or None)
+    if cache.other_width:
+        actual = model_width()
+        if actual != backbone.feature_dim:
+            raise BackboneUnavailable(backbone.wrong_width(actual))
+        cache.discard_other_width()
     if cache.discarded:
         reporter.warning(
             f"{backbone.name}: {len(cache.discarded)} feature cache shard(s) could not be used "
@@ -160,16 +172,20 @@ def _feature_cache(key: str, backbone: Backbone, reporter: Reporter) -> FeatureC
     return cache
 
 
-def _checking_width(compute: Compute, backbone: Backbone) -> Compute:
-    """`compute`, refusing vectors of another width than the registry declares (none is cached)."""
+def _checking_vectors(compute: Compute, backbone: Backbone, engine: str) -> Compute:
+    """`compute`, refusing vectors of another width than declared, or not finite: none of
+    them is cached, and the backbone's row fails naming the engine that gave them."""
 
     def checked(paths: list[Path], digests: list[str]):
         for indices, features, failures in compute(paths, digests):
             if indices and backbone.feature_dim and features.shape[-1] != backbone.feature_dim:
+                raise BackboneUnavailable(backbone.wrong_width(features.shape[-1]))
+            if indices and not np.isfinite(features).all():
+                bad = int((~np.isfinite(features)).any(axis=1).sum())
                 raise BackboneUnavailable(
-                    f"{backbone.name}: the registry declares feature_dim = "
-                    f"{backbone.feature_dim}, but the model gives {features.shape[-1]} features; "
-                    f"set feature_dim = {features.shape[-1]} in its registry entry"
+                    f"{backbone.name}: {engine} gave non-finite features (NaN or infinity) for "
+                    f"{bad} of {len(indices)} images; none was cached; check the "
+                    "model's weights, or try another --engine"
                 )
             yield indices, features, failures
 
@@ -210,7 +226,7 @@ class _Extractor:
             self._start()
             cache = self._cache(suffix)  # an engine that fell back keys its own features
         with self.reporter.task(task, len(paths)) as advance:
-            compute = _checking_width(self._compute(transform), self.backbone)
+            compute = _checking_vectors(self._compute(transform), self.backbone, self.engine.label)
             extraction = extract(paths, digests, compute, cache, advance)
         self.computed += extraction.computed
         self.seconds += extraction.seconds
@@ -244,8 +260,27 @@ class _Extractor:
         return local_compute(steps, self.engine, INFERENCE_BATCH, transform)
 
     def _cache(self, suffix: str) -> FeatureCache:
+        engine = self.engine
+        cache = _feature_cache(self._key(suffix), self.backbone, self.reporter, self._model_width)
+        if self.engine is not engine:  # started to learn the model's width, and fell back
+            cache = _feature_cache(
+                self._key(suffix), self.backbone, self.reporter, self._model_width
+            )
+        return cache
+
+    def _key(self, suffix: str) -> str:
         key = features_key(self.backbone_id, self.engine)
-        return _feature_cache(f"{key}-{suffix}" if suffix else key, self.backbone, self.reporter)
+        return f"{key}-{suffix}" if suffix else key
+
+    def _model_width(self) -> int:
+        """How many features the model gives, asked of one blank image."""
+        height, width = self.backbone.input_size
+        blank = np.zeros((1, height, width, 3), np.uint8)
+        if self.settings.ray:  # the engine runs on the workers: ask TensorFlow here
+            return int(self.resolved.uint8_function()(blank).shape[-1])
+        if not self.started:
+            self._start()
+        return int(self.engine(blank).shape[-1])
 
 
 Rows = Callable[[np.ndarray], np.ndarray]  # positions among the good images -> their features

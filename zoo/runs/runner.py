@@ -29,7 +29,13 @@ from zoo.extraction.engines import PRECISIONS, Engines, load_engines
 from zoo.home import runs_dir
 from zoo.reporting import Reporter
 from zoo.runs.artifacts import load_head, new_run_folder, save_artifacts
-from zoo.runs.store import get_run, keep_pending, referenced_run_folders, save_run
+from zoo.runs.store import (
+    get_run,
+    is_disk_full,
+    keep_pending,
+    referenced_run_folders,
+    save_run,
+)
 from zoo.training.strategies import STRATEGIES, is_chief, make_strategy
 from zoo.training.unfreeze import parse_unfreeze
 
@@ -421,9 +427,13 @@ def _keep_pending(
     try:
         return keep_pending(record)
     except OSError as also:
+        if is_disk_full(also):
+            why = "the disk is full; free some space"
+        else:
+            why = f"{also.strerror or also}" + (f": {also.filename}" if also.filename else "")
         raise StoreError(
             f"{backbone.name}: the run finished but was not stored: {error}; nor could it be "
-            f"kept beside the store ({also.strerror or also}: {also.filename})"
+            f"kept beside the store ({why})"
         ) from None
 
 

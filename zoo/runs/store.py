@@ -10,10 +10,13 @@ the next command that opens the store imports. Artifact paths inside the store's
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import sqlite3
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any
 from zoo.errors import StoreError, UsageError
 from zoo.home import atomic_write_bytes, store_path
 
+# The runs table as zoo first created it; later changes are MIGRATIONS, below.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -32,7 +36,6 @@ CREATE TABLE IF NOT EXISTS runs (
     reason TEXT,
     settings TEXT NOT NULL,
     data_fingerprint TEXT,
-    data TEXT,
     metrics TEXT NOT NULL,
     history TEXT NOT NULL,
     artifacts TEXT NOT NULL,
@@ -40,19 +43,39 @@ CREATE TABLE IF NOT EXISTS runs (
 )
 """
 JSON_COLUMNS = ("settings", "metrics", "history", "artifacts", "versions")
-# Columns added after the first release: a store made before them gains them (NULL in old rows).
-ADDED_COLUMNS = {"data": "TEXT"}
+# What a run record may set: every column but the id, which the store gives.
+COLUMNS = (
+    "created_at",
+    "backbone",
+    "mode",
+    "status",
+    "reason",
+    "settings",
+    "data_fingerprint",
+    "data",
+    "metrics",
+    "history",
+    "artifacts",
+    "versions",
+)
+REQUIRED_COLUMNS = ("created_at", "backbone", "mode", "status", *JSON_COLUMNS)
 STATUSES = ("ok", "failed")
 # How long a write waits for another process's write transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
 IMPORT_BUSY_TIMEOUT_S = 1.0  # importing pending records is retried by the next command
 LARGEST_RUN_ID = 2**63 - 1  # SQLite's INTEGER
 PENDING_FOLDER = "pending-runs"
+# Below this much free space, an I/O error from SQLite is taken for a full disk: SQLite reports
+# a failed write to the WAL or its index as "disk I/O error", not as SQLITE_FULL.
+LOW_SPACE_BYTES = 16 * 2**20
 HOME_PREFIX = "$ZOO_HOME/"  # artifact paths inside the store's folder are stored under it
 
 
 def connect(path: Path | None = None) -> sqlite3.Connection:
-    """Open the store (creating it), then import any pending records into it."""
+    """Open the store (creating or migrating it), then import any pending records into it.
+
+    A store a newer zoo migrated further is opened for reading only: `save_run` refuses it.
+    """
     path = path or store_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = None
@@ -60,26 +83,70 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
         connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute(SCHEMA)
-        _add_missing_columns(connection)
+        newer = _migrate(connection) > SCHEMA_VERSION
     except sqlite3.Error as error:
         if connection is not None:
             connection.close()
         raise describe(error, path) from None
-    _import_pending(connection, path)
+    if not newer:
+        _import_pending(connection, path)
     return connection
 
 
-def _add_missing_columns(connection: sqlite3.Connection) -> None:
-    present = {row["name"] for row in connection.execute("PRAGMA table_info(runs)")}
-    for name, kind in ADDED_COLUMNS.items():
-        if name not in present:
-            try:
-                with connection:
-                    connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-            except sqlite3.OperationalError as error:  # another zoo process added it just now
-                if "duplicate column" not in str(error):
-                    raise
+# --- schema migrations: each takes the store one version further, in order ----------------------
+# The store's version is SQLite's `PRAGMA user_version` (0 in a new file, and in stores made
+# before migrations were numbered: each migration below is a no-op where its change is there).
+
+
+def _create_runs(connection: sqlite3.Connection) -> None:
+    connection.execute(SCHEMA)
+
+
+def _add_data_column(connection: sqlite3.Connection) -> None:
+    """The data folder a run read (`zoo runs --data`); NULL in runs stored before it."""
+    if "data" not in _columns(connection):
+        connection.execute("ALTER TABLE runs ADD COLUMN data TEXT")
+
+
+MIGRATIONS = (_create_runs, _add_data_column)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _migrate(connection: sqlite3.Connection) -> int:
+    """Bring the store to SCHEMA_VERSION, in one transaction; returns the version it had.
+
+    BEGIN IMMEDIATE takes the write lock first, so two processes opening a new store never
+    both migrate it: the second sees the version the first wrote.
+    """
+    version = _schema_version(connection)
+    if version >= SCHEMA_VERSION:  # the usual case: nothing written
+        return version
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = _schema_version(connection)
+        for migration in MIGRATIONS[version:]:
+            migration(connection)
+        connection.execute(f"PRAGMA user_version = {max(version, SCHEMA_VERSION)}")
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    return version
+
+
+def _schema_version(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _columns(connection: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+
+
+def _newer_store(path: Path, version: int) -> StoreError:
+    return StoreError(
+        f"{path}: the run store was written by a newer zoo (schema {version}; this zoo knows "
+        f"up to {SCHEMA_VERSION}); upgrade zoo, or set ZOO_HOME to another folder"
+    )
 
 
 def describe(error: sqlite3.Error, path: Path) -> StoreError:
@@ -91,14 +158,14 @@ def describe(error: sqlite3.Error, path: Path) -> StoreError:
             f"the run store is locked by another process's write (waited {BUSY_TIMEOUT_S:g} s); "
             "try again when that process has finished"
         )
-    elif "full" in lowered:
+    elif "full" in lowered or ("i/o" in lowered and _low_on_space(path)):
         why = f"the disk is full ({text}); free some space"
     elif "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
         why = f"the run store is not writable ({text}); check the permissions of ZOO_HOME"
-    elif isinstance(error, sqlite3.IntegrityError):
+    elif isinstance(error, sqlite3.IntegrityError):  # a table zoo's migrations did not make
         why = (
-            f"the run store was written by a newer zoo ({text}); upgrade zoo, "
-            "or set ZOO_HOME to another folder"
+            f"the run store's table is not the one this zoo writes ({text}); "
+            "set ZOO_HOME to another folder"
         )
     else:  # not a database, a torn page, a damaged index
         why = (
@@ -106,6 +173,17 @@ def describe(error: sqlite3.Error, path: Path) -> StoreError:
             "and zoo starts a new one"
         )
     return StoreError(f"{path}: {why}")
+
+
+def _low_on_space(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def is_disk_full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @contextlib.contextmanager
@@ -124,6 +202,9 @@ def save_run(record: dict[str, Any], path: Path | None = None) -> int:
     path = path or store_path()
     row = _encode(record, path.parent)
     with _opened(path) as connection, connection:
+        version = _schema_version(connection)
+        if version > SCHEMA_VERSION:  # its rows may need what this zoo does not write
+            raise _newer_store(path, version)
         return _insert(connection, row)
 
 
@@ -158,6 +239,9 @@ def _absolute(value: Any, home: Path) -> Any:
 
 
 def _insert(connection: sqlite3.Connection, row: dict[str, Any]) -> int:
+    unknown = set(row) - set(COLUMNS)
+    if unknown:  # column names go into the SQL text: only the store's own, never a record's
+        raise ValueError(f"unknown columns {sorted(unknown)}")
     columns = ", ".join(row)
     marks = ", ".join("?" for _ in row)
     cursor = connection.execute(
@@ -181,6 +265,9 @@ def _import_pending(connection: sqlite3.Connection, path: Path) -> None:
 
 
 def _import_each(connection: sqlite3.Connection, folder: Path) -> None:
+    """Import each pending record; one zoo did not write is set aside as `.damaged`, with a
+    warning, and the rest still go in. Only a store that refuses writes (locked, full, read-only)
+    stops the loop: the next command tries again."""
     for pending in sorted(folder.glob("*.json")):
         claimed = pending.with_name(f".claimed-{os.getpid()}-{pending.name}")
         try:
@@ -189,16 +276,47 @@ def _import_each(connection: sqlite3.Connection, folder: Path) -> None:
             continue
         try:
             row = json.loads(claimed.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # not zoo's writing (they are atomic): keep it for a person
-            os.replace(claimed, pending.with_suffix(".damaged"))
+            problem = row_problem(row)
+        except (OSError, ValueError, RecursionError) as error:  # zoo's writes are atomic
+            problem = f"not readable as JSON ({type(error).__name__})"
+        if problem:
+            _set_aside(claimed, pending, problem)
             continue
         try:
             with connection:
                 _insert(connection, row)
                 claimed.unlink()
+        except sqlite3.IntegrityError as error:  # e.g. a NOT NULL column given null
+            _set_aside(claimed, pending, f"refused by the store ({error})")
         except (sqlite3.Error, OSError):
             os.replace(claimed, pending)
             return
+
+
+def row_problem(row: Any) -> str | None:
+    """What keeps a pending record from being a run zoo wrote, or None if nothing does."""
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__}, not an object"
+    unknown = sorted(set(row) - set(COLUMNS))
+    if unknown:
+        return f"unknown field(s) {', '.join(map(repr, unknown))[:200]}"
+    missing = [column for column in REQUIRED_COLUMNS if row.get(column) is None]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for column, value in row.items():
+        wanted = str if column in JSON_COLUMNS else (str, int, float, type(None))
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            return f"field {column!r} holds a {type(value).__name__}"
+    return None
+
+
+def _set_aside(claimed: Path, pending: Path, problem: str) -> None:
+    damaged = pending.with_suffix(".damaged")
+    os.replace(claimed, damaged)
+    warnings.warn(
+        f"{pending} is not a run record zoo wrote ({problem}); set aside as {damaged.name}",
+        stacklevel=2,
+    )
 
 
 def _decode(row: sqlite3.Row, home: Path) -> dict[str, Any]:
@@ -292,7 +410,7 @@ def referenced_run_folders(path: Path | None = None) -> set[str]:
         cells = [row[0] for row in connection.execute("SELECT artifacts FROM runs")]
     pending = []
     for record in (path.parent / PENDING_FOLDER).glob("*.json"):
-        with contextlib.suppress(OSError, ValueError, TypeError):
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError, RecursionError):
             pending.append(json.loads(record.read_text(encoding="utf-8"))["artifacts"])
     names = set()
     for cell in cells + pending:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import inspect
 import os
 import shutil
 import socket
@@ -24,6 +25,7 @@ from zoo.errors import BackboneUnavailable
 from zoo.home import atomic_dir, converted_dir, hub_cache_dir
 
 NETWORK_TIMEOUT_S = 30.0
+BUILD_STAMP = ".zoo-build"  # in a built SavedModel's folder: what built it (`build_identity`)
 
 
 def configure_hub_cache() -> None:
@@ -79,14 +81,47 @@ def cached_location(handle: str) -> Path | None:
 
 
 def cached_folder(backbone: Backbone) -> Path | None:
-    """The first of the backbone's handles that is on disk now, without touching the network."""
-    return next(filter(None, map(cached_location, backbone.handles)), None)
+    """The first of the backbone's handles that is on disk now, without touching the network.
+
+    A SavedModel its plugin built with another build than today's counts as absent: it is built
+    again (`build_identity`).
+    """
+    for handle in backbone.handles:
+        folder = cached_location(handle)
+        if folder is not None and not _stale_build(backbone, handle, folder):
+            return folder
+    return None
+
+
+def build_identity(backbone: Backbone) -> str:
+    """What a `zoo:NAME` SavedModel was built by: the plugin's declared `build_version`, else its
+    version and the source of its `build_savedmodel`. Stored beside the model it built."""
+    if backbone.build_version:
+        return f"build_version {backbone.build_version}"
+    builder = backbone.build_savedmodel
+    try:
+        source = inspect.getsource(builder)
+    except (OSError, TypeError):  # no source at hand (a builtin, a partial): its name, at least
+        source = getattr(builder, "__qualname__", type(builder).__qualname__)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return f"plugin {backbone.plugin} {backbone.plugin_version}; build_savedmodel source {digest}"
+
+
+def _stale_build(backbone: Backbone, handle: str, folder: Path) -> bool:
+    if not handle.startswith("zoo:") or backbone.build_savedmodel is None:
+        return False
+    try:
+        built_by = (folder / BUILD_STAMP).read_text(encoding="utf-8")
+    except (OSError, ValueError):  # built before zoo kept the stamp
+        return True
+    return built_by != build_identity(backbone)
 
 
 def is_ready(backbone: Backbone) -> bool:
     """Can this backbone be loaded with no network (cached, or built locally by its plugin)?"""
-    buildable = backbone.build_savedmodel is not None and backbone.handle.startswith("zoo:")
-    return backbone.make_layer is not None or buildable or cached_folder(backbone) is not None
+    return (
+        backbone.make_layer is not None or is_built(backbone) or cached_folder(backbone) is not None
+    )
 
 
 def resolve(backbone: Backbone) -> Path:
@@ -133,12 +168,32 @@ def _fetch(backbone: Backbone, handle: str) -> Path:
     raise BackboneUnavailable(f"no SavedModel (saved_model.pb) in {local_path(handle)}")
 
 
+def is_built(backbone: Backbone) -> bool:
+    """Does the backbone's plugin build its SavedModel (a `zoo:NAME` handle)?"""
+    return backbone.build_savedmodel is not None and backbone.handle.startswith("zoo:")
+
+
+def build(backbone: Backbone) -> Path:
+    """Build the backbone's SavedModel afresh (`zoo pull --rebuild`), replacing any earlier one."""
+    try:
+        return _build(backbone, backbone.handle)
+    except BackboneUnavailable as error:
+        raise BackboneUnavailable(
+            f"{backbone.name}: cannot build {backbone.handle} ({error})"
+        ) from None
+
+
 def _build(backbone: Backbone, handle: str) -> Path:
     if backbone.build_savedmodel is None:
         raise BackboneUnavailable(f"plugin {backbone.plugin!r} gives no way to build {handle}")
     final = built_dir(handle)
     with atomic_dir(final) as scratch:
         backbone.build_savedmodel(scratch)
+        (scratch / BUILD_STAMP).write_text(build_identity(backbone), encoding="utf-8")
+        if final.exists():  # an earlier build: replaced only now that this one succeeded
+            aside = final.with_name(f".tmp-{final.name}-stale-{os.getpid()}")
+            os.replace(final, aside)
+            shutil.rmtree(aside, ignore_errors=True)
     return final
 
 

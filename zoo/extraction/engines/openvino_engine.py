@@ -8,14 +8,21 @@ converted afresh: compiling one converted model for fp32 and then for bf16 gave 
 with cosine 0.46 to fp32 (OpenVINO 2026.4), against 0.997 when compiled alone.
 
 A conversion that fails is remembered (a `.failed` file with the reason, beside the IR folder),
-so later runs fall back at once instead of trying again; a new OpenVINO version tries again.
+so later runs fall back at once instead of trying again; a new OpenVINO version tries again. A
+stored IR that no longer reads or compiles (a truncated `model.bin`, a garbled `model.xml`) is
+not such a failure: it is removed and converted again, and only a fresh IR that fails is
+remembered.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import re
+import shutil
 import sys
+import uuid
 from importlib import metadata
 from pathlib import Path
 
@@ -30,6 +37,8 @@ from zoo.home import atomic_dir, atomic_write_bytes, zoo_home
 PERFORMANCE_HINT = "THROUGHPUT"
 INFERENCE_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 IR_NAME = "model.xml"
+# The line OpenVINO starts its errors with, naming its own C++ source: says nothing to a user.
+_SOURCE_LOCATION = re.compile(r"^(Exception from )?\S+\.(cpp|hpp|h):\d+:?$")
 
 
 def import_openvino():
@@ -92,11 +101,16 @@ class OpenVinoEngine(Engine):
         reason = self.known_failure()
         if reason:
             raise EngineUnavailable(reason)
-        if not (self.ir_folder / IR_NAME).is_file():
-            self._convert()
+        if (self.ir_folder / IR_NAME).is_file():
+            try:
+                self._compile()
+                return
+            except Exception:  # a damaged IR on disk: this model's own conversion may be sound
+                _remove(self.ir_folder)
+        self._convert()
         try:
             self._compile()
-        except Exception as error:  # converted, but the CPU plugin refuses it
+        except Exception as error:  # freshly converted, but the CPU plugin refuses it
             raise self._failed("compile", error) from None
 
     def _convert(self) -> None:
@@ -111,7 +125,11 @@ class OpenVinoEngine(Engine):
 
     def _failed(self, step: str, error: Exception) -> EngineUnavailable:
         detail = _gist(str(error))
-        reason = f"OpenVINO could not {step} {self.resolved.backbone.name} ({type(error).__name__}: {detail})"
+        where = f" from {self.ir_folder / IR_NAME}" if step == "compile" else ""
+        reason = (
+            f"OpenVINO could not {step} {self.resolved.backbone.name}{where} "
+            f"({type(error).__name__}: {detail})"
+        )
         atomic_write_bytes(self.failure_note, reason.encode())
         return EngineUnavailable(reason)
 
@@ -146,9 +164,19 @@ class OpenVinoEngine(Engine):
         return np.concatenate([self._parts[index] for index in range(len(parts))])
 
 
+def _remove(folder: Path) -> None:
+    """Delete an IR folder; renamed first under a `.tmp-` name that nothing reads."""
+    aside = folder.with_name(f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}")
+    with contextlib.suppress(OSError):
+        os.replace(folder, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def _gist(message: str) -> str:
     """The informative line of an OpenVINO error: its summary (`-- No conversion rule found for
     operations: EagerPyFunc`) rather than the C++ source location it starts with."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
+    located = [line for line in lines if not _SOURCE_LOCATION.match(line)]
+    lines = located or lines
     summary = [line.removeprefix("-- ") for line in lines if line.startswith("-- ")]
     return (summary or lines or [""])[0][:200]
