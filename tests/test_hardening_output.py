@@ -73,10 +73,15 @@ def test_3_no_control_characters_reach_the_terminal(tmp_path, tiny_savedmodel, c
     text = registry_text(str(tiny_savedmodel), description="ESC]0;title BEL", paper="pESC[31m")
     registry.write_text(text.replace("ESC", "\\u001b").replace("BEL", "\\u0007"))
     monkeypatch.setenv("ZOO_REGISTRY", str(registry))
-    data = two_class_images(tmp_path / "data", (HOSTILE, OSC8))
+    # Class folders with control characters are refused at scan time (item 4), in escaped words.
+    hostile = two_class_images(tmp_path / "hostile", (HOSTILE, OSC8))
+    code, out, err = cli(["run", "tiny", "--data", str(hostile), "--epochs", "1"], capsys)
+    assert code == 2 and "control character" in err and not CONTROL.search(out + err), err
+    data = two_class_images(tmp_path / "data", ("red", "green"))
     result = zoo.run(["tiny"], data=data, epochs=1).results[0]
     assert result.ok, result.reason
-    image = next((data / "test" / HOSTILE).iterdir())
+    image = tmp_path / f"{HOSTILE}.png"
+    shutil.copy(next((data / "test" / "red").iterdir()), image)
     save_run(record(status="failed", reason=f"ValueError: {HOSTILE}", backbone=OSC8))
     for args in (
         ["list"],
