@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from zoo.analysis.statistics import wilson_interval
+
 
 def evaluate(probabilities: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
     """Accuracy, loss, macro-F1, per-class accuracy and the confusion matrix (rows: true class)."""
@@ -20,6 +22,7 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, classes: list[str]) 
     chosen = probabilities[np.arange(len(labels)), labels]
     return {
         "accuracy": float((predicted == labels).mean()),
+        "accuracy_ci": list(wilson_interval(int(hits.sum()), len(labels))) if len(labels) else None,
         "loss": float(-np.log(np.clip(chosen, 1e-7, 1.0)).mean()),
         "macro_f1": float(f1.mean()),
         "per_class_accuracy": {name: float(r) for name, r in zip(classes, recall)},

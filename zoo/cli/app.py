@@ -320,6 +320,12 @@ def run(
     augment_ops: str = typer.Option(
         "flip,crop,color", "--augment-ops", help="What a view draws: flip, crop, color."
     ),
+    alpha: float = typer.Option(
+        0.05, "--alpha", help="The verdict's significance level (Holm-corrected)."
+    ),
+    prefer: str = typer.Option(
+        "speed", "--prefer", help="Among runs tied for best, recommend: speed, size, accuracy."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Train and evaluate backbones (A+B: one head on their features joined); ends with a
@@ -352,6 +358,7 @@ def run(
         augment_ops=augment_ops,
     )
     chosen = _filters(family, max_params, min_top1, input_size, pretrained_on, ready, search)
+    check_verdict_options(alpha, prefer)
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
     names, all_backbones = _select(loaded, names, all_backbones, chosen, "run")
     settings.check_selection(loaded.select(names, all_backbones, combine=True), all_backbones)
@@ -377,6 +384,7 @@ def run(
     )
     rows = [_result_row(result) for result in summary.results]
     comparison = _compare_after_run(summary, reporter)
+    judgement = _judge_after_run(summary, alpha, prefer)
     if as_json:
         print_json(
             {
@@ -384,6 +392,7 @@ def run(
                 "skipped": [str(p) for p, _ in summary.skipped],
                 "runs": rows,
                 "report": str(comparison.html) if comparison else None,
+                "verdict": _verdict_facts(judgement),
             }
         )
     else:
@@ -401,7 +410,51 @@ def run(
                 )
         if comparison:
             err.print(f"comparison report: {escape(str(comparison.html))}", highlight=False)
+        if judgement:
+            print_judgement(judgement)
     raise typer.Exit(summary.exit_code)
+
+
+def check_verdict_options(alpha: float, prefer: str) -> None:
+    from zoo.analysis.verdict import PREFERENCES
+
+    if not 0 < alpha < 1:
+        raise UsageError("--alpha must be between 0 and 1, e.g. 0.05")
+    if prefer not in PREFERENCES:
+        raise UsageError(f"--prefer must be one of {', '.join(PREFERENCES)}")
+
+
+def _judge_after_run(summary, alpha: float, prefer: str):
+    """The verdict over the runs of a command that trained two or more backbones."""
+    from zoo.runs.comparison import judge
+    from zoo.runs.store import get_run
+
+    if len(summary.results) < 2:
+        return None
+    stored = [get_run(result.run_id) for result in summary.results if result.ok and result.run_id]
+    return judge(stored, alpha=alpha, prefer=prefer)
+
+
+def _verdict_facts(judgement) -> dict | None:
+    if judgement is None:
+        return None
+    if judgement.verdict is None:
+        return {"refused": judgement.refused, "left_out": judgement.left_out}
+    return {**judgement.verdict.facts(), "left_out": judgement.left_out}
+
+
+def print_judgement(judgement) -> None:
+    """The verdict in words after the table; runs left out of it, one line each on stderr."""
+    from zoo.analysis.verdict import sentences
+
+    for line in judgement.left_out:
+        err.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
+    if judgement.verdict is None:
+        out.print(escape(judgement.refused or ""), highlight=False)
+        return
+    out.print()
+    for line in sentences(judgement.verdict, judgement.names):
+        out.print(escape(line), highlight=False)
 
 
 def _compare_after_run(summary, reporter):
@@ -486,14 +539,23 @@ def _no_stored_run(option: str, value: str, known: list[str]) -> None:
 @app.command()
 def compare(
     run_ids: list[int] = typer.Argument(..., help="Run ids (see `zoo runs`)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    alpha: float = typer.Option(
+        0.05, "--alpha", help="The verdict's significance level (Holm-corrected)."
+    ),
+    prefer: str = typer.Option(
+        "speed", "--prefer", help="Among runs tied for best, recommend: speed, size, accuracy."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: the runs and the verdict."),
 ) -> None:
-    """Chosen runs side by side."""
+    """Chosen runs side by side, and the verdict: which are tied for best on the same test images."""
+    from zoo.runs.comparison import judge
     from zoo.runs.store import get_run
 
+    check_verdict_options(alpha, prefer)
     stored = [get_run(run_id) for run_id in run_ids]
+    judgement = judge(stored, alpha=alpha, prefer=prefer)
     if as_json:
-        print_json(stored)
+        print_json({"runs": stored, "verdict": _verdict_facts(judgement)})
     else:
         rows = [{**record, "run_id": record["id"]} for record in stored]
         out.print(tables.comparison_table(rows, title="Runs compared"))
@@ -503,6 +565,7 @@ def compare(
                     escape(f"run {row['id']} ({row['backbone']}) {row['status']}: {row['reason']}"),
                     highlight=False,
                 )
+        print_judgement(judgement)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from zoo.analysis.statistics import accuracy_interval
 from zoo.cli.text import printable
 from zoo.runs.store import data_name
 
@@ -29,6 +30,15 @@ def _fmt(value: Any, spec: str = "") -> Text:
         return Text(printable(format(value, spec)))
     except (TypeError, ValueError):
         return Text(printable(str(value)))
+
+
+def accuracy_text(metrics: dict[str, Any]) -> Text:
+    """`0.836 ±0.015`: test accuracy and half the width of its 95% Wilson interval."""
+    shown = _fmt(metrics.get("accuracy"), ".3f")
+    interval = accuracy_interval(metrics) if isinstance(metrics.get("accuracy"), float) else None
+    if interval:
+        shown.append(f" ±{(interval[1] - interval[0]) / 2:.3f}", style="dim")
+    return shown
 
 
 def backbones_table(rows: list[dict[str, Any]], of: int | None = None) -> Table:
@@ -129,9 +139,9 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
     for row in rows:
         metrics = row["metrics"]
         accuracy = metrics.get("accuracy")
-        shown = _fmt(accuracy, ".3f")
+        shown = accuracy_text(metrics)
         if accuracy is not None and accuracy == best:
-            shown.stylize("bold green")
+            shown.stylize("bold green", 0, 5)
         status = "[green]ok[/]" if row["status"] == "ok" else f"[red]{row['status']}[/]"
         table.add_row(
             _fmt(row.get("run_id")),
@@ -277,7 +287,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             _plain(run["created_at"]),
             _plain(run["backbone"]),
             _plain(run["mode"] + (", augmented" if _augmentation(run) else "") + _engine_part(run)),
-            _fmt(run["metrics"].get("accuracy"), ".3f"),
+            accuracy_text(run["metrics"]),
             _fmt(run["metrics"].get("epochs_run")),
             _plain(_data(run)),
             _plain(

@@ -1,0 +1,201 @@
+"""The verdict: intervals, the exact McNemar test and Holm against scipy; grouping; CLI output."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import run_main
+from scipy import stats
+
+import zoo
+from zoo.analysis.statistics import accuracy_interval, holm, mcnemar_exact, wilson_interval
+from zoo.analysis.verdict import Candidate, decide, sentences
+from zoo.runs.store import get_run
+
+# --- the statistics, each against an independent computation --------------------------------
+
+
+@pytest.mark.parametrize("successes,trials", [(0, 10), (3, 10), (10, 10), (2091, 2500), (1, 1)])
+def test_wilson_interval_matches_scipy(successes, trials):
+    expected = stats.binomtest(successes, trials).proportion_ci(0.95, method="wilson")
+    low, high = wilson_interval(successes, trials)
+    assert low == pytest.approx(expected.low, abs=1e-12)
+    assert high == pytest.approx(expected.high, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "b,c", [(0, 0), (0, 1), (5, 5), (106, 102), (120, 95), (0, 40), (731, 12), (3, 17)]
+)
+def test_mcnemar_exact_is_scipys_two_sided_binomial_test(b, c):
+    expected = stats.binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
+    assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_mcnemar_stays_exact_on_large_test_sets():
+    # 10,000 discordant pairs: float factorials overflow here; exact integers do not.
+    assert mcnemar_exact(4900, 5100) == pytest.approx(
+        stats.binomtest(4900, 10_000).pvalue, rel=1e-9
+    )
+
+
+def test_holm_matches_a_hand_computation():
+    # sorted p: 0.01 (x3 -> 0.03), 0.02 (x2 -> 0.04), 0.04 (x1 -> 0.04; monotone)
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == []
+
+
+def test_an_old_record_gets_its_interval_from_its_confusion_matrix():
+    metrics = {"accuracy": 0.75, "confusion_matrix": [[4, 1], [1, 2]]}
+    assert accuracy_interval(metrics) == pytest.approx(wilson_interval(6, 8))
+    assert accuracy_interval({"accuracy_ci": [0.1, 0.2]}) == (0.1, 0.2)
+    assert accuracy_interval({"accuracy": 0.5}) is None
+
+
+# --- grouping on constructed cases ------------------------------------------------------------
+
+
+def candidate(run_id, correct, speed=None, params=None):
+    return Candidate(run_id, f"net{run_id}", np.asarray(correct, bool), speed, params)
+
+
+def outcomes(right: int, total: int, rng) -> np.ndarray:
+    correct = np.zeros(total, bool)
+    correct[rng.choice(total, right, replace=False)] = True
+    return correct
+
+
+def test_a_clear_winner_stands_alone():
+    rng = np.random.default_rng(0)
+    strong = outcomes(900, 1000, rng)
+    weak = strong.copy()
+    weak[np.flatnonzero(strong)[:200]] = False  # the weak one loses 200 of the strong one's hits
+    verdict = decide([candidate(1, weak, speed=500), candidate(2, strong, speed=10)])
+    assert verdict.best == 2 and verdict.tied == [2] and verdict.worse == [1]
+    assert verdict.recommended == 2  # speed breaks ties only among the tied
+    assert verdict.pairs[0].b == 200 and verdict.pairs[0].c == 0
+
+
+def test_runs_that_differ_by_noise_are_tied_and_the_fastest_is_recommended():
+    base = np.ones(1000, bool)
+    base[:160] = False
+    second, third = base.copy(), base.copy()
+    second[[0, 1, 2]] = True  # three images only `second` gets right
+    second[[500, 501]] = False  # two only `base` gets right
+    third[[600, 601, 602, 603]] = False
+    runs = [candidate(1, base, 68, 3.4), candidate(2, second, 40, 4.5), candidate(3, third, 30, 6)]
+    verdict = decide(runs, prefer="speed")
+    assert verdict.best == 2
+    assert sorted(verdict.tied) == [1, 2, 3] and verdict.worse == []
+    assert verdict.recommended == 1
+    assert "fastest" in verdict.because and "smallest" in verdict.because
+    assert decide(runs, prefer="accuracy").recommended == 2
+    assert decide(runs, prefer="size").recommended == 1
+
+
+def test_holm_changes_a_decision():
+    # Each rival loses 9 of the best's images and wins 1: exact p = 0.0215, "worse" on its own.
+    # Three such comparisons at once: Holm multiplies the smallest by 3 (0.064), and all are tied.
+    best = np.ones(400, bool)
+    best[399] = False
+    rivals = []
+    for number in range(3):
+        rival = best.copy()
+        rival[number * 9 : number * 9 + 9] = False
+        rival[399] = True
+        rivals.append(candidate(number + 2, rival))
+    assert mcnemar_exact(9, 1) < 0.05 < 3 * mcnemar_exact(9, 1)
+    assert decide([candidate(1, best), rivals[0]]).worse == [2]
+    verdict = decide([candidate(1, best), *rivals])
+    assert all(pair.p < 0.05 and pair.p_adjusted >= 0.05 for pair in verdict.pairs)
+    assert verdict.worse == [] and sorted(verdict.tied) == [1, 2, 3, 4]
+
+
+def test_the_verdict_needs_two_runs_on_one_test_set():
+    with pytest.raises(ValueError):
+        decide([candidate(1, [True, False])])
+    with pytest.raises(ValueError):
+        decide([candidate(1, [True, False]), candidate(2, [True])])
+
+
+def test_sentences_name_the_tied_the_recommended_and_the_worse():
+    strong = np.ones(500, bool)
+    weak = strong.copy()
+    weak[:100] = False
+    verdict = decide(
+        [candidate(1, strong, 68, 3.4), candidate(2, strong, 20, 8), candidate(3, weak)]
+    )
+    text = sentences(verdict, {1: "lite0", 2: "lite2", 3: "scratch"})
+    assert (
+        text[0]
+        == "Tied for best (no significant difference at 0.05): lite0 (run 1), lite2 (run 2)."
+    )
+    assert text[1].startswith("Recommended: lite0 (run 1), the fastest of them (68 img/s)")
+    assert text[2] == "Significantly worse: scratch (run 3) (p < 1e-10)."
+
+
+# --- through the CLI, on tiny runs -------------------------------------------------------------
+
+
+def test_zoo_compare_ends_with_the_verdict(tiny_registry, tiny_images, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    runs = [
+        zoo.run(["tiny"], data=tiny_images, epochs=2, lr=0.05, seed=seed).results[0]
+        for seed in (1, 2)
+    ]
+    ids = [str(run.run_id) for run in runs]
+    code, out, err = run_main(["compare", *ids], capsys)
+    assert code == 0, err
+    assert " ±0." in out  # the interval beside each accuracy
+    assert "Recommended: tiny (run " in out
+
+    code, out, err = run_main(["compare", *ids, "--json", "--alpha", "0.01"], capsys)
+    assert code == 0, err
+    verdict = json.loads(out)["verdict"]
+    assert {"metric", "alpha", "test", "best", "tied", "worse", "recommended", "because"} <= set(
+        verdict
+    )
+    assert verdict["alpha"] == 0.01 and verdict["metric"] == "accuracy"
+    assert set(verdict["tied"]) | set(verdict["worse"]) == {int(i) for i in ids}
+    (pair,) = verdict["pairs"]
+    assert set(pair) == {"run", "vs", "b", "c", "p", "p_adjusted"}
+    # b and c, computed here from the stored probabilities
+    stored = [np.load(get_run(int(i))["artifacts"]["test_probabilities"]) for i in ids]
+    right = {int(i): s["probabilities"].argmax(1) == s["labels"] for i, s in zip(ids, stored)}
+    best, other = right[pair["vs"]], right[pair["run"]]
+    assert (pair["b"], pair["c"]) == (int((best & ~other).sum()), int((other & ~best).sum()))
+    record = get_run(int(ids[0]))
+    assert record["metrics"]["accuracy_ci"] == pytest.approx(
+        list(wilson_interval(int(right[int(ids[0])].sum()), len(right[int(ids[0])])))
+    )
+
+
+def test_runs_on_other_data_or_alone_get_one_line_and_the_table(
+    tiny_registry, tiny_images, tmp_path, capsys
+):
+    from conftest import write_image_folders
+
+    first = zoo.run(["tiny"], data=tiny_images, epochs=1).results[0]
+    other = write_image_folders(tmp_path / "other", {"train": 6, "test": 2}, seed=5)
+    second = zoo.run(["tiny"], data=other, epochs=1).results[0]
+    code, out, err = run_main(["compare", str(first.run_id), str(second.run_id)], capsys)
+    assert code == 0 and "Runs compared" in out
+    assert "no verdict: runs 1 and 2 were not evaluated on the same test images" in out
+    code, out, _ = run_main(["compare", str(first.run_id)], capsys)
+    assert code == 0 and "no verdict: it needs two or more finished runs" in out
+
+    third = zoo.run(["tiny"], data=tiny_images, epochs=1, seed=3).results[0]
+    path = get_run(third.run_id)["artifacts"]["test_probabilities"]
+    os.remove(path)
+    code, out, err = run_main(["compare", str(first.run_id), str(third.run_id)], capsys)
+    assert code == 0 and "has no stored test predictions" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args,message", [(["--alpha", "1.5"], "--alpha"), (["--prefer", "x"], "--prefer")]
+)
+def test_bad_verdict_options_are_one_line(args, message, capsys):
+    code, _, err = run_main(["compare", "1", *args], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

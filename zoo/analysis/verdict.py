@@ -1,0 +1,170 @@
+"""The verdict: which runs are tied for best on one test set, which are worse, which to take.
+
+Every run is compared with the most accurate one on the same test images by the exact McNemar
+test (only the images where the two disagree carry evidence), Holm-corrected over the
+comparisons. Runs not significantly worse are tied with the best; among them the recommendation
+goes to the fastest, the smallest or the most accurate (`prefer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from zoo.analysis.statistics import holm, mcnemar_exact, wilson_interval
+
+PREFERENCES = ("speed", "size", "accuracy")
+TEST = "exact McNemar test against the best run on the same test images, Holm-corrected"
+SEEDED_TEST = TEST + "; seeded runs compared by their seed-averaged probabilities"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One run as the verdict sees it: which test images it got right, and its costs."""
+
+    run_id: int
+    name: str
+    correct: np.ndarray  # bool, one per test image, in the test set's order
+    images_per_second: float | None = None
+    params_m: float | None = None
+    seeds: int = 1  # heads averaged into `correct` (--seeds)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
+
+
+@dataclass(frozen=True)
+class Pair:
+    run: int
+    vs: int  # the best run
+    b: int  # test images only the best got right
+    c: int  # test images only `run` got right
+    p: float
+    p_adjusted: float
+
+
+@dataclass
+class Verdict:
+    metric: str
+    alpha: float
+    test: str
+    prefer: str
+    best: int
+    tied: list[int]
+    worse: list[int]
+    recommended: int
+    because: str
+    pairs: list[Pair] = field(default_factory=list)
+    intervals: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+    def facts(self) -> dict:
+        """The verdict as JSON-ready data (`--json`, trackers)."""
+        facts = asdict(self)
+        facts["intervals"] = {str(run): list(ci) for run, ci in self.intervals.items()}
+        return facts
+
+
+def decide(candidates: list[Candidate], alpha: float = 0.05, prefer: str = "speed") -> Verdict:
+    """The verdict over runs that saw the same test images (same length, same order)."""
+    if len(candidates) < 2:
+        raise ValueError("a verdict needs at least two runs")
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be in (0, 1)")
+    if prefer not in PREFERENCES:
+        raise ValueError(f"prefer must be one of {', '.join(PREFERENCES)}")
+    if len({len(candidate.correct) for candidate in candidates}) != 1:
+        raise ValueError("the runs did not see the same number of test images")
+    best = max(candidates, key=lambda run: (run.accuracy, _preference(run, prefer), -run.run_id))
+    others = [run for run in candidates if run is not best]
+    pairs = _pairs(best, others)
+    worse = [pair.run for pair in pairs if pair.p_adjusted < alpha]
+    tied = [best] + [run for run in others if run.run_id not in worse]
+    recommended = max(tied, key=lambda run: (_preference(run, prefer), run.accuracy))
+    seeded = any(run.seeds > 1 for run in candidates)
+    return Verdict(
+        metric="accuracy",
+        alpha=alpha,
+        test=SEEDED_TEST if seeded else TEST,
+        prefer=prefer,
+        best=best.run_id,
+        tied=[run.run_id for run in tied],
+        worse=worse,
+        recommended=recommended.run_id,
+        because=_because(recommended, tied, prefer),
+        pairs=pairs,
+        intervals={run.run_id: _interval(run) for run in candidates},
+    )
+
+
+def _interval(run: Candidate) -> tuple[float, float]:
+    return wilson_interval(int(run.correct.sum()), len(run.correct))
+
+
+def _pairs(best: Candidate, others: list[Candidate]) -> list[Pair]:
+    counts = [
+        (int((best.correct & ~run.correct).sum()), int((run.correct & ~best.correct).sum()))
+        for run in others
+    ]
+    p_values = [mcnemar_exact(b, c) for b, c in counts]
+    adjusted = holm(p_values)
+    return [
+        Pair(run.run_id, best.run_id, b, c, p, p_adjusted)
+        for run, (b, c), p, p_adjusted in zip(others, counts, p_values, adjusted)
+    ]
+
+
+def _preference(run: Candidate, prefer: str) -> tuple:
+    """Larger is preferred; an unknown speed or size ranks last."""
+    speed = run.images_per_second if run.images_per_second is not None else -1.0
+    size = -run.params_m if run.params_m is not None else float("-inf")
+    if prefer == "speed":
+        return (speed, size)
+    if prefer == "size":
+        return (size, speed)
+    return (run.accuracy,)
+
+
+def _because(chosen: Candidate, tied: list[Candidate], prefer: str) -> str:
+    if len(tied) == 1:
+        return "it is significantly more accurate than every other run"
+    most_accurate = f"the most accurate of them ({chosen.accuracy:.3f})"
+    if prefer == "accuracy":
+        return most_accurate
+    speeds = [run.images_per_second for run in tied if run.images_per_second is not None]
+    sizes = [run.params_m for run in tied if run.params_m is not None]
+    reasons = []
+    if speeds and chosen.images_per_second == max(speeds):
+        reasons.append(f"the fastest of them ({chosen.images_per_second:.0f} img/s)")
+    if sizes and chosen.params_m == min(sizes):
+        reasons.append(f"the smallest ({chosen.params_m:.1f} M params)")
+    return " and ".join(reasons) or f"{most_accurate}; none has a measured speed or size"
+
+
+def format_p(p: float) -> str:
+    """`p < 1e-10` for vanishing p-values, else three significant figures."""
+    return "p < 1e-10" if p < 1e-10 else f"p = {p:.3g}"
+
+
+def sentences(verdict: Verdict, names: dict[int, str]) -> list[str]:
+    """The verdict in words, one sentence a line (plain text: the CLI renders it)."""
+    label = {run: f"{names[run]} (run {run})" for run in names}
+    adjusted = {pair.run: pair.p_adjusted for pair in verdict.pairs}
+    lines = []
+    if len(verdict.tied) > 1:
+        lines.append(
+            f"Tied for best (no significant difference at {verdict.alpha:g}): "
+            + ", ".join(label[run] for run in verdict.tied)
+            + "."
+        )
+    else:
+        lines.append(f"Best: {label[verdict.best]}, significantly better than the rest.")
+    lines.append(f"Recommended: {label[verdict.recommended]}, {verdict.because}.")
+    if verdict.worse:
+        lines.append(
+            "Significantly worse: "
+            + ", ".join(f"{label[run]} ({format_p(adjusted[run])})" for run in verdict.worse)
+            + "."
+        )
+    return lines

@@ -1,0 +1,115 @@
+"""The verdict over stored runs: their test predictions read back, checked to be on one test set.
+
+The statistics are zoo.analysis.verdict's; this module knows where runs keep their predictions
+(`test_probabilities.npz`) and which runs may be compared at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.analysis.verdict import Candidate, Verdict, decide
+from zoo.errors import UsageError
+from zoo.runs.artifacts import read_arrays
+from zoo.runs.compare_report import measured_speeds
+from zoo.runs.store import list_runs
+
+
+@dataclass
+class Judgement:
+    """A verdict, or why there is none; and the runs it left out, one line each."""
+
+    verdict: Verdict | None = None
+    names: dict[int, str] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)
+    refused: str | None = None
+
+
+def judge(records: list[dict[str, Any]], alpha: float = 0.05, prefer: str = "speed") -> Judgement:
+    """The verdict over the finished runs among `records`; a finished run without stored test
+    predictions is left out with a line saying so."""
+    judgement = Judgement()
+    candidates: list[Candidate] = []
+    labels_seen: np.ndarray | None = None
+    first: dict[str, Any] | None = None
+    speeds = _speeds(records)
+    for record in records:
+        if record["status"] != "ok":  # failed rows say so in every table; they have no predictions
+            continue
+        predicted = _predictions(record)
+        if isinstance(predicted, str):
+            judgement.left_out.append(predicted)
+            continue
+        probabilities, labels = predicted
+        if first is None:
+            first, labels_seen = record, labels
+        elif not _same_test_set(first, record, labels_seen, labels):
+            judgement.refused = (
+                f"no verdict: runs {first['id']} and {record['id']} were not evaluated on the same "
+                "test images (different data, split or classes); compare runs of one data set"
+            )
+            return judgement
+        candidates.append(_candidate(record, probabilities, labels, speeds))
+    if len(candidates) < 2:
+        judgement.refused = (
+            "no verdict: it needs two or more finished runs on the same test images"
+            + (f" (got {len(candidates)})" if candidates else "")
+        )
+        return judgement
+    judgement.verdict = decide(candidates, alpha=alpha, prefer=prefer)
+    judgement.names = {candidate.run_id: candidate.name for candidate in candidates}
+    return judgement
+
+
+def _predictions(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | str:
+    """The run's test probabilities and labels, or the one line saying why it has none."""
+    name = f"run {record['id']} ({record['backbone']})"
+    path = (record.get("artifacts") or {}).get("test_probabilities")
+    if not path or not Path(path).is_file():
+        return (
+            f"{name} has no stored test predictions (stored before zoo kept them, or its "
+            "folder was removed): left out of the verdict; run that backbone again"
+        )
+    try:
+        probabilities, labels = read_arrays(Path(path), ("probabilities", "labels"), record)
+    except UsageError as damaged:
+        return f"{damaged}: left out of the verdict"
+    return probabilities, labels
+
+
+def _same_test_set(
+    first: dict[str, Any], record: dict[str, Any], first_labels: np.ndarray, labels: np.ndarray
+) -> bool:
+    same_data = record.get("data_fingerprint") == first.get("data_fingerprint")
+    same_classes = record["metrics"].get("classes") == first["metrics"].get("classes")
+    return same_data and same_classes and np.array_equal(first_labels, labels)
+
+
+def _candidate(
+    record: dict[str, Any], probabilities: np.ndarray, labels: np.ndarray, speeds: dict
+) -> Candidate:
+    metrics = record["metrics"]
+    own_speed = metrics.get("images_per_second")
+    borrowed = speeds.get(record["backbone"], (None, None))[0]
+    return Candidate(
+        run_id=record["id"],
+        name=record["backbone"],
+        correct=probabilities.argmax(axis=1) == labels,
+        images_per_second=float(own_speed) if own_speed else borrowed,
+        params_m=metrics.get("params_m"),
+        seeds=int(metrics.get("seeds") or 1),
+    )
+
+
+def _speeds(records: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    """Speeds measured by earlier runs of the same backbones, for runs that found all cached."""
+    backbones = {record["backbone"] for record in records}
+    try:
+        earlier = [run for run in list_runs() if run["backbone"] in backbones]
+    except UsageError:  # a store that cannot be read lends no speeds; the verdict still stands
+        earlier = []
+    return measured_speeds(earlier)
