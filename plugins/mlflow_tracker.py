@@ -79,6 +79,41 @@ def log_run(run: dict[str, Any], client: Any = None) -> str:
         return _log_run(run, client or MlflowClient(tracking_uri=uri))
 
 
+def verdict_tags(verdict: dict[str, Any]) -> dict[int, dict[str, str]]:
+    """{zoo run id: tags}: best, recommended, tied or worse, with the adjusted p against the best."""
+    p_values = {pair["run"]: pair["p_adjusted"] for pair in verdict["pairs"]}
+    tags = {}
+    for run in verdict["tied"] + verdict["worse"]:
+        place = "worse" if run in verdict["worse"] else "tied"
+        place = "best" if run == verdict["best"] else place
+        tags[run] = {
+            "zoo.verdict": "recommended" if run == verdict["recommended"] else place,
+            "zoo.verdict_vs": str(verdict["best"]),
+            "zoo.verdict_p_adjusted": str(p_values.get(run, 1.0)),
+        }
+    return tags
+
+
+def tag_verdict(verdict: dict[str, Any], client: Any = None) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri()
+    with _one_at_a_time(uri):
+        client = client or MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(
+            os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+        )
+        if experiment is None:
+            return
+        for run, tags in verdict_tags(verdict).items():
+            found = client.search_runs(
+                [experiment.experiment_id], filter_string=f"tags.`zoo.run_id` = '{int(run)}'"
+            )
+            for logged in found:
+                for key, value in tags.items():
+                    client.set_tag(logged.info.run_id, key, value)
+
+
 def tracking_uri() -> str:
     """$MLFLOW_TRACKING_URI, or a SQLite store in ZOO_HOME (never the current folder)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{zoo_home() / 'mlflow.db'}"
@@ -176,3 +211,8 @@ if importlib.util.find_spec("mlflow") is not None:
     def run_finished(run):
         """Log the stored run to MLflow."""
         log_run(run)
+
+    @zoo.hookimpl
+    def verdict_reached(verdict):
+        """Tag each compared run in MLflow with its place in the verdict."""
+        tag_verdict(verdict)

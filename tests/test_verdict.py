@@ -199,3 +199,38 @@ def test_runs_on_other_data_or_alone_get_one_line_and_the_table(
 def test_bad_verdict_options_are_one_line(args, message, capsys):
     code, _, err = run_main(["compare", "1", *args], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_zoo_run_of_two_backbones_ends_with_the_verdict_and_tells_mlflow(
+    tmp_path, tiny_savedmodel, tiny_images, capsys, monkeypatch
+):
+    from conftest import registry_text
+
+    pytest.importorskip("mlflow")
+    registry = tmp_path / "registry.toml"
+    registry.write_text(
+        registry_text(str(tiny_savedmodel)) + registry_text(str(tiny_savedmodel), name="tiny2")
+    )
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+    store = (tmp_path / "tracking").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ["run", "tiny", "tiny2", "--data", str(tiny_images), "--epochs", "2", "--lr", "0.05"]
+    code, out, err = run_main([*args, "--prefer", "accuracy"], capsys)
+    assert code == 0, err
+    assert "Recommended: tiny" in out and "the most accurate of them" in out
+    code, out, err = run_main([*args, "--json"], capsys)
+    assert code == 0, err
+    verdict = json.loads(out)["verdict"]
+    assert sorted(verdict["tied"] + verdict["worse"]) == [3, 4]
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("zoo")
+    logged = {
+        int(found.data.tags["zoo.run_id"]): found.data.tags
+        for found in client.search_runs([experiment.experiment_id])
+    }
+    assert logged[verdict["recommended"]]["zoo.verdict"] == "recommended"
+    assert {logged[run]["zoo.verdict_vs"] for run in (3, 4)} == {str(verdict["best"])}

@@ -32,5 +32,10 @@ def run_finished(run):
 
 
 @hookspec
+def verdict_reached(verdict, runs):
+    """`zoo run` of several backbones reached a verdict (as `--json` shows it) over `runs`."""
+
+
+@hookspec
 def register_commands(cli):
     """Add commands to the typer app `cli`."""

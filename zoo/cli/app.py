@@ -426,13 +426,16 @@ def check_verdict_options(alpha: float, prefer: str) -> None:
 
 def _judge_after_run(summary, alpha: float, prefer: str):
     """The verdict over the runs of a command that trained two or more backbones."""
-    from zoo.runs.comparison import judge
+    from zoo.runs.comparison import announce, judge
     from zoo.runs.store import get_run
 
     if len(summary.results) < 2:
         return None
     stored = [get_run(result.run_id) for result in summary.results if result.ok and result.run_id]
-    return judge(stored, alpha=alpha, prefer=prefer)
+    judgement = judge(stored, alpha=alpha, prefer=prefer)
+    for problem in announce(judgement, stored):  # a tracker that fails is a warning only
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+    return judgement
 
 
 def _verdict_facts(judgement) -> dict | None:

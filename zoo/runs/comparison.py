@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from zoo.analysis.verdict import Candidate, Verdict, decide
+from zoo.catalog.plugins import load_plugins
 from zoo.errors import UsageError
 from zoo.runs.artifacts import read_arrays
 from zoo.runs.compare_report import measured_speeds
@@ -113,3 +114,15 @@ def _speeds(records: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
     except UsageError:  # a store that cannot be read lends no speeds; the verdict still stands
         earlier = []
     return measured_speeds(earlier)
+
+
+def announce(judgement: Judgement, records: list[dict[str, Any]]) -> list[str]:
+    """Hand a verdict to the plugins' verdict_reached hooks (trackers); returns their problems."""
+    plugins = load_plugins()
+    if judgement.verdict is None or not plugins.implementers("verdict_reached"):
+        return []
+    facts, problems = judgement.verdict.facts(), []
+    arguments = {"verdict": facts, "runs": records}
+    for _ in plugins.call_each("verdict_reached", lambda name: arguments, problems):
+        pass
+    return problems
