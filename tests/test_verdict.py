@@ -234,3 +234,39 @@ def test_zoo_run_of_two_backbones_ends_with_the_verdict_and_tells_mlflow(
     }
     assert logged[verdict["recommended"]]["zoo.verdict"] == "recommended"
     assert {logged[run]["zoo.verdict_vs"] for run in (3, 4)} == {str(verdict["best"])}
+
+
+def test_seeds_train_several_heads_on_the_cached_features(tiny_registry, tiny_images, capsys):
+    plain = zoo.run(["tiny"], data=tiny_images, epochs=3, lr=0.05, seed=7).results[0]
+    seeded = zoo.run(["tiny"], data=tiny_images, epochs=3, lr=0.05, seed=7, seeds=3).results[0]
+    assert seeded.ok, seeded.reason
+    assert seeded.computed_features == 0  # the extra heads cost no extraction
+    metrics = get_run(seeded.run_id)["metrics"]
+    assert metrics["accuracy"] == plain.metrics["accuracy"]  # the first head is the plain run's
+    accuracies = metrics["seed_accuracies"]
+    assert metrics["seeds"] == 3 and len(accuracies) == 3
+    assert accuracies[0] == metrics["accuracy"]
+    assert metrics["seed_accuracy_mean"] == pytest.approx(np.mean(accuracies))
+    assert metrics["seed_accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
+    averaged = np.load(get_run(seeded.run_id)["artifacts"]["seed_averaged_probabilities"])
+    right = averaged["probabilities"].argmax(1) == averaged["labels"]
+    assert metrics["seed_averaged_accuracy"] == pytest.approx(right.mean())
+
+    code, out, err = run_main(["compare", str(plain.run_id), str(seeded.run_id), "--json"], capsys)
+    assert code == 0, err
+    assert "seed-averaged" in json.loads(out)["verdict"]["test"]
+    code, out, _ = run_main(["compare", str(seeded.run_id)], capsys)
+    assert "3 heads (seeds)" in out.replace("\n", " ")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--seeds", "0"], "--seeds must be between"),
+        (["--seeds", "3", "--tune"], "--seeds and --tune"),
+        (["--seeds", "3", "--mode", "fine-tune"], "--seeds trains several heads"),
+    ],
+)
+def test_bad_seeds_are_one_line(args, message, tiny_registry, capsys):
+    code, _, err = run_main(["run", "tiny", *args], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

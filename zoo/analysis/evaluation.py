@@ -29,3 +29,17 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, classes: list[str]) 
         "confusion_matrix": confusion.tolist(),
         "test_images": int(len(labels)),
     }
+
+
+def seed_spread(probabilities: list[np.ndarray], labels: np.ndarray) -> dict:
+    """--seeds: each head's test accuracy, their mean and standard deviation (the head's own
+    noise, apart from the test set's), and the accuracy of the seed-averaged probabilities."""
+    accuracies = [float((each.argmax(axis=1) == labels).mean()) for each in probabilities]
+    average = np.mean(probabilities, axis=0)
+    return {
+        "seeds": len(probabilities),
+        "seed_accuracies": accuracies,
+        "seed_accuracy_mean": float(np.mean(accuracies)),
+        "seed_accuracy_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
+        "seed_averaged_accuracy": float((average.argmax(axis=1) == labels).mean()),
+    }

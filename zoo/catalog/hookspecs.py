@@ -28,7 +28,7 @@ def register_engines(register):
 
 @hookspec
 def run_finished(run):
-    """A run was stored; `run` is its record as `zoo compare --json` shows it (trackers)."""
+    """A run was stored; `run` is its record as `zoo compare --json` lists it (trackers)."""
 
 
 @hookspec

@@ -320,6 +320,12 @@ def run(
     augment_ops: str = typer.Option(
         "flip,crop,color", "--augment-ops", help="What a view draws: flip, crop, color."
     ),
+    seeds: int = typer.Option(
+        1,
+        "--seeds",
+        help="Frozen: train N heads (seeds seed, seed+1, ...) on the cached features and report "
+        "their spread; the verdict compares their averaged predictions.",
+    ),
     alpha: float = typer.Option(
         0.05, "--alpha", help="The verdict's significance level (Holm-corrected)."
     ),
@@ -356,6 +362,7 @@ def run(
         fine_tune_epochs=fine_tune_epochs,
         augment=augment,
         augment_ops=augment_ops,
+        seeds=seeds,
     )
     chosen = _filters(family, max_params, min_top1, input_size, pretrained_on, ready, search)
     check_verdict_options(alpha, prefer)

@@ -133,7 +133,7 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
     captions = [
         text(row)
         for row in rows
-        for text in (_tuned_text, _stages_text, _augmented_text, _joined_text)
+        for text in (_tuned_text, _stages_text, _augmented_text, _joined_text, _seeds_text)
     ]
     table.caption = "\n".join(filter(None, captions)) or None
     for row in rows:
@@ -255,6 +255,18 @@ def _tuned_text(row: dict[str, Any]) -> str | None:
         f"L2 {chosen['l2']:g}, label smoothing {chosen['label_smoothing']:g}, "
         f"dropout {chosen['dropout']:g}, {chosen['epochs']} epochs{_views_choice(chosen)} "
         f"(val acc {chosen['val_accuracy']:.3f}, best of {len(chosen['trials'])})"
+    )
+
+
+def _seeds_text(row: dict[str, Any]) -> str | None:
+    """--seeds: the head's own noise, beside the test set's interval in the table."""
+    metrics = row.get("metrics") or {}
+    if not isinstance(metrics.get("seeds"), int) or metrics["seeds"] < 2:
+        return None
+    return (
+        f"run {row.get('run_id')}: {metrics['seeds']} heads (seeds), test accuracy "
+        f"{metrics['seed_accuracy_mean']:.3f} mean, {metrics['seed_accuracy_std']:.3f} sd across "
+        f"heads; their averaged predictions {metrics['seed_averaged_accuracy']:.3f}"
     )
 
 

@@ -71,9 +71,11 @@ def save_artifacts(outcome: Any, run_folder: Path) -> dict[str, str]:
     return artifacts
 
 
-def save_probabilities(folder: Path, probabilities: np.ndarray, labels: np.ndarray) -> Path:
-    """The test set's predicted probabilities and true labels, for `zoo ensemble`."""
-    path = folder / "test_probabilities.npz"
+def save_probabilities(
+    folder: Path, probabilities: np.ndarray, labels: np.ndarray, name: str = "test_probabilities"
+) -> Path:
+    """The test set's predicted probabilities and true labels, for `zoo ensemble` and the verdict."""
+    path = folder / f"{name}.npz"
     np.savez(path, probabilities=probabilities.astype(np.float32), labels=labels)
     return path
 

@@ -69,7 +69,9 @@ def judge(records: list[dict[str, Any]], alpha: float = 0.05, prefer: str = "spe
 def _predictions(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | str:
     """The run's test probabilities and labels, or the one line saying why it has none."""
     name = f"run {record['id']} ({record['backbone']})"
-    path = (record.get("artifacts") or {}).get("test_probabilities")
+    stored = record.get("artifacts") or {}
+    # seeded runs are compared by their heads' averaged predictions
+    path = stored.get("seed_averaged_probabilities") or stored.get("test_probabilities")
     if not path or not Path(path).is_file():
         return (
             f"{name} has no stored test predictions (stored before zoo kept them, or its "

@@ -63,6 +63,8 @@ class Outcome:
     recorded: dict = field(
         default_factory=dict
     )  # settings the record keeps (augmentation, members)
+    # --seeds N: test probabilities of the N - 1 heads trained beside the saved one
+    other_seeds: list[np.ndarray] = field(default_factory=list)
 
 
 def _fit_settings(settings, mode: str, epochs: int | None = None) -> FitSettings:
@@ -407,6 +409,31 @@ def _fit_head(
     return head, history, log_dir, None
 
 
+def _other_seeds(parts: dict, num_classes: int, settings, checkpoint: Path) -> list[np.ndarray]:
+    """--seeds N: the test probabilities of N - 1 more heads trained on the same features with
+    seeds seed+1, seed+2...; they measure how much the head's training varies. The run keeps and
+    saves its first head; these heads are not saved and write no logs."""
+    from zoo.training.models import classifier_head
+
+    parts = _with_views(parts)
+    first = _fit_settings(settings, "feature-extraction")
+    probabilities = []
+    for offset in range(1, settings.seeds):
+        head = classifier_head(num_classes, parts["train"][0].shape[1])
+        fit(
+            head,
+            parts["train"],
+            parts["validation"],
+            num_classes,
+            replace(first, seed=settings.seed + offset),
+            checkpoint=checkpoint.with_name(f"seed-{offset}"),
+            log_dir=None,
+            eval_batch_size=FEATURE_BATCH,
+        )
+        probabilities.append(_predict_features(head, parts["test"][0]))
+    return probabilities
+
+
 def _frozen_outcome(
     extractors: list[_Extractor],
     dataset: Dataset,
@@ -428,13 +455,17 @@ def _frozen_outcome(
         parts, num_classes, name, settings, reporter, checkpoint
     )
     kernel, bias = head.get_layer("output_layer").get_weights()
+    test_probabilities = _predict_features(head, parts["test"][0])
+    other_seeds = []
+    if settings.seeds > 1:
+        other_seeds = _other_seeds(parts, num_classes, settings, checkpoint)
     computed = sum(x.computed for x in extractors)
     seconds = sum(x.seconds for x in extractors)
     outcome = Outcome(
         None,
         (kernel, bias),
         history,
-        _predict_features(head, parts["test"][0]),
+        test_probabilities,
         parts["test"][1],
         skipped,
         log_dir,
@@ -444,6 +475,7 @@ def _frozen_outcome(
         engine=" + ".join(x.engine.label for x in extractors),
         tuned=tuned,
         recorded=recorded,
+        other_seeds=other_seeds,
     )
     return outcome, (kernel, bias)
 

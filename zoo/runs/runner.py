@@ -74,6 +74,7 @@ class RunSettings:
     unfreeze: str | None = None  # all, N top layers, or a fraction of the layers
     fine_tune_epochs: int | None = None  # stage 2's epochs (None: --epochs)
     augment: int = 0  # frozen runs: augmented views of each training image (zoo.data.augment)
+    seeds: int = 1  # frozen runs: heads trained with seeds seed, seed+1, ... (the head's noise)
     augment_ops: str = ",".join(OPERATIONS)  # which operations a view draws, comma-separated
 
     def __post_init__(self) -> None:
@@ -119,6 +120,16 @@ class RunSettings:
                 not self.augment or (self.mode == "feature-extraction" and self.unfreeze is None),
                 "--augment caches views through a frozen backbone: drop --mode fine-tune "
                 "and --unfreeze",
+            ),
+            (1 <= self.seeds <= 100, "--seeds must be between 1 and 100"),
+            (
+                self.seeds == 1 or (self.mode == "feature-extraction" and self.unfreeze is None),
+                "--seeds trains several heads on a frozen backbone's cached features: drop "
+                "--mode fine-tune and --unfreeze",
+            ),
+            (
+                self.seeds == 1 or not self.tune,
+                "--seeds and --tune both train many heads: use one of them",
             ),
             (
                 not self.augment or self.ray is None,
@@ -551,6 +562,23 @@ def _warn_skipped(skipped: list[tuple[Path, str]], context: _Context) -> None:
         context.reporter.warning(describe_skipped(skipped))
 
 
+def _seeded(outcome, run_folder: Path, artifacts: dict[str, str]) -> dict[str, Any]:
+    """--seeds: the spread of the heads' accuracies; their averaged probabilities are kept for
+    the verdict, which compares seeded runs by them."""
+    import numpy as np
+
+    from zoo.analysis.evaluation import seed_spread
+    from zoo.runs.artifacts import save_probabilities
+
+    every = [outcome.test_probabilities, *outcome.other_seeds]
+    average = np.mean(every, axis=0)
+    path = save_probabilities(
+        run_folder, average, outcome.test_labels, "seed_averaged_probabilities"
+    )
+    artifacts["seed_averaged_probabilities"] = str(path)
+    return seed_spread(every, outcome.test_labels)
+
+
 def _finish(
     backbone: Backbone | Combination, mode: str, outcome, run_folder: Path, context: _Context
 ) -> RunResult:
@@ -560,6 +588,8 @@ def _finish(
 
     metrics = evaluate(outcome.test_probabilities, outcome.test_labels, context.dataset.classes)
     artifacts = save_artifacts(outcome, run_folder)
+    if outcome.other_seeds:
+        metrics.update(_seeded(outcome, run_folder, artifacts))
     return RunResult(
         backbone.name,
         "ok",
