@@ -39,11 +39,14 @@ def test_run_of_two_backbones_writes_a_report_that_chromium_shows(
     ids = [run["run_id"] for run in report["runs"]]
     for run_id, name in zip(ids, ("tiny", "wide")):
         assert f"#{run_id} {name}" in text
-    # Self-contained: three inlined PNGs, nothing fetched from anywhere.
-    assert len(re.findall(r'src="data:image/png;base64,', text)) == 3
+    # The verdict in words, with per-class differences against the recommended run.
+    assert '<div id="verdict">' in text and "Recommended: " in text
+    assert '<table id="class_differences">' in text
+    # Self-contained: four inlined PNGs (intervals first), nothing fetched from anywhere.
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 4
     assert not re.search(r"""(src|href)=["'](?!data:)""", text)
     assert "<script" not in text
-    for name in ("accuracy_vs_speed", "per_class_accuracy", "loss_curves"):
+    for name in ("accuracy_intervals", "accuracy_vs_speed", "per_class_accuracy", "loss_curves"):
         assert (Path(page).parent / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (.ci/run installs it): the page was not rendered")
@@ -99,6 +102,7 @@ def test_report_compare_on_demand_and_its_bad_input(two_backbones, tiny_images, 
     assert code == 0
     written = sorted(path.name for path in out_dir.iterdir())
     assert written == [
+        "accuracy_intervals.png",
         "accuracy_vs_speed.png",
         "compare.html",
         "loss_curves.png",

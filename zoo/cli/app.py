@@ -390,7 +390,7 @@ def run(
         engines=engines,
     )
     rows = [_result_row(result) for result in summary.results]
-    comparison = _compare_after_run(summary, reporter)
+    comparison = _compare_after_run(summary, reporter, alpha, prefer)
     judgement = _judge_after_run(summary, alpha, prefer)
     if as_json:
         print_json(
@@ -467,7 +467,7 @@ def print_judgement(judgement) -> None:
         out.print(escape(line), highlight=False)
 
 
-def _compare_after_run(summary, reporter):
+def _compare_after_run(summary, reporter, alpha: float, prefer: str):
     """The comparison report of a run of several backbones; a failure to draw it is a warning."""
     from zoo.runs.compare_report import compare_runs
 
@@ -475,7 +475,7 @@ def _compare_after_run(summary, reporter):
     if len(run_ids) < 2:
         return None
     try:
-        return compare_runs(run_ids)
+        return compare_runs(run_ids, alpha=alpha, prefer=prefer)
     except Exception as error:  # the runs are stored; the pictures can be drawn again later
         reporter.warning(
             f"could not write the comparison report ({error}); try `zoo report --compare`"

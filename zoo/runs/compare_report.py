@@ -18,8 +18,12 @@ import numpy as np
 
 from zoo.errors import UsageError
 from zoo.home import atomic_write_bytes, reports_dir
+from zoo.runs.comparison import Judgement, judge
 from zoo.runs.report import pyplot, tight_layout
+from zoo.runs.speeds import measured_speeds, speed_of
 from zoo.runs.store import data_name, get_run, list_runs
+from zoo.runs.verdict_report import STYLE as VERDICT_STYLE
+from zoo.runs.verdict_report import class_differences_html, intervals_figure, verdict_html
 
 PICTURES = ("accuracy_vs_speed", "per_class_accuracy", "loss_curves")
 
@@ -31,26 +35,15 @@ class Comparison:
     left_out: list[str] = field(default_factory=list)  # failed runs, one line each
 
 
-def measured_speeds(runs: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
-    """Each backbone's newest measured extraction speed: {backbone: (images/s, run id)}.
-
-    A run that found every feature cached measured nothing; the speed is the backbone's on this
-    machine, so the report borrows it from the newest run of the same backbone that did measure.
-    """
-    speeds: dict[str, tuple[float, int]] = {}
-    for run in sorted(runs, key=lambda run: run["id"], reverse=True):
-        speed = run["metrics"].get("images_per_second")
-        if speed and run["backbone"] not in speeds:
-            speeds[run["backbone"]] = (float(speed), run["id"])
-    return speeds
-
-
-def compare_runs(run_ids: list[int], folder: Path | None = None) -> Comparison:
+def compare_runs(
+    run_ids: list[int], folder: Path | None = None, alpha: float = 0.05, prefer: str = "speed"
+) -> Comparison:
     """The comparison of stored runs, into `folder` or $ZOO_HOME/reports/compare-<ids>/."""
     records = [get_run(run_id) for run_id in run_ids]
     backbones = {record["backbone"] for record in records}
     earlier = [run for run in list_runs() if run["backbone"] in backbones]
-    return write_comparison(records, folder or default_folder(run_ids), measured_speeds(earlier))
+    folder = folder or default_folder(run_ids)
+    return write_comparison(records, folder, measured_speeds(earlier), alpha=alpha, prefer=prefer)
 
 
 def default_folder(run_ids: list[int]) -> Path:
@@ -67,6 +60,8 @@ def write_comparison(
     records: list[dict[str, Any]],
     folder: Path,
     speeds: dict[str, tuple[float, int]] | None = None,
+    alpha: float = 0.05,
+    prefer: str = "speed",
 ) -> Comparison:
     """Write the PNGs and compare.html for these stored runs into `folder`.
 
@@ -81,24 +76,21 @@ def write_comparison(
     if not ok:
         raise UsageError("none of these runs succeeded: there is nothing to compare")
     speeds = speeds if speeds is not None else measured_speeds(ok)
+    judgement = judge(ok, alpha=alpha, prefer=prefer) if len(ok) > 1 else None
     drawn = {
         "accuracy_vs_speed": _accuracy_vs_speed(ok, speeds),
         "per_class_accuracy": _per_class_accuracy(ok),
         "loss_curves": _loss_curves(ok),
     }
+    if judgement and judgement.verdict:
+        drawn = {"accuracy_intervals": _png(intervals_figure(ok, judgement.verdict)), **drawn}
     pictures = []
     for name, png in drawn.items():
         pictures.append(folder / f"{name}.png")
         atomic_write_bytes(pictures[-1], png)
     page = folder / "compare.html"
-    atomic_write_bytes(page, _page(ok, left_out, speeds, drawn).encode())
+    atomic_write_bytes(page, _page(ok, left_out, speeds, drawn, judgement).encode())
     return Comparison(page, pictures, left_out)
-
-
-def _speed(record: dict[str, Any], speeds: dict) -> tuple[float, int] | None:
-    """(images/s, the run that measured it): the run's own, else its backbone's newest."""
-    own = record["metrics"].get("images_per_second")
-    return (float(own), record["id"]) if own else speeds.get(record["backbone"])
 
 
 def _label(record: dict[str, Any]) -> str:
@@ -119,7 +111,7 @@ def _accuracy_vs_speed(records: list[dict[str, Any]], speeds: dict) -> bytes:
     figure, axis = plt.subplots(figsize=(8, 5))
     unmeasured = []
     for index, record in enumerate(records):
-        speed = _speed(record, speeds)
+        speed = speed_of(record, speeds)
         if speed is None:
             unmeasured.append(_label(record))
             continue
@@ -204,7 +196,7 @@ def _cell(value: Any, spec: str) -> str:
 
 def _row(record: dict[str, Any], speeds: dict) -> str:
     metrics = record["metrics"]
-    speed = _speed(record, speeds)
+    speed = speed_of(record, speeds)
     if speed is None:
         speed_text = "-"
     elif speed[1] == record["id"]:
@@ -250,7 +242,13 @@ img { max-width: 100%; display: block; margin: 1em 0 2em; }
 """
 
 
-def _page(records: list[dict[str, Any]], left_out: list[str], speeds: dict, drawn: dict) -> str:
+def _page(
+    records: list[dict[str, Any]],
+    left_out: list[str],
+    speeds: dict,
+    drawn: dict,
+    judgement: Judgement | None = None,
+) -> str:
     title = "zoo: " + ", ".join(_label(record) for record in records)
     rows = "\n".join(_row(record, speeds) for record in records)
     notes = "".join(f'<p class="note">{html.escape(line)}</p>' for line in left_out)
@@ -261,12 +259,15 @@ def _page(records: list[dict[str, Any]], left_out: list[str], speeds: dict, draw
         for name, png in drawn.items()
     )
     made = datetime.datetime.now().isoformat(timespec="seconds")
+    verdict = verdict_html(judgement) if judgement else ""
+    if judgement and judgement.verdict:
+        verdict += "\n" + class_differences_html(records, judgement.verdict)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>{html.escape(title)}</title>
-<style>{STYLE}</style>
+<style>{STYLE}{VERDICT_STYLE}</style>
 </head>
 <body>
 <h1>Runs compared</h1>
@@ -277,6 +278,7 @@ a run whose features were all cached shows the speed measured by an earlier run.
 {rows}
 </table>
 {notes}
+{verdict}
 {images}
 </body>
 </html>

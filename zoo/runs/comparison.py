@@ -16,7 +16,7 @@ from zoo.analysis.verdict import Candidate, Verdict, decide
 from zoo.catalog.plugins import load_plugins
 from zoo.errors import UsageError
 from zoo.runs.artifacts import read_arrays
-from zoo.runs.compare_report import measured_speeds
+from zoo.runs.speeds import measured_speeds
 from zoo.runs.store import list_runs
 
 
