@@ -270,3 +270,15 @@ def test_seeds_train_several_heads_on_the_cached_features(tiny_registry, tiny_im
 def test_bad_seeds_are_one_line(args, message, tiny_registry, capsys):
     code, _, err = run_main(["run", "tiny", *args], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_speeds_within_the_tolerance_count_as_equal_and_size_decides():
+    same = np.ones(100, bool)
+    runs = [candidate(1, same, 30, 3.4), candidate(2, same, 27, 4.1), candidate(3, same, 33, 4.8)]
+    verdict = decide(runs)
+    assert verdict.recommended == 1  # 30 img/s is within 10% of 33: the smaller model wins
+    assert verdict.because == (
+        "as fast as the fastest within 10% (30 against 33 img/s) and the smallest (3.4 M params)"
+    )
+    runs[0] = candidate(1, same, 25, 3.4)  # now clearly slower
+    assert decide(runs).recommended == 3
