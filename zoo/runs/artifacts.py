@@ -16,13 +16,13 @@ import datetime
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zoo.errors import UsageError
+from zoo.errors import UsageError, ZooError
 from zoo.home import atomic_dir, pattern_free, runs_dir, zoo_home
 
 # Bump when the exported graph changes (export_classifier, or the model create_model builds):
@@ -86,6 +86,43 @@ def refuse_combined(record: dict[str, Any], verb: str) -> None:
             f"{len(members)} backbones, so it has no single model to {verb}; {verb} a run of "
             f"one member (`zoo run {members[0]}`), or `zoo ensemble` the members' own runs"
         )
+
+
+def saved_model_folder(record: dict[str, Any], verb: str) -> Path:
+    """The stored run's SavedModel folder; a one-line usage error when it has none to `verb`."""
+    refuse_combined(record, verb)
+    model_dir = record["artifacts"].get("model")
+    if record["status"] != "ok" or not model_dir or not Path(model_dir).is_dir():
+        raise UsageError(
+            f"run {record['id']} has no saved model; pick a successful run (`zoo runs`)"
+        )
+    return Path(model_dir)
+
+
+@contextlib.contextmanager
+def readable_saved_model(record: dict[str, Any], verb: str) -> Iterator[Path]:
+    """The run's SavedModel folder under a name TensorFlow never reads as a pattern: its
+    SavedModel reader and the TFLite converter glob the path (a ZOO_HOME named `a [1]`)."""
+    with pattern_free(saved_model_folder(record, verb)) as readable:
+        yield readable
+
+
+def load_serving(record: dict[str, Any], verb: str) -> Any:
+    """The stored run's `serving_default(pixels) -> probabilities`, what predict and export run.
+
+    A folder TensorFlow cannot load (missing variables, a damaged graph) is one line.
+    """
+    folder = saved_model_folder(record, verb)  # a usage error before TensorFlow loads
+    import tensorflow as tf
+
+    with pattern_free(folder) as readable:
+        try:
+            return tf.saved_model.load(str(readable)).signatures["serving_default"]
+        except Exception as error:  # whatever TensorFlow raises for a damaged folder
+            raise ZooError(
+                f"run {record['id']}'s saved model {record['artifacts']['model']} cannot be "
+                f"loaded ({type(error).__name__}); run that backbone again to get a new one"
+            ) from None
 
 
 def load_head(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -21,8 +21,6 @@ from zoo.home import atomic_write_bytes, reports_dir
 from zoo.runs.report import pyplot
 from zoo.runs.store import data_name, get_run, list_runs
 
-PICTURES = ("accuracy_vs_speed", "per_class_accuracy", "loss_curves")
-
 
 @dataclass
 class Comparison:
@@ -31,17 +29,37 @@ class Comparison:
     left_out: list[str] = field(default_factory=list)  # failed runs, one line each
 
 
-def measured_speeds(runs: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
-    """Each backbone's newest measured extraction speed: {backbone: (images/s, run id)}.
+SpeedKey = tuple[str, str | None]  # (backbone, its engines and precisions without versions)
+
+
+def speed_key(record: dict[str, Any]) -> SpeedKey:
+    """What a speed is measured for: the backbone through one engine at one precision.
+
+    An engine label reads `openvino 2026.4.1 bf16` (` + ` between a combination's members; a
+    cluster's adds ` on ray (N workers)`): the version is left out, the rest must match.
+    """
+    label = record["metrics"].get("engine")
+    if not label:
+        return record["backbone"], None
+    parts = []
+    for engine in label.split(" + "):
+        words = engine.split()
+        parts.append(" ".join(words[:1] + words[2:]))
+    return record["backbone"], " + ".join(parts)
+
+
+def measured_speeds(runs: list[dict[str, Any]]) -> dict[SpeedKey, tuple[float, int]]:
+    """Each speed key's newest measured extraction speed: {key: (images/s, run id)}.
 
     A run that found every feature cached measured nothing; the speed is the backbone's on this
-    machine, so the report borrows it from the newest run of the same backbone that did measure.
+    machine through that engine and precision, so the report borrows it from the newest run
+    with the same key that did measure.
     """
-    speeds: dict[str, tuple[float, int]] = {}
+    speeds: dict[SpeedKey, tuple[float, int]] = {}
     for run in sorted(runs, key=lambda run: run["id"], reverse=True):
         speed = run["metrics"].get("images_per_second")
-        if speed and run["backbone"] not in speeds:
-            speeds[run["backbone"]] = (float(speed), run["id"])
+        if speed and speed_key(run) not in speeds:
+            speeds[speed_key(run)] = (float(speed), run["id"])
     return speeds
 
 
@@ -66,11 +84,11 @@ def default_folder(run_ids: list[int]) -> Path:
 def write_comparison(
     records: list[dict[str, Any]],
     folder: Path,
-    speeds: dict[str, tuple[float, int]] | None = None,
+    speeds: dict[SpeedKey, tuple[float, int]] | None = None,
 ) -> Comparison:
     """Write the PNGs and compare.html for these stored runs into `folder`.
 
-    `speeds` lends each backbone's measured speed to its runs that measured none (all cached).
+    `speeds` lends each speed key's measured speed to its runs that measured none (all cached).
     """
     ok = [record for record in records if record["status"] == "ok"]
     left_out = [
@@ -96,9 +114,9 @@ def write_comparison(
 
 
 def _speed(record: dict[str, Any], speeds: dict) -> tuple[float, int] | None:
-    """(images/s, the run that measured it): the run's own, else its backbone's newest."""
+    """(images/s, the run that measured it): the run's own, else the newest of its speed key."""
     own = record["metrics"].get("images_per_second")
-    return (float(own), record["id"]) if own else speeds.get(record["backbone"])
+    return (float(own), record["id"]) if own else speeds.get(speed_key(record))
 
 
 def _label(record: dict[str, Any]) -> str:
@@ -271,7 +289,8 @@ def _page(records: list[dict[str, Any]], left_out: list[str], speeds: dict, draw
 <body>
 <h1>Runs compared</h1>
 <p class="note">Written by zoo on {made}. Speed: feature extraction on this machine;
-a run whose features were all cached shows the speed measured by an earlier run.</p>
+a run whose features were all cached shows the speed an earlier run measured with the same
+engine and precision.</p>
 <table>
 <tr>{"".join(f"<th>{header}</th>" for header in HEADERS)}</tr>
 {rows}

@@ -13,6 +13,7 @@ import shutil
 import socket
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from zoo.errors import DataError, StoreError, UsageError, ZooError
 from zoo.extraction.engines import PRECISIONS, Engines, load_engines
 from zoo.home import runs_dir
 from zoo.reporting import Reporter
+from zoo.runs.announce import announce
 from zoo.runs.artifacts import new_run_folder, save_artifacts
 from zoo.runs.store import get_run, keep_pending, referenced_run_folders, save_run
 from zoo.training.strategies import STRATEGIES, is_chief, make_strategy
@@ -211,6 +213,7 @@ class RunResult:
     tuned: dict[str, Any] | None = None  # --tune: the head settings chosen on validation
     stages: list[dict[str, Any]] | None = None  # --unfreeze: the head stage, the fine-tune stage
     recorded: dict[str, Any] = field(default_factory=dict)  # settings facts: augmentation, members
+    traceback: str | None = field(default=None, repr=False)  # a failed run's, for --debug
 
     @property
     def ok(self) -> bool:
@@ -382,6 +385,7 @@ def _run_and_store(backbone: Backbone | Combination, context: _Context) -> RunRe
         result = RunResult(
             backbone.name, "failed", mode, reason=reason.splitlines()[0] if reason else "failed"
         )
+        result.traceback = traceback.format_exc()  # `zoo --debug run` shows it; never stored
     result.seconds = time.perf_counter() - started
     result.params_m = backbone.params_m
     if not is_chief():  # a cluster's other workers train with the chief, which stores the run
@@ -402,7 +406,7 @@ def _run_and_store(backbone: Backbone | Combination, context: _Context) -> RunRe
         raise
     (run_folder / RUNNING_MARKER).unlink(missing_ok=True)
     if result.run_id is not None:
-        _announce(result.run_id, context.reporter)
+        announce(result.run_id, context.reporter.warning)
     return result
 
 
@@ -416,18 +420,6 @@ def _keep_pending(
             f"{backbone.name}: the run finished but was not stored: {error}; nor could it be "
             f"kept beside the store ({also.strerror or also}: {also.filename})"
         ) from None
-
-
-def _announce(run_id: int, reporter: Reporter) -> None:
-    """Tell the plugins' run_finished hooks (trackers); one that fails is a warning only."""
-    plugins = load_plugins()
-    if not plugins.implementers("run_finished"):
-        return
-    record, problems = get_run(run_id), []
-    for _ in plugins.call_each("run_finished", lambda name: {"run": record}, problems):
-        pass
-    for problem in problems:
-        reporter.warning(problem)
 
 
 def _record(
