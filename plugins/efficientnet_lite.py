@@ -30,8 +30,6 @@ import zoo
 from zoo.sources.torch_pickle import read_state_dict
 
 FEATURE_DIM = 1280  # the head width: fixed across the Lite family
-INPUT_SIZE = (224, 224)  # Lite0's; see VARIANTS for the others
-INPUT_RANGE = (-127 / 128, 1.0)  # images are fed as (x - 127) / 128 for x in 0..255
 NUM_CLASSES = 1000
 
 BN_EPSILON = 1e-3  # TF EfficientNet's value, which the ported weights were trained with

@@ -1,11 +1,17 @@
-"""The two ways a backbone is trained.
+"""The four ways a backbone is trained (the runner picks one per backbone).
 
-- feature extraction: frozen backbone, features computed once and cached, only the head trains;
-  several backbones (`zoo run a+b`) put their cached features side by side for one head, and
-  `--augment K` adds cached features of K augmented views of the training part's images;
-- end to end: fine-tuning a pretrained backbone (low learning rate), or a model with no
-  pretrained weights trained from scratch; images are decoded once per run into a file in the
-  run's folder and streamed from it a batch at a time, so memory does not grow with their number.
+- feature extraction (`feature_extraction`): frozen backbone, features computed once and cached,
+  only the head trains; `--augment K` adds cached features of K augmented views of the training
+  part's images;
+- combined (`combined`): several backbones (`zoo run a+b`) put their cached features side by side
+  for one head;
+- staged fine-tuning (`staged_fine_tune`, `--unfreeze`): the head trained on cached features, then
+  part of the backbone with it;
+- end to end (`end_to_end`): fine-tuning a pretrained backbone (low learning rate), or a model
+  with no pretrained weights trained from scratch.
+
+End to end, images are decoded once per run into a file in the run's folder and streamed from
+it a batch at a time, so memory does not grow with their number.
 """
 
 from __future__ import annotations
@@ -35,13 +41,19 @@ from zoo.home import tensorboard_root
 from zoo.reporting import Reporter
 from zoo.runs import artifacts
 from zoo.sources.hub import resolve
-from zoo.training.fit import FitSettings, batches, fit, tensorboard_dir
+from zoo.training.fit import FEATURE_BATCH, FitSettings, batches, fit, tensorboard_dir
 from zoo.training.strategies import cluster_failures_explained, make_strategy
 
-# The fastest of 16, 32, 64 and 128 for EfficientNet-Lite0 on a 2-core CPU (benchmarks/).
+# Images a frozen backbone extracts at a time, whatever the backbone, engine or device: the
+# fastest of 16, 32, 64 and 128 for EfficientNet-Lite0 on a 2-core CPU (docs/benchmarks.md; the
+# best moved between 16 and 64 from repeat to repeat, so the choice is flat there). On --ray it is
+# also what a worker is sent at a time and retries when it dies (two in flight per worker).
+# Larger batches may pay on a GPU; that is not measured, so 32 holds everywhere until it is.
 INFERENCE_BATCH = 32
-# Feature vectors are small: the head evaluates them in large batches.
-FEATURE_BATCH = 1024
+# End to end, images decoded, evaluated and predicted at a time: the default --batch-size, whose
+# activations training already holds in memory (docs/benchmarks.md: fine-tuning Lite0 at 32
+# peaks near 3.9 GB); a choice of memory, not tuned for speed.
+PIXEL_BATCH = 32
 
 
 @dataclass
@@ -518,7 +530,7 @@ def decode_to_scratch(
     """The images that decode, on disk in `folder`, with their indices; and the skipped ones."""
     with reporter.task(f"decoding ({name})", len(images)) as advance:
         decoded, good, failed = decode_to_disk(
-            images.paths, preprocessing, folder / f"{name}.u8", INFERENCE_BATCH, advance
+            images.paths, preprocessing, folder / f"{name}.u8", PIXEL_BATCH, advance
         )
     return (decoded, good), [(images.paths[i], reason) for i, reason in failed.items()]
 
@@ -569,7 +581,7 @@ def end_to_end(
                 settings,
                 reporter,
                 checkpoint,
-                eval_batch_size=INFERENCE_BATCH,
+                eval_batch_size=PIXEL_BATCH,
                 epochs=epochs,
             )
         test_images, test_labels = parts["test"]
@@ -723,7 +735,7 @@ def _warn_if_frozen(model: Any, backbone: Backbone, reporter: Reporter) -> None:
 
 def _predict_images(model: Any, images: Any, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Test probabilities by direct calls: each worker of a cluster computes them alone."""
-    test_batches = batches(images, labels, num_classes, INFERENCE_BATCH, shuffle_seed=None)
+    test_batches = batches(images, labels, num_classes, PIXEL_BATCH, shuffle_seed=None)
     chunks = [model(pixels, training=False).numpy() for pixels, _ in test_batches]
     return np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)
 

@@ -17,6 +17,10 @@ import numpy as np
 
 from zoo.home import pattern_free
 
+# Feature vectors are small and need no gradients to evaluate: the head predicts and validates
+# them in large batches.
+FEATURE_BATCH = 1024
+
 
 @dataclass
 class FitSettings:

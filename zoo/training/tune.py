@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.training.fit import FitSettings, fit
+from zoo.training.fit import FEATURE_BATCH, FitSettings, fit
 from zoo.training.models import classifier_head
 
 # The space searched; the untuned defaults (lr 3e-3, nothing else) are always a candidate.
@@ -92,7 +92,7 @@ def train_head(
         checkpoint=checkpoint,
         log_dir=log_dir,
         on_epoch=on_epoch,
-        eval_batch_size=1024,
+        eval_batch_size=FEATURE_BATCH,
     )
     return head, history
 
