@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 import zoo
+from zoo.catalog.handles import parse_handle
 from zoo.sources.torch_pickle import read_state_dict
 
 FEATURE_DIM = 1280  # the head width: fixed across the Lite family
@@ -334,7 +335,7 @@ def export_savedmodel(
 def register_backbones(registry, register):
     for entry in registry.for_plugin("efficientnet_lite"):
         # The handle names the variant: `zoo:efficientnet_lite1` is built from Lite1's weights.
-        variant = entry.fields["handle"].removeprefix("zoo:")
+        variant = parse_handle(entry.fields["handle"]).name
         build = functools.partial(export_savedmodel, name=variant)
         register(zoo.Backbone.from_entry(entry, build_savedmodel=build))
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from zoo.errors import UsageError, ZooError
 from zoo.home import atomic_dir, pattern_free, runs_dir, zoo_home
+from zoo.training.models import head_layer
 
 # Bump when the exported graph changes (export_classifier, or the model create_model builds):
 # templates of the old layout are then never reused.
@@ -146,7 +147,7 @@ def export_classifier(model: Any, folder: Path) -> None:
     import tensorflow as tf
 
     height, width = model.input_shape[1:3]
-    head = model.get_layer("output_layer")
+    head = head_layer(model)
     head_ids = {id(head.kernel), id(head.bias)}
     module = tf.Module()
     module.body_weights = [w for w in model.weights if id(w) not in head_ids]

@@ -42,6 +42,7 @@ from zoo.reporting import Reporter
 from zoo.runs import artifacts
 from zoo.sources.hub import resolve
 from zoo.training.fit import FEATURE_BATCH, FitSettings, batches, fit, tensorboard_dir
+from zoo.training.models import head_layer
 from zoo.training.strategies import cluster_failures_explained, make_strategy
 
 # Images a frozen backbone extracts at a time, whatever the backbone, engine or device: the
@@ -404,7 +405,7 @@ def _frozen_outcome(
     head, history, log_dir, tuned = _fit_head(
         parts, num_classes, name, settings, reporter, checkpoint
     )
-    kernel, bias = head.get_layer("output_layer").get_weights()
+    kernel, bias = head_layer(head).get_weights()
     computed = sum(x.computed for x in extractors)
     seconds = sum(x.seconds for x in extractors)
     outcome = Outcome(
@@ -444,7 +445,7 @@ def feature_extraction(
 
     def build_model():  # only for a new template; loads the backbone if extraction did not
         model = create_model(backbone, num_classes, layer=extractor.resolved.loaded_layer)
-        model.get_layer("output_layer").set_weights([kernel, bias])
+        head_layer(model).set_weights([kernel, bias])
         return model
 
     outcome.save_model = lambda folder: artifacts.save_with_head(
@@ -590,7 +591,7 @@ def end_to_end(
         shutil.rmtree(scratch, ignore_errors=True)
     return Outcome(
         lambda folder: artifacts.export_classifier(model, folder),
-        tuple(model.get_layer("output_layer").get_weights()),
+        tuple(head_layer(model).get_weights()),
         history,
         probabilities,
         test_labels,
@@ -629,7 +630,7 @@ def staged_fine_tune(
     def build(num_classes: int) -> Any:
         model = create_model(backbone, num_classes, layer=partly_trainable(layer, selection))
         try:
-            model.get_layer("output_layer").set_weights([kernel, bias])
+            head_layer(model).set_weights([kernel, bias])
         except ValueError:
             raise UsageError(
                 f"run {settings.head_from}'s head does not fit this backbone and data"
@@ -745,6 +746,6 @@ def _start_from_head(model: Any, run_id: int) -> None:
 
     kernel, bias = artifacts.load_head(get_run(run_id))
     try:
-        model.get_layer("output_layer").set_weights([kernel, bias])
+        head_layer(model).set_weights([kernel, bias])
     except ValueError:
         raise UsageError(f"run {run_id}'s head does not fit this backbone and data") from None

@@ -17,9 +17,9 @@ import tarfile
 import urllib.error
 import zlib
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from zoo.catalog.backbone import Backbone
+from zoo.catalog.handles import BUILT, BUILT_PREFIX, REMOTE, parse_handle
 from zoo.errors import BackboneUnavailable
 from zoo.home import atomic_dir, converted_dir, hub_cache_dir
 
@@ -32,16 +32,12 @@ def configure_hub_cache() -> None:
 
 
 def is_remote(handle: str) -> bool:
-    return handle.startswith(("http://", "https://"))
+    return parse_handle(handle).kind == REMOTE
 
 
 def local_path(handle: str) -> Path | None:
     """The folder a local handle (path or file:// URL) names; None for other handles."""
-    if handle.startswith("file://"):
-        return Path(unquote(urlparse(handle).path))
-    if handle.startswith(("/", "~")):
-        return Path(handle).expanduser()
-    return None
+    return parse_handle(handle).path
 
 
 def download_dir(handle: str) -> Path:
@@ -56,7 +52,7 @@ def built_dir(handle: str) -> Path:
     register directly.
     """
     root = converted_dir()
-    folder = root / handle.removeprefix("zoo:")
+    folder = root / handle.removeprefix(BUILT_PREFIX)
     if folder.parent != root or folder.name in ("", ".", ".."):
         raise BackboneUnavailable(
             f"handle {handle!r} names a folder outside {root}; use zoo:NAME with a plain name"
@@ -66,7 +62,7 @@ def built_dir(handle: str) -> Path:
 
 def cached_location(handle: str) -> Path | None:
     """The local folder holding `handle` right now, without touching the network."""
-    if handle.startswith("zoo:"):
+    if parse_handle(handle).kind == BUILT:
         try:
             folder = built_dir(handle)
         except BackboneUnavailable:  # not a plain name: never cached (building it says why)
@@ -85,7 +81,9 @@ def cached_folder(backbone: Backbone) -> Path | None:
 
 def is_ready(backbone: Backbone) -> bool:
     """Can this backbone be loaded with no network (cached, or built locally by its plugin)?"""
-    buildable = backbone.build_savedmodel is not None and backbone.handle.startswith("zoo:")
+    buildable = (
+        backbone.build_savedmodel is not None and parse_handle(backbone.handle).kind == BUILT
+    )
     return backbone.make_layer is not None or buildable or cached_folder(backbone) is not None
 
 
@@ -121,7 +119,7 @@ def forget(handle: str) -> None:
 
 
 def _fetch(backbone: Backbone, handle: str) -> Path:
-    if handle.startswith("zoo:"):
+    if parse_handle(handle).kind == BUILT:
         return _build(backbone, handle)
     if is_remote(handle):
         return _download(handle)

@@ -12,6 +12,15 @@ from zoo.catalog.backbone import Backbone
 from zoo.extraction import layers
 from zoo.training.recipe import HeadRecipe
 
+# The softmax layer's name in every model zoo builds: what saving, --head-from and the serving
+# templates find the trained head by (through `head_layer`).
+HEAD_LAYER = "output_layer"
+
+
+def head_layer(model: Any) -> Any:
+    """The softmax head of a model `classifier_head` or `create_model` built."""
+    return model.get_layer(HEAD_LAYER)
+
 
 def classifier_head(
     num_classes: int,
@@ -34,7 +43,7 @@ def classifier_head(
         activation="softmax",
         kernel_initializer=HeadRecipe.initializer(pretrained),
         kernel_regularizer=recipe.keras_regularizer(),
-        name="output_layer",
+        name=HEAD_LAYER,
     )
     if feature_dim is None:
         return dense
