@@ -171,3 +171,37 @@ def test_help_texts_lose_nothing_to_markup(command, capsys, monkeypatch):
         assert "Learning rate (default: 3e-3 for a head" in text
         assert "TensorBoard root (default: ZOO_HOME/tensorboard)." in text
         assert "(needs zoo[ray])" in text and "epochs of stage 2 (default: --epochs)" in text
+
+
+def test_settings_check_values_only_and_preflight_checks_this_machine(monkeypatch):
+    """Making or copying settings touches nothing; preflight answers what the machine lacks."""
+    import dataclasses
+    import importlib.util
+
+    from zoo.catalog.plugins import load_plugins
+    from zoo.errors import UsageError
+    from zoo.extraction.engines import load_engines
+    from zoo.runs import runner
+    from zoo.runs.settings import RunSettings
+
+    def no_store(run_id):
+        raise AssertionError("settings read the run store")
+
+    monkeypatch.setattr(runner, "get_run", no_store)
+    settings = RunSettings(mode="fine-tune", engine="onnx", head_from=999, ray="auto")
+    dataclasses.replace(settings, epochs=2)
+    with pytest.raises(UsageError, match="--epochs must be between"):
+        RunSettings(epochs=0)
+    engines = load_engines(load_plugins())
+    with pytest.raises(UsageError, match="unknown engine 'onnx'"):
+        runner.preflight(settings, engines)
+    monkeypatch.undo()
+    settings = dataclasses.replace(settings, engine="auto")
+    with pytest.raises(UsageError, match="no run with id 999"):
+        runner.preflight(settings, engines)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "ray" else find_spec(name)
+    )
+    with pytest.raises(UsageError, match="--ray needs Ray"):
+        runner.preflight(dataclasses.replace(settings, head_from=None), engines)

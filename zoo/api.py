@@ -15,7 +15,8 @@ from zoo.catalog.backbone import Backbone
 from zoo.catalog.plugins import Catalog, load_catalog
 from zoo.extraction.engines import Engines, load_engines
 from zoo.reporting import Reporter
-from zoo.runs.runner import RunSettings, RunSummary
+from zoo.runs.runner import RunSummary
+from zoo.runs.settings import RunSettings
 
 
 def list_backbones(registry: str | Path | None = None) -> list[dict[str, Any]]:
@@ -103,12 +104,14 @@ def run_backbones(
 ) -> RunSummary:
     from zoo.data.demo import demo_data_dir
     from zoo.data.folders import find_splits
+    from zoo.runs.runner import preflight
     from zoo.runs.runner import run as run_all
 
     if engines is None:
         engines = load_engines(catalog.plugins)
         for problem in engines.problems:
             (reporter or Reporter()).warning(problem)
+    preflight(settings, engines)  # what this machine has, before the selection and the data
     backbones = catalog.select(names, all_backbones, combine=True)
     settings.check_selection(backbones, all_backbones)
     if data is None and train is None and test is None:

@@ -233,7 +233,8 @@ def run(
     from zoo.cli.progress import RichReporter
     from zoo.extraction.engines import load_engines
     from zoo.reporting import Reporter
-    from zoo.runs.runner import RunSettings
+    from zoo.runs.runner import preflight
+    from zoo.runs.settings import RunSettings
 
     settings = RunSettings(
         epochs=epochs,
@@ -258,12 +259,13 @@ def run(
         augment_ops=augment_ops,
     )
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
+    engines = load_engines(loaded.plugins)
+    preflight(settings, engines)  # the settings against this machine (run_backbones again)
     settings.check_selection(loaded.select(names or [], all_backbones, combine=True), all_backbones)
     if data is not None or train is not None or test is not None:
         from zoo.data.folders import find_splits
 
         find_splits(data, train, test)  # a missing folder is a usage error, before TensorFlow
-    engines = load_engines(loaded.plugins)
     for problem in engines.problems:
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     reporter = Reporter() if as_json else RichReporter(err)

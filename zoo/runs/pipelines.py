@@ -40,6 +40,7 @@ from zoo.extraction.extract import Compute, Extraction, extract, local_compute
 from zoo.home import tensorboard_root
 from zoo.reporting import Reporter
 from zoo.runs import artifacts
+from zoo.runs.settings import RunSettings
 from zoo.sources.hub import resolve
 from zoo.training.fit import FEATURE_BATCH, FitSettings, batches, fit, tensorboard_dir
 from zoo.training.models import head_layer
@@ -78,7 +79,7 @@ class Outcome:
     )  # settings the record keeps (augmentation, members)
 
 
-def _fit_settings(settings, mode: str, epochs: int | None = None) -> FitSettings:
+def _fit_settings(settings: RunSettings, mode: str, epochs: int | None = None) -> FitSettings:
     return FitSettings(
         epochs=epochs or settings.epochs,
         batch_size=settings.batch_size,
@@ -88,7 +89,7 @@ def _fit_settings(settings, mode: str, epochs: int | None = None) -> FitSettings
     )
 
 
-def _log_dir(settings, backbone: Backbone) -> Path:
+def _log_dir(settings: RunSettings, backbone: Backbone) -> Path:
     return tensorboard_dir(
         settings.logdir or tensorboard_root(), settings.experiment or backbone.name
     )
@@ -100,7 +101,7 @@ def _train(
     num_classes: int,
     mode: str,
     backbone: Backbone,
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     eval_batch_size: int,
@@ -131,7 +132,9 @@ def _train(
     return history, log_dir
 
 
-def _check_readable(parts: dict[str, tuple], skipped: list[tuple[Path, str]], settings) -> None:
+def _check_readable(
+    parts: dict[str, tuple], skipped: list[tuple[Path, str]], settings: RunSettings
+) -> None:
     """Refuse unusable data before training starts, not after it has run (--max-bad)."""
     readable = {name: len(parts[name][1]) for name in ("train", "test")}
     check_readable(skipped, settings.max_bad, readable)
@@ -155,7 +158,9 @@ def _parts(
     }
 
 
-def _split(train_good: np.ndarray, dataset: Dataset, settings) -> tuple[np.ndarray, np.ndarray]:
+def _split(
+    train_good: np.ndarray, dataset: Dataset, settings: RunSettings
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions in `train_good` (the train images that decoded) of (fit, validation)."""
     labels = dataset.train.labels[train_good]
     names = [dataset.train.paths[i].name for i in train_good]
@@ -203,7 +208,9 @@ class _Extractor:
     view's suffix for augmented views). The engine starts only when some vector is missing: here,
     or as workers on the Ray cluster (--ray), which `close()` stops."""
 
-    def __init__(self, backbone: Backbone, settings, reporter: Reporter, engines: Engines):
+    def __init__(
+        self, backbone: Backbone, settings: RunSettings, reporter: Reporter, engines: Engines
+    ):
         self.backbone, self.settings = backbone, settings
         self.reporter, self.engines = reporter, engines
         self.resolved = ResolvedBackbone(backbone, resolve(backbone))
@@ -362,7 +369,12 @@ def _with_views(parts: dict) -> dict:
 
 
 def _fit_head(
-    parts: dict, num_classes: int, name: Any, settings, reporter: Reporter, checkpoint: Path
+    parts: dict,
+    num_classes: int,
+    name: Any,
+    settings: RunSettings,
+    reporter: Reporter,
+    checkpoint: Path,
 ) -> tuple[Any, dict[str, list[float]], Path, dict | None]:
     """A new softmax head on the features, tuned (--tune) or not: (head, history, logs, tuned)."""
     from zoo.training.models import classifier_head
@@ -389,7 +401,7 @@ def _frozen_outcome(
     extractors: list[_Extractor],
     dataset: Dataset,
     digests: dict[Path, str],
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     name: Any,
@@ -430,7 +442,7 @@ def feature_extraction(
     backbone: Backbone,
     dataset: Dataset,
     digests: dict[Path, str],
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     engines: Engines,
@@ -458,7 +470,7 @@ def combined(
     combination: Combination,
     dataset: Dataset,
     digests: dict[Path, str],
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     engines: Engines,
@@ -488,7 +500,7 @@ def _tuned_head(
     parts: dict,
     num_classes: int,
     backbone: Backbone,
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
 ) -> tuple[Any, dict[str, list[float]], Path, dict]:
@@ -540,7 +552,7 @@ def end_to_end(
     backbone: Backbone,
     mode: str,
     dataset: Dataset,
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     scratch: Path,
@@ -604,7 +616,7 @@ def staged_fine_tune(
     backbone: Backbone,
     dataset: Dataset,
     digests: dict[Path, str],
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     scratch: Path,
@@ -675,7 +687,7 @@ def staged_fine_tune(
 
 
 def _head_stage(
-    backbone, dataset, digests, settings, reporter, checkpoint, engines
+    backbone, dataset, digests, settings: RunSettings, reporter, checkpoint, engines
 ) -> tuple[dict, Outcome | None]:
     """Stage 1 of --unfreeze: the head trained on cached features, or the one --head-from names.
     Returns its facts (with "weights" and "history" for the caller to take) and its Outcome."""
