@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import zoo
+from zoo.catalog.handles import parse_handle
 
 if TYPE_CHECKING:  # NumPy loads only when a model is built: `zoo list` stays quick
     import numpy as np
 
 FEATURE_DIM = 1280  # the head width: fixed across the Lite family
-INPUT_SIZE = (224, 224)  # Lite0's; see VARIANTS for the others
-INPUT_RANGE = (-127 / 128, 1.0)  # images are fed as (x - 127) / 128 for x in 0..255
 NUM_CLASSES = 1000
 
 BN_EPSILON = 1e-3  # TF EfficientNet's value, which the ported weights were trained with
@@ -338,7 +337,7 @@ def export_savedmodel(
 def register_backbones(registry, register):
     for entry in registry.for_plugin("efficientnet_lite"):
         # The handle names the variant: `zoo:efficientnet_lite1` is built from Lite1's weights.
-        variant = entry.fields["handle"].removeprefix("zoo:")
+        variant = parse_handle(entry.fields["handle"]).name
         build = functools.partial(export_savedmodel, name=variant)
         register(zoo.Backbone.from_entry(entry, build_savedmodel=build))
 

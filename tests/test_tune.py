@@ -40,11 +40,9 @@ def separable(rows: int, seed: int, features: int = 16, classes: int = 3):
 def keras_steps(settings, batches, classes):
     """What `classifier_head` + `fit` do on these batches (no dropout): (head, its loss)."""
     import tensorflow as tf
-    import tf_keras as keras
 
     head = classifier_head(classes, batches[0][0].shape[1], l2=settings.l2)
-    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    cross_entropy = keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing)
+    optimizer, cross_entropy = settings.keras_optimizer(), settings.keras_loss()  # as fit compiles
 
     def loss(features, labels):  # what Keras reports as loss and val_loss
         one_hot = np.eye(classes, dtype=np.float32)[labels]
@@ -72,6 +70,30 @@ def test_the_batched_heads_train_as_keras_trains_each_head():
         np.testing.assert_allclose(heads.kernel[c], kernel, rtol=1e-3, atol=1e-5)
         np.testing.assert_allclose(heads.bias[c], bias, rtol=1e-3, atol=1e-5)
         assert np.isclose(watched[c], float(loss(features, labels)), rtol=1e-4)
+
+
+def test_both_paths_read_the_one_recipe(monkeypatch):
+    """Change Adam's constants in HeadRecipe alone: Keras and the NumPy heads still agree, and
+    their weights moved (so neither path keeps constants of its own)."""
+    from zoo.training.recipe import HeadRecipe
+
+    setting = HeadRecipe(1e-2, l2=0.05, label_smoothing=0.1)
+    features, labels = separable(64, seed=6)
+    batches = [(features[i : i + 32], labels[i : i + 32]) for i in (0, 32)] * 5
+
+    def numpy_kernel():
+        heads = tune.HeadBatch([setting], 16, 3)
+        for batch in batches:
+            heads.step(*batch, np.random.default_rng(0))
+        return heads.kernel[0]
+
+    usual = numpy_kernel()
+    monkeypatch.setattr(HeadRecipe, "BETA_1", 0.5)
+    monkeypatch.setattr(HeadRecipe, "EPSILON", 1e-2)
+    changed = numpy_kernel()
+    head, _ = keras_steps(setting, batches, 3)
+    np.testing.assert_allclose(changed, head.trainable_variables[0].numpy(), rtol=1e-3, atol=1e-5)
+    assert not np.allclose(changed, usual, rtol=1e-3, atol=1e-5)
 
 
 def test_dropout_drops_features_and_scales_the_rest_as_keras_does():

@@ -18,7 +18,8 @@ from zoo.reporting import Reporter
 
 if TYPE_CHECKING:  # imported where used: `zoo list` must not pay for NumPy and the runner
     from zoo.extraction.engines import Engines
-    from zoo.runs.runner import RunSettings, RunSummary
+    from zoo.runs.runner import RunSummary
+    from zoo.runs.settings import RunSettings
 
 
 def list_backbones(
@@ -135,12 +136,14 @@ def run_backbones(
     from zoo.data.demo import demo_data_dir
     from zoo.data.folders import find_splits
     from zoo.extraction.engines import load_engines
+    from zoo.runs.runner import preflight
     from zoo.runs.runner import run as run_all
 
     if engines is None:
         engines = load_engines(catalog.plugins)
         for problem in engines.problems:
             (reporter or Reporter()).warning(problem)
+    preflight(settings, engines)  # what this machine has, before the selection and the data
     backbones = catalog.select(names, all_backbones, combine=True)
     settings.check_selection(backbones, all_backbones)
     if data is None and train is None and test is None:

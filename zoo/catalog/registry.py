@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from zoo.catalog.handles import BUILT, parse_handle
 from zoo.catalog.preprocessing import CHANNEL_ORDERS, INTERPOLATIONS, preprocessing_problem
 from zoo.errors import RegistryError
 
@@ -23,7 +24,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
-HANDLE_PREFIXES = ("https://", "http://", "file://", "zoo:", "/", "~")
 
 
 # Bounds that keep every number convertible (TensorFlow shapes are 64-bit, pixels count).
@@ -244,9 +244,9 @@ def entry_problem(
             return f"field {field!r} must be {wanted}, got {table[field]!r}"
     for field in ("handle", "fallback_handles"):
         for handle in _as_list(table.get(field, [])):
-            built = handle.startswith("zoo:")
-            if not handle.startswith(HANDLE_PREFIXES) or (
-                built and not NAME_PATTERN.match(handle.removeprefix("zoo:"))
+            parsed = parse_handle(handle)
+            if parsed.kind is None or (
+                parsed.kind == BUILT and not NAME_PATTERN.match(parsed.name)
             ):
                 return (
                     f"field {field!r} has unsupported handle {handle!r}; use an "

@@ -262,7 +262,7 @@ def run(
     lr: float | None = typer.Option(
         None,
         "--lr",
-        help="Learning rate [default: 3e-3 for a head, 1e-3 from scratch, 1e-4 to fine-tune].",
+        help="Learning rate (default: 3e-3 for a head, 1e-3 from scratch, 1e-4 to fine-tune).",
     ),
     seed: int = typer.Option(42, "--seed", help="Seed for the validation split and training."),
     mode: str = typer.Option(
@@ -276,7 +276,7 @@ def run(
         50, "--max-bad", help="Most unreadable files to skip before refusing."
     ),
     logdir: Path | None = typer.Option(
-        None, "--logdir", help="TensorBoard root [default: ZOO_HOME/tensorboard]."
+        None, "--logdir", help="TensorBoard root (default: ZOO_HOME/tensorboard)."
     ),
     experiment: str | None = typer.Option(
         None, "--experiment", help="TensorBoard experiment name."
@@ -303,16 +303,16 @@ def run(
     ray: str | None = typer.Option(
         None,
         "--ray",
-        help="Extract features on a Ray cluster: HOST:PORT of its head, or auto (zoo[ray]).",
+        help="Extract features on a Ray cluster: HOST:PORT of its head, or auto (needs zoo\\[ray]).",
     ),
     unfreeze: str | None = typer.Option(
         None,
         "--unfreeze",
         help="Fine-tune in two stages: the head frozen, then all, the top N layers or a "
-        "fraction (0.25) of the backbone at --lr [1e-4].",
+        "fraction (0.25) of the backbone at --lr (default 1e-4).",
     ),
     fine_tune_epochs: int | None = typer.Option(
-        None, "--fine-tune-epochs", help="--unfreeze: epochs of stage 2 [default: --epochs]."
+        None, "--fine-tune-epochs", help="--unfreeze: epochs of stage 2 (default: --epochs)."
     ),
     augment: int = typer.Option(
         0, "--augment", help="Frozen: add K cached augmented views of each training image."
@@ -323,7 +323,7 @@ def run(
     seeds: int = typer.Option(
         1,
         "--seeds",
-        help="Frozen: train N heads (seeds seed, seed+1, ...) on the cached features and report "
+        help="Frozen: train N heads (seeds seed, seed+1 and on) on the cached features and report "
         "their spread; the verdict compares their averaged predictions.",
     ),
     alpha: float = typer.Option(
@@ -339,7 +339,8 @@ def run(
     from zoo.api import run_backbones
     from zoo.cli.progress import RichReporter, WarningsOnly
     from zoo.extraction.engines import load_engines
-    from zoo.runs.runner import RunSettings
+    from zoo.runs.runner import preflight
+    from zoo.runs.settings import RunSettings
 
     settings = RunSettings(
         epochs=epochs,
@@ -368,12 +369,13 @@ def run(
     check_verdict_options(alpha, prefer)
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
     names, all_backbones = _select(loaded, names, all_backbones, chosen, "run")
+    engines = load_engines(loaded.plugins)
+    preflight(settings, engines)  # the settings against this machine (run_backbones again)
     settings.check_selection(loaded.select(names, all_backbones, combine=True), all_backbones)
     if data is not None or train is not None or test is not None:
         from zoo.data.folders import find_splits
 
         find_splits(data, train, test)  # a missing folder is a usage error, before TensorFlow
-    engines = load_engines(loaded.plugins)
     for problem in engines.problems:
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     reporter = WarningsOnly(err) if as_json else RichReporter(err)
@@ -390,6 +392,10 @@ def run(
         engines=engines,
     )
     rows = [_result_row(result) for result in summary.results]
+    if Settings.debug:  # docs/errors.md: --debug shows where a failed backbone failed
+        for result in summary.results:
+            if result.traceback:
+                sys.stderr.write(f"{result.backbone}: {result.traceback}")
     comparison = _compare_after_run(summary, reporter, alpha, prefer)
     judgement = _judge_after_run(summary, alpha, prefer)
     if as_json:
@@ -506,7 +512,9 @@ def runs(
     data: str | None = typer.Option(
         None, "--data", help="Only runs on this data folder (name, path or fingerprint start)."
     ),
-    status: str | None = typer.Option(None, "--status", help="Only runs that are ok or failed."),
+    status: str | None = typer.Option(
+        None, "--status", help="Only runs that are ok, failed or damaged."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV (for spreadsheets)."),
 ) -> None:
@@ -587,7 +595,7 @@ def report(
     out_dir: Path | None = typer.Option(
         None,
         "--out",
-        help="Folder for the files [default: the run's report/, or ZOO_HOME/reports/].",
+        help="Folder for the files (default: the run's report/, or ZOO_HOME/reports/).",
     ),
 ) -> None:
     """A run's loss/accuracy curves and confusion matrix as PNGs; or, with --compare, several runs
@@ -613,7 +621,7 @@ def report(
 @app.command("tensorboard")
 def tensorboard_command(
     logdir: Path | None = typer.Option(
-        None, "--logdir", help="Log root [default: ZOO_HOME/tensorboard]."
+        None, "--logdir", help="Log root (default: ZOO_HOME/tensorboard)."
     ),
     port: int = typer.Option(6006, "--port", help="Port on 127.0.0.1."),
 ) -> None:
@@ -685,10 +693,11 @@ def ensemble_runs(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Average stored runs' test probabilities; stored as a run, compared with its members."""
+    from zoo.cli.progress import RichReporter
     from zoo.runs.ensemble import ensemble
     from zoo.runs.store import get_run
 
-    record = ensemble(run_ids)
+    record = ensemble(run_ids, RichReporter(err))  # a failing tracker's warning on stderr
     if as_json:
         print_json(record)
         return
@@ -703,10 +712,10 @@ def export(
     fmt: str = typer.Option("savedmodel", "--format", help="savedmodel or tflite."),
     quantize: str = typer.Option("none", "--quantize", help="TFLite: none, float16 or int8."),
     out_dir: Path | None = typer.Option(
-        None, "--out", help="Folder to create [default: the run's folder/export-FORMAT-QUANTIZE]."
+        None, "--out", help="Folder to create (default: the run's folder/export-FORMAT-QUANTIZE)."
     ),
     data: Path | None = typer.Option(
-        None, "--data", help="Folder with train/ and test/ [default: the run's own]."
+        None, "--data", help="Folder with train/ and test/ (default: the run's own)."
     ),
     limit: int | None = typer.Option(None, "--limit", help="Check at most this many test images."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),

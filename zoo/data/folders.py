@@ -1,10 +1,8 @@
-"""Image folders in, labelled file lists and decoded pixels out.
+"""Image folders in, labelled file lists out: the splits, their digests and fingerprint.
 
-A dataset is `train/<class>/*` and `test/<class>/*`; class names are the sub-folder names.
-Pixels are decoded with Pillow (JPEG, PNG, BMP, GIF and more; any mode: grayscale, RGBA, CMYK,
-palette, 16-bit), resized to the backbone's input size, and kept as raw 0..255 values: each model
-scales them to its own range. Files that cannot be decoded are skipped and reported, never a
-crash mid-epoch.
+A dataset is `train/<class>/*` and `test/<class>/*`; class names are the sub-folder names. Nothing
+is decoded here (zoo.data.decode does that); files that cannot be decoded are skipped and reported
+(`check_readable`, `describe_skipped`), never a crash mid-epoch.
 """
 
 from __future__ import annotations

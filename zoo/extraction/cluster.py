@@ -17,8 +17,10 @@ missing or doubled.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
+import shutil
 import socket
 import tarfile
 import tempfile
@@ -133,9 +135,7 @@ class FeatureWorker:
         from zoo.catalog.plugins import load_plugins
         from zoo.extraction.engines import load_engines
 
-        self.folder = Path(tempfile.mkdtemp(prefix="zoo-ray-model-"))
-        with tarfile.open(fileobj=io.BytesIO(model_archive)) as archive:
-            archive.extractall(self.folder, filter="data")
+        self.folder = unpacked_model(model_archive)
         local = replace(backbone, handle=str(self.folder), fallback_handles=())
         resolved = ResolvedBackbone(local, self.folder)
         engines = load_engines(load_plugins())
@@ -274,6 +274,29 @@ def _read_files(paths: list[Path], chunk: list[int]) -> tuple[list[tuple[int, by
         except OSError as error:
             unreadable[index] = f"cannot read it ({error.strerror or error})"
     return sent, unreadable
+
+
+def unpacked_model(model_archive: bytes) -> Path:
+    """The model unpacked into this node's temp folder, once per model (named by its digest).
+
+    A restarted actor, a second worker on the node or the next run of the backbone reuse it: a
+    killed actor runs no clean-up, so copies per actor would pile up in the node's temp folder.
+    """
+    digest = hashlib.sha256(model_archive).hexdigest()[:24]
+    folder = Path(tempfile.gettempdir()) / f"zoo-ray-model-{digest}"
+    if folder.is_dir():
+        return folder
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(model_archive)) as archive:
+            archive.extractall(scratch, filter="data")
+        os.rename(scratch, folder)  # whole or not at all
+    except OSError:
+        if not folder.is_dir():  # not an actor on this node that unpacked it first
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
 
 
 def _archive(folder: Path) -> bytes:

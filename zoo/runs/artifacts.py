@@ -17,14 +17,15 @@ import os
 import shutil
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zoo.errors import UsageError
+from zoo.errors import UsageError, ZooError
 from zoo.home import atomic_dir, pattern_free, runs_dir, zoo_home
+from zoo.training.models import head_layer
 
 # Bump when the exported graph changes (export_classifier, or the model create_model builds):
 # templates of the old layout are then never reused.
@@ -103,6 +104,44 @@ def refuse_ensemble(record: dict[str, Any], verb: str) -> None:
         )
 
 
+def saved_model_folder(record: dict[str, Any], verb: str) -> Path:
+    """The stored run's SavedModel folder; a one-line usage error when it has none to `verb`."""
+    refuse_ensemble(record, verb)
+    refuse_combined(record, verb)
+    model_dir = record["artifacts"].get("model")
+    if record["status"] != "ok" or not model_dir or not Path(model_dir).is_dir():
+        raise UsageError(
+            f"run {record['id']} has no saved model; pick a successful run (`zoo runs`)"
+        )
+    return Path(model_dir)
+
+
+@contextlib.contextmanager
+def readable_saved_model(record: dict[str, Any], verb: str) -> Iterator[Path]:
+    """The run's SavedModel folder under a name TensorFlow never reads as a pattern: its
+    SavedModel reader and the TFLite converter glob the path (a ZOO_HOME named `a [1]`)."""
+    with pattern_free(saved_model_folder(record, verb)) as readable:
+        yield readable
+
+
+def load_serving(record: dict[str, Any], verb: str) -> Any:
+    """The stored run's `serving_default(pixels) -> probabilities`, what predict and export run.
+
+    A folder TensorFlow cannot load (missing variables, a damaged graph) is one line.
+    """
+    folder = saved_model_folder(record, verb)  # a usage error before TensorFlow loads
+    import tensorflow as tf
+
+    with pattern_free(folder) as readable:
+        try:
+            return tf.saved_model.load(str(readable)).signatures["serving_default"]
+        except Exception as error:  # whatever TensorFlow raises for a damaged folder
+            raise ZooError(
+                f"run {record['id']}'s saved model {record['artifacts']['model']} cannot be "
+                f"loaded ({type(error).__name__}); run that backbone again to get a new one"
+            ) from None
+
+
 def load_head(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The (kernel, bias) a stored run trained, for `--head-from`."""
     head_path = record["artifacts"].get("head")
@@ -140,7 +179,7 @@ def export_classifier(model: Any, folder: Path) -> None:
     import tensorflow as tf
 
     height, width = model.input_shape[1:3]
-    head = model.get_layer("output_layer")
+    head = head_layer(model)
     head_ids = {id(head.kernel), id(head.bias)}
     module = tf.Module()
     module.body_weights = [w for w in model.weights if id(w) not in head_ids]

@@ -20,12 +20,10 @@ from zoo.errors import UsageError
 from zoo.home import atomic_write_bytes, reports_dir
 from zoo.runs.comparison import Judgement, judge
 from zoo.runs.report import pyplot, tight_layout
-from zoo.runs.speeds import measured_speeds, speed_of
+from zoo.runs.speeds import SpeedKey, measured_speeds, speed_of
 from zoo.runs.store import data_name, get_run, list_runs
 from zoo.runs.verdict_report import STYLE as VERDICT_STYLE
 from zoo.runs.verdict_report import class_differences_html, intervals_figure, verdict_html
-
-PICTURES = ("accuracy_vs_speed", "per_class_accuracy", "loss_curves")
 
 
 @dataclass
@@ -59,13 +57,13 @@ def default_folder(run_ids: list[int]) -> Path:
 def write_comparison(
     records: list[dict[str, Any]],
     folder: Path,
-    speeds: dict[str, tuple[float, int]] | None = None,
+    speeds: dict[SpeedKey, tuple[float, int]] | None = None,
     alpha: float = 0.05,
     prefer: str = "speed",
 ) -> Comparison:
     """Write the PNGs and compare.html for these stored runs into `folder`.
 
-    `speeds` lends each backbone's measured speed to its runs that measured none (all cached).
+    `speeds` lends each speed key's measured speed to its runs that measured none (all cached).
     """
     ok = [record for record in records if record["status"] == "ok"]
     left_out = [
@@ -272,7 +270,8 @@ def _page(
 <body>
 <h1>Runs compared</h1>
 <p class="note">Written by zoo on {made}. Speed: feature extraction on this machine;
-a run whose features were all cached shows the speed measured by an earlier run.</p>
+a run whose features were all cached shows the speed an earlier run measured with the same
+engine and precision.</p>
 <table>
 <tr>{"".join(f"<th>{header}</th>" for header in HEADERS)}</tr>
 {rows}

@@ -16,7 +16,7 @@ from zoo.analysis.verdict import Candidate, Verdict, decide
 from zoo.catalog.plugins import load_plugins
 from zoo.errors import UsageError
 from zoo.runs.artifacts import read_arrays
-from zoo.runs.speeds import measured_speeds
+from zoo.runs.speeds import measured_speeds, speed_of
 from zoo.runs.store import list_runs
 
 
@@ -96,13 +96,12 @@ def _candidate(
     record: dict[str, Any], probabilities: np.ndarray, labels: np.ndarray, speeds: dict
 ) -> Candidate:
     metrics = record["metrics"]
-    own_speed = metrics.get("images_per_second")
-    borrowed = speeds.get(record["backbone"], (None, None))[0]
+    speed = speed_of(record, speeds)
     return Candidate(
         run_id=record["id"],
         name=record["backbone"],
         correct=probabilities.argmax(axis=1) == labels,
-        images_per_second=float(own_speed) if own_speed else borrowed,
+        images_per_second=speed[0] if speed else None,
         params_m=metrics.get("params_m"),
         seeds=int(metrics.get("seeds") or 1),
     )

@@ -17,6 +17,8 @@ import numpy as np
 from zoo import __version__
 from zoo.analysis.evaluation import evaluate
 from zoo.errors import UsageError
+from zoo.reporting import Reporter
+from zoo.runs.announce import announce
 from zoo.runs.artifacts import read_arrays
 from zoo.runs.store import get_run, save_run
 
@@ -32,8 +34,11 @@ def _probabilities(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return probabilities, labels
 
 
-def ensemble(run_ids: list[int]) -> dict[str, Any]:
-    """Store the average of the runs' test probabilities as a new run; returns its record."""
+def ensemble(run_ids: list[int], reporter: Reporter | None = None) -> dict[str, Any]:
+    """Store the average of the runs' test probabilities as a new run; returns its record.
+
+    The trackers' `run_finished` hooks see it as they see any run (a failing one warns).
+    """
     if len(set(run_ids)) < 2:
         raise UsageError("an ensemble needs at least two different runs")
     records = [get_run(run_id) for run_id in dict.fromkeys(run_ids)]
@@ -62,10 +67,12 @@ def ensemble(run_ids: list[int]) -> dict[str, Any]:
         "reason": None,
         "settings": {"members": ids, "combine": "mean of test probabilities"},
         "data_fingerprint": first["data_fingerprint"],
+        "data": first.get("data"),  # the members' folder: `zoo runs --data NAME` finds it
         "metrics": {**metrics, "classes": first["metrics"]["classes"], "members": ids},
         "history": {},
         "artifacts": {},
         "versions": {"zoo": __version__},
     }
     record["id"] = save_run(record)
+    announce(record["id"], (reporter or Reporter()).warning)
     return record

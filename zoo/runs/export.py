@@ -32,7 +32,7 @@ from zoo.data.folders import control_characters, scan_folder
 from zoo.errors import DataError, UsageError
 from zoo.home import atomic_dir
 from zoo.reporting import Reporter
-from zoo.runs.artifacts import refuse_combined, refuse_ensemble
+from zoo.runs.artifacts import load_serving, readable_saved_model, saved_model_folder
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -94,13 +94,11 @@ def export_run(
     the test images checked.
     """
     check_options(fmt, quantize)
-    refuse_combined(record, "export")
-    refuse_ensemble(record, "export")
     _check_classes(record)
+    model_dir = saved_model_folder(record, "export")
     if out.exists():
         raise UsageError(f"{out} already exists; remove it or give another --out")
     reporter = reporter or Reporter()
-    model_dir = _model_dir(record)
     folders = data or {k: Path(v) for k, v in record["settings"].get("data", {}).items()}
     if fmt == "tflite" and not {"train", "test"} <= set(folders):
         raise UsageError(
@@ -119,7 +117,9 @@ def export_run(
             calibration = None
             if quantize == "int8":
                 calibration = _sample(folders["train"], preprocessing, record["settings"]["seed"])
-            (scratch / "model.tflite").write_bytes(_convert(model_dir, quantize, calibration))
+            with readable_saved_model(record, "export") as readable:
+                converted = _convert(readable, quantize, calibration)
+            (scratch / "model.tflite").write_bytes(converted)
             name = "model.tflite"
     _readable_by_all(out)
     model = out / name
@@ -129,7 +129,7 @@ def export_run(
         test = scan_folder(folders["test"]).paths[:limit]
         with reporter.task("checking against the SavedModel", len(test)) as advance:
             report.agreement, report.checked = top1_agreement(
-                model_dir, model, test, preprocessing, advance
+                load_serving(record, "export"), model, test, preprocessing, advance
             )
     return report
 
@@ -149,13 +149,6 @@ def _check_recorded_folders(record: dict[str, Any], folders: dict[str, Path]) ->
                 f"run {record['id']}'s {split} images are no longer at {folder}; give the data "
                 "folder (holding train/ and test/) with --data DIR"
             )
-
-
-def _model_dir(record: dict[str, Any]) -> Path:
-    model_dir = record["artifacts"].get("model")
-    if record["status"] != "ok" or not model_dir or not Path(model_dir).is_dir():
-        raise UsageError(f"run {record['id']} has no saved model; pick a successful run")
-    return Path(model_dir)
 
 
 def _geometry(record: dict[str, Any]) -> Preprocessing:
@@ -208,16 +201,15 @@ def _convert(model_dir: Path, quantize: str, calibration: list[np.ndarray] | Non
 
 
 def top1_agreement(
-    model_dir: Path,
+    serve: Any,
     tflite_file: Path,
     images: list[Path],
     preprocessing: Preprocessing,
     advance=lambda n: None,
 ) -> tuple[float, int]:
-    """(share of images where TFLite and the SavedModel agree on the top class, images)."""
+    """(share of images where TFLite and the SavedModel's `serve` agree on the top class, images)."""
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
     with _library_notes_hidden():
         interpreter = tf.lite.Interpreter(model_path=str(tflite_file))
         interpreter.allocate_tensors()

@@ -1,11 +1,17 @@
-"""The two ways a backbone is trained.
+"""The four ways a backbone is trained (the runner picks one per backbone).
 
-- feature extraction: frozen backbone, features computed once and cached, only the head trains;
-  several backbones (`zoo run a+b`) put their cached features side by side for one head, and
-  `--augment K` adds cached features of K augmented views of the training part's images;
-- end to end: fine-tuning a pretrained backbone (low learning rate), or a model with no
-  pretrained weights trained from scratch; images are decoded once per run into a file in the
-  run's folder and streamed from it a batch at a time, so memory does not grow with their number.
+- feature extraction (`feature_extraction`): frozen backbone, features computed once and cached,
+  only the head trains; `--augment K` adds cached features of K augmented views of the training
+  part's images;
+- combined (`combined`): several backbones (`zoo run a+b`) put their cached features side by side
+  for one head;
+- staged fine-tuning (`staged_fine_tune`, `--unfreeze`): the head trained on cached features, then
+  part of the backbone with it;
+- end to end (`end_to_end`): fine-tuning a pretrained backbone (low learning rate), or a model
+  with no pretrained weights trained from scratch.
+
+End to end, images are decoded once per run into a file in the run's folder and streamed from
+it a batch at a time, so memory does not grow with their number.
 """
 
 from __future__ import annotations
@@ -34,14 +40,22 @@ from zoo.extraction.extract import Compute, Extraction, extract, local_compute
 from zoo.home import tensorboard_root
 from zoo.reporting import Reporter
 from zoo.runs import artifacts
+from zoo.runs.settings import RunSettings
 from zoo.sources.hub import resolve
-from zoo.training.fit import FitSettings, batches, fit, tensorboard_dir
+from zoo.training.fit import FEATURE_BATCH, FitSettings, batches, fit, tensorboard_dir
+from zoo.training.models import head_layer
 from zoo.training.strategies import cluster_failures_explained, make_strategy
 
-# The fastest of 16, 32, 64 and 128 for EfficientNet-Lite0 on a 2-core CPU (benchmarks/).
+# Images a frozen backbone extracts at a time, whatever the backbone, engine or device: the
+# fastest of 16, 32, 64 and 128 for EfficientNet-Lite0 on a 2-core CPU (docs/benchmarks.md; the
+# best moved between 16 and 64 from repeat to repeat, so the choice is flat there). On --ray it is
+# also what a worker is sent at a time and retries when it dies (two in flight per worker).
+# Larger batches may pay on a GPU; that is not measured, so 32 holds everywhere until it is.
 INFERENCE_BATCH = 32
-# Feature vectors are small: the head evaluates them in large batches.
-FEATURE_BATCH = 1024
+# End to end, images decoded, evaluated and predicted at a time: the default --batch-size, whose
+# activations training already holds in memory (docs/benchmarks.md: fine-tuning Lite0 at 32
+# peaks near 3.9 GB); a choice of memory, not tuned for speed.
+PIXEL_BATCH = 32
 
 
 @dataclass
@@ -67,7 +81,7 @@ class Outcome:
     other_seeds: list[np.ndarray] = field(default_factory=list)
 
 
-def _fit_settings(settings, mode: str, epochs: int | None = None) -> FitSettings:
+def _fit_settings(settings: RunSettings, mode: str, epochs: int | None = None) -> FitSettings:
     return FitSettings(
         epochs=epochs or settings.epochs,
         batch_size=settings.batch_size,
@@ -77,7 +91,7 @@ def _fit_settings(settings, mode: str, epochs: int | None = None) -> FitSettings
     )
 
 
-def _log_dir(settings, backbone: Backbone) -> Path:
+def _log_dir(settings: RunSettings, backbone: Backbone) -> Path:
     return tensorboard_dir(
         settings.logdir or tensorboard_root(), settings.experiment or backbone.name
     )
@@ -89,7 +103,7 @@ def _train(
     num_classes: int,
     mode: str,
     backbone: Backbone,
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     eval_batch_size: int,
@@ -120,7 +134,9 @@ def _train(
     return history, log_dir
 
 
-def _check_readable(parts: dict[str, tuple], skipped: list[tuple[Path, str]], settings) -> None:
+def _check_readable(
+    parts: dict[str, tuple], skipped: list[tuple[Path, str]], settings: RunSettings
+) -> None:
     """Refuse unusable data before training starts, not after it has run (--max-bad)."""
     readable = {name: len(parts[name][1]) for name in ("train", "test")}
     check_readable(skipped, settings.max_bad, readable)
@@ -144,7 +160,9 @@ def _parts(
     }
 
 
-def _split(train_good: np.ndarray, dataset: Dataset, settings) -> tuple[np.ndarray, np.ndarray]:
+def _split(
+    train_good: np.ndarray, dataset: Dataset, settings: RunSettings
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions in `train_good` (the train images that decoded) of (fit, validation)."""
     labels = dataset.train.labels[train_good]
     names = [dataset.train.paths[i].name for i in train_good]
@@ -208,7 +226,9 @@ class _Extractor:
     view's suffix for augmented views). The engine starts only when some vector is missing: here,
     or as workers on the Ray cluster (--ray), which `close()` stops."""
 
-    def __init__(self, backbone: Backbone, settings, reporter: Reporter, engines: Engines):
+    def __init__(
+        self, backbone: Backbone, settings: RunSettings, reporter: Reporter, engines: Engines
+    ):
         self.backbone, self.settings = backbone, settings
         self.reporter, self.engines = reporter, engines
         self.resolved = ResolvedBackbone(backbone, resolve(backbone))
@@ -386,7 +406,12 @@ def _with_views(parts: dict) -> dict:
 
 
 def _fit_head(
-    parts: dict, num_classes: int, name: Any, settings, reporter: Reporter, checkpoint: Path
+    parts: dict,
+    num_classes: int,
+    name: Any,
+    settings: RunSettings,
+    reporter: Reporter,
+    checkpoint: Path,
 ) -> tuple[Any, dict[str, list[float]], Path, dict | None]:
     """A new softmax head on the features, tuned (--tune) or not: (head, history, logs, tuned)."""
     from zoo.training.models import classifier_head
@@ -438,7 +463,7 @@ def _frozen_outcome(
     extractors: list[_Extractor],
     dataset: Dataset,
     digests: dict[Path, str],
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     name: Any,
@@ -454,7 +479,7 @@ def _frozen_outcome(
     head, history, log_dir, tuned = _fit_head(
         parts, num_classes, name, settings, reporter, checkpoint
     )
-    kernel, bias = head.get_layer("output_layer").get_weights()
+    kernel, bias = head_layer(head).get_weights()
     test_probabilities = _predict_features(head, parts["test"][0])
     other_seeds = []
     if settings.seeds > 1:
@@ -484,7 +509,7 @@ def feature_extraction(
     backbone: Backbone,
     dataset: Dataset,
     digests: dict[Path, str],
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     engines: Engines,
@@ -499,7 +524,7 @@ def feature_extraction(
 
     def build_model():  # only for a new template; loads the backbone if extraction did not
         model = create_model(backbone, num_classes, layer=extractor.resolved.loaded_layer)
-        model.get_layer("output_layer").set_weights([kernel, bias])
+        head_layer(model).set_weights([kernel, bias])
         return model
 
     outcome.save_model = lambda folder: artifacts.save_with_head(
@@ -512,7 +537,7 @@ def combined(
     combination: Combination,
     dataset: Dataset,
     digests: dict[Path, str],
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     engines: Engines,
@@ -542,7 +567,7 @@ def _tuned_head(
     parts: dict,
     num_classes: int,
     backbone: Backbone,
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
 ) -> tuple[Any, dict[str, list[float]], Path, dict]:
@@ -585,7 +610,7 @@ def decode_to_scratch(
     """The images that decode, on disk in `folder`, with their indices; and the skipped ones."""
     with reporter.task(f"decoding ({name})", len(images)) as advance:
         decoded, good, failed = decode_to_disk(
-            images.paths, preprocessing, folder / f"{name}.u8", INFERENCE_BATCH, advance
+            images.paths, preprocessing, folder / f"{name}.u8", PIXEL_BATCH, advance
         )
     return (decoded, good), [(images.paths[i], reason) for i, reason in failed.items()]
 
@@ -594,7 +619,7 @@ def end_to_end(
     backbone: Backbone,
     mode: str,
     dataset: Dataset,
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     scratch: Path,
@@ -636,7 +661,7 @@ def end_to_end(
                 settings,
                 reporter,
                 checkpoint,
-                eval_batch_size=INFERENCE_BATCH,
+                eval_batch_size=PIXEL_BATCH,
                 epochs=epochs,
             )
         test_images, test_labels = parts["test"]
@@ -645,7 +670,7 @@ def end_to_end(
         shutil.rmtree(scratch, ignore_errors=True)
     return Outcome(
         lambda folder: artifacts.export_classifier(model, folder),
-        tuple(model.get_layer("output_layer").get_weights()),
+        tuple(head_layer(model).get_weights()),
         history,
         probabilities,
         test_labels,
@@ -658,7 +683,7 @@ def staged_fine_tune(
     backbone: Backbone,
     dataset: Dataset,
     digests: dict[Path, str],
-    settings,
+    settings: RunSettings,
     reporter: Reporter,
     checkpoint: Path,
     scratch: Path,
@@ -684,7 +709,7 @@ def staged_fine_tune(
     def build(num_classes: int) -> Any:
         model = create_model(backbone, num_classes, layer=partly_trainable(layer, selection))
         try:
-            model.get_layer("output_layer").set_weights([kernel, bias])
+            head_layer(model).set_weights([kernel, bias])
         except ValueError:
             raise UsageError(
                 f"run {settings.head_from}'s head does not fit this backbone and data"
@@ -729,7 +754,7 @@ def staged_fine_tune(
 
 
 def _head_stage(
-    backbone, dataset, digests, settings, reporter, checkpoint, engines
+    backbone, dataset, digests, settings: RunSettings, reporter, checkpoint, engines
 ) -> tuple[dict, Outcome | None]:
     """Stage 1 of --unfreeze: the head trained on cached features, or the one --head-from names.
     Returns its facts (with "weights" and "history" for the caller to take) and its Outcome."""
@@ -790,7 +815,7 @@ def _warn_if_frozen(model: Any, backbone: Backbone, reporter: Reporter) -> None:
 
 def _predict_images(model: Any, images: Any, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Test probabilities by direct calls: each worker of a cluster computes them alone."""
-    test_batches = batches(images, labels, num_classes, INFERENCE_BATCH, shuffle_seed=None)
+    test_batches = batches(images, labels, num_classes, PIXEL_BATCH, shuffle_seed=None)
     chunks = [model(pixels, training=False).numpy() for pixels, _ in test_batches]
     return np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)
 
@@ -800,6 +825,6 @@ def _start_from_head(model: Any, run_id: int) -> None:
 
     kernel, bias = artifacts.load_head(get_run(run_id))
     try:
-        model.get_layer("output_layer").set_weights([kernel, bias])
+        head_layer(model).set_weights([kernel, bias])
     except ValueError:
         raise UsageError(f"run {run_id}'s head does not fit this backbone and data") from None

@@ -9,30 +9,15 @@ import numpy as np
 
 from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import BadImage, load_pixels
-from zoo.errors import DataError, UsageError, ZooError
-from zoo.home import pattern_free
-from zoo.runs.artifacts import refuse_combined
+from zoo.errors import DataError
+from zoo.runs.artifacts import load_serving
 
 
 def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[dict[str, Any]]:
     """For each image: the top-k classes with probabilities."""
-    refuse_combined(record, "predict with")
     import tensorflow as tf
 
-    model_dir = record["artifacts"].get("model")
-    if record["status"] != "ok" or not model_dir or not Path(model_dir).is_dir():
-        raise UsageError(
-            f"run {record['id']} has no saved model; pick a successful run (`zoo runs`)"
-        )
-    try:
-        with pattern_free(Path(model_dir)) as readable:  # TensorFlow's reader globs the path
-            model = tf.saved_model.load(str(readable))
-        serve = model.signatures["serving_default"]
-    except Exception as error:  # missing variables, a damaged graph: whatever TensorFlow raises
-        raise ZooError(
-            f"run {record['id']}'s saved model {model_dir} cannot be loaded "
-            f"({type(error).__name__}); run that backbone again to get a new one"
-        ) from None
+    serve = load_serving(record, "predict with")
     preprocessing = _geometry(record, serve)
     classes = record["metrics"]["classes"]
     results = []

@@ -1,26 +1,41 @@
 """Extraction speeds of stored runs: a run that found every feature cached measured none, so it
-borrows the newest measured speed of the same backbone on this machine (report and verdict)."""
+borrows the newest speed measured on this machine for the same backbone, engine and precision
+(the comparison report and the verdict both use them)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+SpeedKey = tuple[str, str | None]  # (backbone, its engines and precisions without versions)
 
-def measured_speeds(runs: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
-    """Each backbone's newest measured extraction speed: {backbone: (images/s, run id)}.
 
-    A run that found every feature cached measured nothing; the speed is the backbone's on this
-    machine, so the report borrows it from the newest run of the same backbone that did measure.
+def speed_key(record: dict[str, Any]) -> SpeedKey:
+    """What a speed is measured for: the backbone through one engine at one precision.
+
+    An engine label reads `openvino 2026.4.1 bf16` (` + ` between a combination's members; a
+    cluster's adds ` on ray (N workers)`): the version is left out, the rest must match.
     """
-    speeds: dict[str, tuple[float, int]] = {}
+    label = record["metrics"].get("engine")
+    if not label:
+        return record["backbone"], None
+    parts = []
+    for engine in label.split(" + "):
+        words = engine.split()
+        parts.append(" ".join(words[:1] + words[2:]))
+    return record["backbone"], " + ".join(parts)
+
+
+def measured_speeds(runs: list[dict[str, Any]]) -> dict[SpeedKey, tuple[float, int]]:
+    """Each speed key's newest measured extraction speed: {key: (images/s, run id)}."""
+    speeds: dict[SpeedKey, tuple[float, int]] = {}
     for run in sorted(runs, key=lambda run: run["id"], reverse=True):
         speed = run["metrics"].get("images_per_second")
-        if speed and run["backbone"] not in speeds:
-            speeds[run["backbone"]] = (float(speed), run["id"])
+        if speed and speed_key(run) not in speeds:
+            speeds[speed_key(run)] = (float(speed), run["id"])
     return speeds
 
 
 def speed_of(record: dict[str, Any], speeds: dict) -> tuple[float, int] | None:
-    """(images/s, the run that measured it): the run's own, else its backbone's newest."""
+    """(images/s, the run that measured it): the run's own, else the newest of its speed key."""
     own = record["metrics"].get("images_per_second")
-    return (float(own), record["id"]) if own else speeds.get(record["backbone"])
+    return (float(own), record["id"]) if own else speeds.get(speed_key(record))

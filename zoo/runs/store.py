@@ -59,7 +59,8 @@ COLUMNS = (
     "versions",
 )
 REQUIRED_COLUMNS = ("created_at", "backbone", "mode", "status", *JSON_COLUMNS)
-STATUSES = ("ok", "failed")
+# What a run's status can be: ok and failed are written; damaged is read (a cell zoo cannot decode).
+STATUSES = ("ok", "failed", "damaged")
 # How long a write waits for another process's write transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
 IMPORT_BUSY_TIMEOUT_S = 1.0  # importing pending records is retried by the next command
@@ -362,7 +363,7 @@ def list_runs(
     if backbone is not None:
         conditions.append("backbone = ?")
         values.append(backbone)
-    if status is not None:
+    if status is not None and status != "damaged":  # damaged is found decoding, not stored
         conditions.append("status = ?")
         values.append(status)
     if data is not None:
@@ -375,11 +376,14 @@ def list_runs(
     if conditions:
         query += " WHERE " + " AND ".join(conditions)
     query += " ORDER BY id DESC"
-    if limit is not None:
+    if limit is not None and status is None:
         query += " LIMIT ?"
         values.append(min(limit, LARGEST_RUN_ID))
     with _opened(path) as connection:
-        return [_decode(row, path.parent) for row in connection.execute(query, values)]
+        records = [_decode(row, path.parent) for row in connection.execute(query, values)]
+    if status is not None:  # a row stored ok or failed may decode as damaged
+        records = [record for record in records if record["status"] == status][:limit]
+    return records
 
 
 def stored_values(column: str, path: Path | None = None) -> list[str]:

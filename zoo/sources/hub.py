@@ -18,9 +18,9 @@ import tarfile
 import urllib.error
 import zlib
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from zoo.catalog.backbone import Backbone
+from zoo.catalog.handles import BUILT, BUILT_PREFIX, REMOTE, parse_handle
 from zoo.errors import BackboneUnavailable
 from zoo.home import atomic_dir, converted_dir, hub_cache_dir
 
@@ -34,16 +34,12 @@ def configure_hub_cache() -> None:
 
 
 def is_remote(handle: str) -> bool:
-    return handle.startswith(("http://", "https://"))
+    return parse_handle(handle).kind == REMOTE
 
 
 def local_path(handle: str) -> Path | None:
     """The folder a local handle (path or file:// URL) names; None for other handles."""
-    if handle.startswith("file://"):
-        return Path(unquote(urlparse(handle).path))
-    if handle.startswith(("/", "~")):
-        return Path(handle).expanduser()
-    return None
+    return parse_handle(handle).path
 
 
 def download_dir(handle: str) -> Path:
@@ -58,7 +54,7 @@ def built_dir(handle: str) -> Path:
     register directly.
     """
     root = converted_dir()
-    folder = root / handle.removeprefix("zoo:")
+    folder = root / handle.removeprefix(BUILT_PREFIX)
     if folder.parent != root or folder.name in ("", ".", ".."):
         raise BackboneUnavailable(
             f"handle {handle!r} names a folder outside {root}; use zoo:NAME with a plain name"
@@ -68,7 +64,7 @@ def built_dir(handle: str) -> Path:
 
 def cached_location(handle: str) -> Path | None:
     """The local folder holding `handle` right now, without touching the network."""
-    if handle.startswith("zoo:"):
+    if parse_handle(handle).kind == BUILT:
         try:
             folder = built_dir(handle)
         except BackboneUnavailable:  # not a plain name: never cached (building it says why)
@@ -108,7 +104,7 @@ def build_identity(backbone: Backbone) -> str:
 
 
 def _stale_build(backbone: Backbone, handle: str, folder: Path) -> bool:
-    if not handle.startswith("zoo:") or backbone.build_savedmodel is None:
+    if parse_handle(handle).kind != BUILT or backbone.build_savedmodel is None:
         return False
     try:
         built_by = (folder / BUILD_STAMP).read_text(encoding="utf-8")
@@ -135,7 +131,7 @@ def resolve(backbone: Backbone) -> Path:
             return _fetch(backbone, handle)
         except BackboneUnavailable as error:
             reasons.append(str(error))
-    if backbone.handle.startswith("zoo:") and backbone.build_savedmodel is None:
+    if parse_handle(backbone.handle).kind == BUILT and backbone.build_savedmodel is None:
         fix = (  # no network would help: only the plugin can build it
             f"plugin {backbone.plugin!r} must pass build_savedmodel= to zoo.Backbone for a zoo: "
             "handle (docs/plugins.md), or set the handle to a local SavedModel folder"
@@ -161,7 +157,7 @@ def forget(handle: str) -> None:
 
 
 def _fetch(backbone: Backbone, handle: str) -> Path:
-    if handle.startswith("zoo:"):
+    if parse_handle(handle).kind == BUILT:
         return _build(backbone, handle)
     if is_remote(handle):
         return _download(handle)
@@ -170,7 +166,7 @@ def _fetch(backbone: Backbone, handle: str) -> Path:
 
 def is_built(backbone: Backbone) -> bool:
     """Does the backbone's plugin build its SavedModel (a `zoo:NAME` handle)?"""
-    return backbone.build_savedmodel is not None and backbone.handle.startswith("zoo:")
+    return backbone.build_savedmodel is not None and parse_handle(backbone.handle).kind == BUILT
 
 
 def build(backbone: Backbone) -> Path:

@@ -1,6 +1,7 @@
 """Fitting: the softmax head on cached features, or a whole model end to end.
 
-Adam + categorical cross-entropy, as in the classic recipe. Early stopping and checkpoint
+Adam + categorical cross-entropy, as in the classic recipe (zoo.training.recipe holds its
+constants, which --tune's NumPy heads read too). Early stopping and checkpoint
 selection watch the validation split, never the test set.
 """
 
@@ -16,6 +17,11 @@ from typing import Any
 import numpy as np
 
 from zoo.home import pattern_free
+from zoo.training.recipe import HeadRecipe
+
+# Feature vectors are small and need no gradients to evaluate: the head predicts and validates
+# them in large batches.
+FEATURE_BATCH = 1024
 
 
 @dataclass
@@ -143,10 +149,9 @@ def fit(
     import tf_keras as keras
 
     keras.utils.set_random_seed(settings.seed)
+    recipe = HeadRecipe(settings.learning_rate, label_smoothing=settings.label_smoothing)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing),
-        metrics=["accuracy"],
+        optimizer=recipe.keras_optimizer(), loss=recipe.keras_loss(), metrics=["accuracy"]
     )
     has_validation = len(validation[1]) > 0
     with pattern_free(checkpoint) as checkpoint_alias:  # Keras formats it, TensorFlow globs it

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from zoo.training.fit import FitSettings, fit
+from zoo.training.fit import FEATURE_BATCH, FitSettings, fit
 from zoo.training.models import classifier_head
+from zoo.training.recipe import HeadRecipe, l2_gradient, l2_penalty, smoothed_targets
 
 # The space searched; the untuned defaults (lr 3e-3, nothing else) are always a candidate.
 SEARCH_SPACE = {
@@ -31,12 +32,7 @@ CANDIDATES = 8  # the defaults plus 7 seeded draws: each costs about one warm he
 MAX_EPOCHS = 30  # early stopping (--patience) picks the epoch count below this
 
 
-@dataclass(frozen=True)
-class HeadSettings:
-    learning_rate: float
-    l2: float = 0.0
-    label_smoothing: float = 0.0
-    dropout: float = 0.0
+HeadSettings = HeadRecipe  # a candidate of the search is a recipe's settings
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,7 @@ def train_head(
         checkpoint=checkpoint,
         log_dir=log_dir,
         on_epoch=on_epoch,
-        eval_batch_size=1024,
+        eval_batch_size=FEATURE_BATCH,
     )
     return head, history
 
@@ -137,12 +133,10 @@ class HeadBatch:
 
     One [candidates, features, classes] kernel and hand-written gradients in NumPy: a Keras
     `fit` per candidate spent seconds in per-epoch overhead for a fraction of a second of
-    arithmetic. Each head is what `classifier_head` builds and `fit` trains: zero initial
-    weights, dropout on the features, L2 on the kernel, label smoothing, Adam (Keras's defaults),
-    early stopping on validation loss (patience, best weights kept).
+    arithmetic. Each head is what `classifier_head` builds and `fit` trains, as HeadRecipe
+    describes: its initial kernel, dropout on the features, its L2 form and label smoothing, Adam
+    with its constants; early stopping on validation loss (patience, best weights kept).
     """
-
-    beta_1, beta_2, epsilon = 0.9, 0.999, 1e-7  # tf_keras Adam's defaults
 
     def __init__(self, settings: list[HeadSettings], feature_dim: int, num_classes: int):
         self.settings = settings
@@ -150,8 +144,8 @@ class HeadBatch:
         self.smoothing = _column(settings, "label_smoothing")
         self.dropout = _column(settings, "dropout")
         shape = (len(settings), feature_dim, num_classes)
-        self.kernel = np.zeros(shape, np.float32)
-        self.bias = np.zeros((len(settings), num_classes), np.float32)
+        self.kernel = HeadRecipe.initial_kernel(shape)
+        self.bias = np.zeros((len(settings), num_classes), np.float32)  # Keras's Dense bias
         self._moments = [np.zeros_like(w) for w in (self.kernel, self.bias) for _ in (0, 1)]
         self._steps = 0
 
@@ -166,7 +160,7 @@ class HeadBatch:
             log_p = _log_softmax(features @ self.kernel[c] + self.bias[c])
             picked, smoothing = log_p[rows, labels], self.smoothing[c]
             smoothed = (1 - smoothing) * picked + smoothing * log_p.mean(axis=1)
-            penalty = self.l2[c] * np.sum(np.square(self.kernel[c]))
+            penalty = l2_penalty(self.l2[c], self.kernel[c])
             accuracy = np.mean(np.argmax(log_p, axis=1) == labels)
             scores[:, c] = -smoothed.mean() + penalty, -picked.mean(), accuracy
         return scores[0], scores[1], scores[2]
@@ -179,7 +173,7 @@ class HeadBatch:
         logits = inputs @ self.kernel + self.bias[:, None]  # matmul, not einsum: BLAS
         error = (_softmax(logits) - self._targets(labels)) / len(labels)  # d loss / d logits
         kernel_gradient = inputs.transpose(0, 2, 1) @ error
-        kernel_gradient += 2 * self.l2[:, None, None] * self.kernel
+        kernel_gradient += l2_gradient(self.l2, self.kernel)
         self._adam([kernel_gradient, error.sum(axis=1)])
 
     def train(
@@ -220,21 +214,19 @@ class HeadBatch:
 
     def _targets(self, labels: np.ndarray) -> np.ndarray:
         """[candidates, rows, classes] one-hot labels, smoothed per candidate as Keras does."""
-        classes = self.bias.shape[1]
-        one_hot = np.eye(classes, dtype=np.float32)[labels]
-        smoothing = self.smoothing[:, None, None]
-        return one_hot[None] * (1 - smoothing) + smoothing / classes
+        one_hot = np.eye(self.bias.shape[1], dtype=np.float32)[labels]
+        return smoothed_targets(one_hot[None], self.smoothing[:, None, None])
 
     def _adam(self, gradients: list[np.ndarray]) -> None:
         self._steps += 1
         t = self._steps
         for i, (weights, gradient) in enumerate(zip((self.kernel, self.bias), gradients)):
             m, v = self._moments[2 * i], self._moments[2 * i + 1]
-            m += (1 - self.beta_1) * (gradient - m)
-            v += (1 - self.beta_2) * (np.square(gradient) - v)
-            lr = self.lr * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+            m += (1 - HeadRecipe.BETA_1) * (gradient - m)
+            v += (1 - HeadRecipe.BETA_2) * (np.square(gradient) - v)
+            lr = self.lr * np.sqrt(1 - HeadRecipe.BETA_2**t) / (1 - HeadRecipe.BETA_1**t)
             lr = lr.reshape(-1, *[1] * (weights.ndim - 1))
-            weights -= lr * m / (np.sqrt(v) + self.epsilon)
+            weights -= lr * m / (np.sqrt(v) + HeadRecipe.EPSILON)
 
 
 def _column(settings: list[HeadSettings], name: str) -> np.ndarray:

@@ -66,7 +66,9 @@ class ResolvedBackbone:
 
 
 class Engine:
-    """Base class of extraction engines. Subclasses set `name` and implement the three methods.
+    """Base class of extraction engines. Subclasses set `name` and implement `precisions`,
+    `load` and `__call__`; one that converts the backbone also sets `ir_folder` and
+    `known_failure`.
 
     `precisions()` lists what this machine can compute (cheaply: `zoo run` checks a request
     before any work starts); `load()` raises EngineUnavailable with a one-line reason.
@@ -90,6 +92,17 @@ class Engine:
     def label(self) -> str:
         """e.g. `openvino 2026.4.1 fp32`: what a run record and `zoo show` say."""
         return f"{self.name} {self.version} {self.precision}"
+
+    @property
+    def ir_folder(self) -> Path | None:
+        """Where the engine keeps the backbone converted to its own format (`zoo show` says
+        whether it is there yet); None for an engine that runs the SavedModel as it is."""
+        return None
+
+    def known_failure(self) -> str | None:
+        """Why an earlier run could not load this backbone on this engine, if one could not:
+        the run then makes way for TensorFlow at once, before looking up the feature cache."""
+        return None
 
     def load(self) -> None:
         """Get ready to compute (load, convert, compile): the slow part, done once per run."""

@@ -105,7 +105,7 @@ class Engines:
         """
         name, _ = self.choose(requested, precision)
         engine = self.build(name, resolved, precision)
-        known_failure = getattr(engine, "known_failure", lambda: None)()
+        known_failure = engine.known_failure()
         if not known_failure:
             return engine
         warn(_fallback_line(resolved, known_failure))
@@ -172,10 +172,10 @@ def describe_engine(engines: Engines, backbone: Backbone, folder: Path | None) -
         note = f"auto: {why}" + ("" if folder else "; once the backbone is downloaded")
         return {"engine": name, "engine_note": note}
     engine = engines.build(name, ResolvedBackbone(backbone, folder), "fp32")
-    failure = getattr(engine, "known_failure", lambda: None)()
+    failure = engine.known_failure()
     if failure:
         return {"engine": FALLBACK, "engine_note": f"auto: {failure}"}
-    converted = getattr(engine, "ir_folder", None)
+    converted = engine.ir_folder
     state = (
         f"converted at {converted}"
         if converted is not None and converted.is_dir()
