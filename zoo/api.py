@@ -67,11 +67,15 @@ def run(
     data: str | Path | None = None,
     train: str | Path | None = None,
     test: str | Path | None = None,
+    manifest: str | Path | None = None,
     registry: str | Path | None = None,
     reporter: Reporter | None = None,
     **settings: Any,
 ) -> RunSummary:
-    """Train, evaluate and store runs; settings as on the command line (epochs=5, ...)."""
+    """Train, evaluate and store runs; settings as on the command line (epochs=5, ...).
+
+    `data` is a folder of train/ and test/ (val/ too), of train/ alone, or of class folders;
+    `manifest` a CSV of path,label[,split] rows."""
     run_settings = RunSettings(**settings)  # usage errors first
     catalog = load_catalog(_path(registry))
     reporter = reporter or Reporter()
@@ -83,6 +87,7 @@ def run(
         data=_path(data),
         train=_path(train),
         test=_path(test),
+        manifest=_path(manifest),
         settings=run_settings,
         catalog=catalog,
         reporter=reporter,
@@ -100,9 +105,10 @@ def run_backbones(
     catalog: Catalog,
     reporter: Reporter | None = None,
     engines: Engines | None = None,
+    manifest: Path | None = None,
 ) -> RunSummary:
     from zoo.data.demo import demo_data_dir
-    from zoo.data.folders import find_splits
+    from zoo.data.layouts import find_layout
     from zoo.runs.runner import run as run_all
 
     if engines is None:
@@ -111,10 +117,10 @@ def run_backbones(
             (reporter or Reporter()).warning(problem)
     backbones = catalog.select(names, all_backbones, combine=True)
     settings.check_selection(backbones, all_backbones)
-    if data is None and train is None and test is None:
+    if data is None and train is None and test is None and manifest is None:
         data = demo_data_dir()
-    train_dir, test_dir = find_splits(data, train, test)
-    return run_all(backbones, train_dir, test_dir, settings, reporter, engines)
+    layout = find_layout(data, train, test, manifest)
+    return run_all(backbones, layout, settings, reporter, engines)
 
 
 def _path(value: str | Path | None) -> Path | None:

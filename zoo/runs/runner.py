@@ -17,13 +17,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from zoo import __version__
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.combination import Combination
 from zoo.catalog.plugins import load_plugins
 from zoo.data.augment import OPERATIONS, Augmentation
+from zoo.data.checks import class_imbalance, exact_leaks
 from zoo.data.decode import is_image_file
-from zoo.data.folders import Dataset, describe_skipped, file_digest, fingerprint, load_dataset
+from zoo.data.folders import Dataset, ImageSet, describe_skipped, file_digest, fingerprint
+from zoo.data.layouts import Layout, build_dataset
 from zoo.errors import DataError, StoreError, UsageError, ZooError
 from zoo.extraction.engines import PRECISIONS, Engines, load_engines
 from zoo.home import runs_dir
@@ -34,6 +38,7 @@ from zoo.training.strategies import STRATEGIES, is_chief, make_strategy
 from zoo.training.unfreeze import parse_unfreeze
 
 MODES = ("feature-extraction", "fine-tune")
+CLASS_WEIGHTS = ("none", "balanced")
 # A linear head gets only ~100 Adam steps in 5 epochs of a small dataset: Keras's 1e-3 leaves it
 # under-trained (validation loss still falling). 3e-3 was chosen on the demo's validation split.
 # Fine-tuning moves pretrained weights, so it steps gently.
@@ -69,6 +74,9 @@ class RunSettings:
     fine_tune_epochs: int | None = None  # stage 2's epochs (None: --epochs)
     augment: int = 0  # frozen runs: augmented views of each training image (zoo.data.augment)
     augment_ops: str = ",".join(OPERATIONS)  # which operations a view draws, comma-separated
+    test_fraction: float = 0.2  # a layout without test/: the share of each class carved for test
+    drop_leaks: bool = False  # remove test images that are also in train (same content)
+    class_weight: str = "none"  # none, or balanced: the loss weighted by inverse class frequency
 
     def __post_init__(self) -> None:
         """Out-of-range settings are usage errors (exit 2), caught once, before any work starts."""
@@ -77,6 +85,11 @@ class RunSettings:
             (1 <= self.batch_size <= 65_536, "--batch-size must be between 1 and 65536"),
             (self.lr is None or 0 < self.lr <= 1, "--lr must be in (0, 1]"),
             (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1), e.g. 0.1"),
+            (0 < self.test_fraction < 1, "--test-fraction must be in (0, 1), e.g. 0.2"),
+            (
+                self.class_weight in CLASS_WEIGHTS,
+                f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}",
+            ),
             (self.patience >= 1, "--patience must be at least 1"),
             (self.max_bad >= 0, "--max-bad must be 0 or more"),
             (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}"),
@@ -248,8 +261,7 @@ class RunSummary:
 
 def run(
     backbones: list[Backbone | Combination],
-    train_dir: Path,
-    test_dir: Path,
+    layout: Layout,
     settings: RunSettings,
     reporter: Reporter | None = None,
     engines: Engines | None = None,
@@ -260,16 +272,17 @@ def run(
     if not backbones:
         raise UsageError("nothing to run: no backbone is available (see `zoo list`)")
     reporter = reporter or Reporter()
-    dataset = load_dataset(train_dir, test_dir)
     if any(settings.mode_for(backbone) != "feature-extraction" for backbone in backbones):
         make_strategy(settings.strategy)  # a cluster's collectives are set up before any TF op
     _remove_orphan_run_folders()
-    digests = _digests(dataset, reporter)
-    data = str(train_dir.parent)
+    digests = _digests(layout.paths, reporter)
+    dataset = _checked(build_dataset(layout, digests, settings.test_fraction), digests, settings)
+    _say_how_split(dataset, layout, settings, reporter)
+    data = str(layout.root)
     context = _Context(
         dataset, digests, fingerprint(dataset, digests), data, settings, reporter, engines
     )
-    context.folders = {"train": str(train_dir), "test": str(test_dir)}
+    context.folders = layout.folders
     with _cluster(settings):
         results = [_run_and_store(backbone, context) for backbone in backbones]
     return RunSummary(results, data, context.skipped)
@@ -299,8 +312,56 @@ class _Context:
     )  # train and test: what `zoo export` checks on
 
 
-def _digests(dataset: Dataset, reporter: Reporter) -> dict[Path, str]:
-    paths = [*dataset.train.paths, *dataset.test.paths]
+def _checked(dataset: Dataset, digests: dict[Path, str], settings: RunSettings) -> Dataset:
+    """The dataset with test images that duplicate training ones removed (--drop-leaks)."""
+    leaks = exact_leaks(dataset, digests)
+    dataset.split["leaks"] = len(leaks)
+    if settings.drop_leaks and leaks:
+        keep = np.setdiff1d(np.arange(len(dataset.test)), leaks)
+        test = dataset.test
+        dataset.test = ImageSet([test.paths[i] for i in keep], test.labels[keep], test.classes)
+        dataset.split["dropped_leaks"] = len(leaks)
+        if not len(keep):
+            raise DataError("every test image is also in train; give test images of their own")
+    return dataset
+
+
+def _say_how_split(
+    dataset: Dataset, layout: Layout, settings: RunSettings, reporter: Reporter
+) -> None:
+    """One line each: a given validation split, a carved test split, leaks, a small class."""
+    split, where = dataset.split, layout.root
+    if split["validation"] == "given":
+        reporter.warning(
+            f"using the given validation split ({int(dataset.given_validation.sum())} images) "
+            f"instead of carving --val-fraction {settings.val_fraction} from train"
+        )
+    if "test_fraction" in split:
+        reporter.warning(
+            f"{layout.kind}: no test split given; {len(dataset.test)} images "
+            f"({settings.test_fraction:.0%} of each class, chosen by content) are held out for test"
+        )
+    leaks = split["leaks"]
+    if leaks:
+        action = (
+            "dropped from test (--drop-leaks)"
+            if settings.drop_leaks
+            else "add --drop-leaks to remove them from test"
+        )
+        reporter.warning(
+            f"{leaks} test image{'s are' if leaks != 1 else ' is'} also in train (same content): "
+            f"`zoo inspect {where}` lists them; {action}"
+        )
+    small = class_imbalance(dataset.train)
+    if small is not None:
+        (least, fewest), (most, largest) = small
+        reporter.warning(
+            f"class {least!r} has {fewest} training images, under 10% of {most!r}'s {largest}: "
+            "watch balanced accuracy, or add --class-weight balanced"
+        )
+
+
+def _digests(paths: list[Path], reporter: Reporter) -> dict[Path, str]:
     digests = {}
     with reporter.task("hashing images", len(paths)) as advance:
         for path in paths:
@@ -445,6 +506,7 @@ def _record(
     if "augmentation" not in result.recorded:  # end-to-end runs (scratch_cnn in --all) had none
         settings["augment"] = 0
     settings.update(result.recorded)
+    settings["split"] = context.dataset.split
     combined = isinstance(backbone, Combination)
     return {
         "created_at": datetime.datetime.now().isoformat(timespec="seconds"),
