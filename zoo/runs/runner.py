@@ -316,7 +316,7 @@ def _checked(dataset: Dataset, digests: dict[Path, str], settings: RunSettings) 
     """The dataset with test images that duplicate training ones removed (--drop-leaks)."""
     leaks = exact_leaks(dataset, digests)
     dataset.split["leaks"] = len(leaks)
-    if settings.drop_leaks and leaks:
+    if settings.drop_leaks and len(leaks):
         keep = np.setdiff1d(np.arange(len(dataset.test)), leaks)
         test = dataset.test
         dataset.test = ImageSet([test.paths[i] for i in keep], test.labels[keep], test.classes)
