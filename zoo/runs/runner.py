@@ -356,7 +356,7 @@ def _say_how_split(
     if small is not None:
         (least, fewest), (most, largest) = small
         reporter.warning(
-            f"class {least!r} has {fewest} training images, under 10% of {most!r}'s {largest}: "
+            f"class {least!r} has {fewest} training image{'s' if fewest != 1 else ''}, under 10% of {most!r}'s {largest}: "
             "watch balanced accuracy, or add --class-weight balanced"
         )
 
