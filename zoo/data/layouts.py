@@ -159,6 +159,11 @@ def build_dataset(layout: Layout, digests: dict[Path, str], test_fraction: float
         keep, carved = split_by_digest(
             train.labels, [digests[p] for p in train.paths], test_fraction, SPLIT_SEED
         )
+        if not len(carved):
+            raise DataError(
+                f"{layout.root} ({layout.kind}) has too few images to hold out a test split "
+                "(a class needs 2 or more); add images or give a test/ folder"
+            )
         train, test = _subset(layout.train, keep), _subset(layout.train, carved)
         split.update(test="carved by content digest", test_fraction=test_fraction)
         split["split_seed"] = SPLIT_SEED
