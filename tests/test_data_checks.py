@@ -95,7 +95,12 @@ def blocky_images(root, per_class, seed=0):
     return root
 
 
-def test_a_resized_recompressed_copy_is_found_from_cached_features(tmp_path, tiny_registry, capsys):
+def test_a_resized_recompressed_copy_is_found_from_cached_features(tmp_path, capsys, monkeypatch):
+    # 256 features of the 48 thumbnail values: the projection keeps the images' angles.
+    model = export_tiny_savedmodel(tmp_path / "wide", feature_dim=256)
+    registry = tmp_path / "registry.toml"
+    registry.write_text(registry_text(str(model), feature_dim=256))
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
     data = blocky_images(tmp_path / "data", {"train": 8, "test": 4})
     original = data / "test" / "red" / "red_2.png"
     with Image.open(original) as image:
