@@ -235,7 +235,7 @@ def _layout(root: Path, case: str) -> Path:
         ("missing", "does not exist; give a folder holding train/ and test/"),
         ("a file", "is a file, not a folder"),
         ("no train/", "has no train/ folder; lay it out as"),
-        ("no test/", "has no test/ folder; lay it out as"),
+        ("no test/", "has too few images to hold out a test split"),  # train/ alone: carved
         ("empty class folder", "green is empty; add images or remove the folder"),
         ("no class folders", "has no class folders; put images in"),
         ("classes differ", "(missing: blue; extra: purple); use the same class folders"),

@@ -139,7 +139,8 @@ def _measured(run_id: int, backbone: str, engine: str, speed: float | None) -> d
 
 
 def test_a_cached_run_borrows_the_speed_of_its_own_engine_and_precision():
-    from zoo.runs.speeds import measured_speeds, speed_of as _speed
+    from zoo.runs.speeds import measured_speeds
+    from zoo.runs.speeds import speed_of as _speed
 
     runs = [
         _measured(1, "tiny", "openvino 2026.4.1 fp32", 900.0),

@@ -97,12 +97,16 @@ def run(
     data: str | Path | None = None,
     train: str | Path | None = None,
     test: str | Path | None = None,
+    manifest: str | Path | None = None,
     registry: str | Path | None = None,
     reporter: Reporter | None = None,
     **settings: Any,
 ) -> RunSummary:
-    """Train, evaluate and store runs; settings as on the command line (epochs=5, ...)."""
-    from zoo.runs.runner import RunSettings
+    """Train, evaluate and store runs; settings as on the command line (epochs=5, ...).
+
+    `data` is a folder of train/ and test/ (val/ too), of train/ alone, or of class folders;
+    `manifest` a CSV of path,label[,split] rows."""
+    from zoo.runs.settings import RunSettings
 
     run_settings = RunSettings(**settings)  # usage errors first
     catalog = load_catalog(_path(registry))
@@ -115,6 +119,7 @@ def run(
         data=_path(data),
         train=_path(train),
         test=_path(test),
+        manifest=_path(manifest),
         settings=run_settings,
         catalog=catalog,
         reporter=reporter,
@@ -132,9 +137,10 @@ def run_backbones(
     catalog: Catalog,
     reporter: Reporter | None = None,
     engines: Engines | None = None,
+    manifest: Path | None = None,
 ) -> RunSummary:
     from zoo.data.demo import demo_data_dir
-    from zoo.data.folders import find_splits
+    from zoo.data.layouts import find_layout
     from zoo.extraction.engines import load_engines
     from zoo.runs.runner import preflight
     from zoo.runs.runner import run as run_all
@@ -146,10 +152,10 @@ def run_backbones(
     preflight(settings, engines)  # what this machine has, before the selection and the data
     backbones = catalog.select(names, all_backbones, combine=True)
     settings.check_selection(backbones, all_backbones)
-    if data is None and train is None and test is None:
+    if data is None and train is None and test is None and manifest is None:
         data = demo_data_dir()
-    train_dir, test_dir = find_splits(data, train, test)
-    return run_all(backbones, train_dir, test_dir, settings, reporter, engines)
+    layout = find_layout(data, train, test, manifest)
+    return run_all(backbones, layout, settings, reporter, engines)
 
 
 def _path(value: str | Path | None) -> Path | None:

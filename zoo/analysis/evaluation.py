@@ -8,7 +8,10 @@ from zoo.analysis.statistics import wilson_interval
 
 
 def evaluate(probabilities: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy, loss, macro-F1, per-class accuracy and the confusion matrix (rows: true class)."""
+    """Accuracy, balanced accuracy, loss, macro-F1, per-class accuracy and the confusion matrix
+    (rows: true class). Balanced accuracy is the mean recall over the classes test holds, as
+    scikit-learn's `balanced_accuracy_score`: with unequal classes, plain accuracy rewards the
+    big ones."""
     predicted = probabilities.argmax(axis=1)
     count = len(classes)
     confusion = np.zeros((count, count), dtype=np.int64)
@@ -23,6 +26,7 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, classes: list[str]) 
     return {
         "accuracy": float((predicted == labels).mean()),
         "accuracy_ci": list(wilson_interval(int(hits.sum()), len(labels))) if len(labels) else None,
+        "balanced_accuracy": float(recall[true_totals > 0].mean()),
         "loss": float(-np.log(np.clip(chosen, 1e-7, 1.0)).mean()),
         "macro_f1": float(f1.mean()),
         "per_class_accuracy": {name: float(r) for name, r in zip(classes, recall)},

@@ -253,10 +253,24 @@ def run(
     ready: bool = READY,
     search: str | None = SEARCH,
     data: Path | None = typer.Option(
-        None, "--data", help="Folder holding train/ and test/ (default: the demo)."
+        None,
+        "--data",
+        help="Folder of train/ [val/] [test/], or of class folders (default: the demo).",
     ),
     train: Path | None = typer.Option(None, "--train", help="Training image folder (with --test)."),
     test: Path | None = typer.Option(None, "--test", help="Test image folder (with --train)."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="CSV of path,label[,split] rows, paths relative to it."
+    ),
+    test_fraction: float = typer.Option(
+        0.2, "--test-fraction", help="Without test/: share of each class held out for test."
+    ),
+    drop_leaks: bool = typer.Option(
+        False, "--drop-leaks", help="Remove test images that are also in train (same content)."
+    ),
+    class_weight: str = typer.Option(
+        "none", "--class-weight", help="none, or balanced: weight the loss by 1/class frequency."
+    ),
     epochs: int = typer.Option(5, "--epochs", help="Training epochs."),
     batch_size: int = typer.Option(32, "--batch-size", help="Training batch size."),
     lr: float | None = typer.Option(
@@ -364,6 +378,9 @@ def run(
         augment=augment,
         augment_ops=augment_ops,
         seeds=seeds,
+        test_fraction=test_fraction,
+        drop_leaks=drop_leaks,
+        class_weight=class_weight,
     )
     chosen = _filters(family, max_params, min_top1, input_size, pretrained_on, ready, search)
     check_verdict_options(alpha, prefer)
@@ -372,10 +389,10 @@ def run(
     engines = load_engines(loaded.plugins)
     preflight(settings, engines)  # the settings against this machine (run_backbones again)
     settings.check_selection(loaded.select(names, all_backbones, combine=True), all_backbones)
-    if data is not None or train is not None or test is not None:
-        from zoo.data.folders import find_splits
+    if data is not None or train is not None or test is not None or manifest is not None:
+        from zoo.data.layouts import find_layout
 
-        find_splits(data, train, test)  # a missing folder is a usage error, before TensorFlow
+        find_layout(data, train, test, manifest)  # bad data is a usage error, before TensorFlow
     for problem in engines.problems:
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     reporter = WarningsOnly(err) if as_json else RichReporter(err)
@@ -386,6 +403,7 @@ def run(
         data=data,
         train=train,
         test=test,
+        manifest=manifest,
         settings=settings,
         catalog=loaded,
         reporter=reporter,
@@ -503,6 +521,39 @@ def _result_row(result) -> dict:
         "stages": result.stages,
         "settings": result.recorded,
     }
+
+
+@app.command("inspect")
+def inspect_command(
+    data: Path | None = typer.Argument(None, help="Data folder (any layout `zoo run` reads)."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="CSV of path,label[,split] rows instead of a folder."
+    ),
+    test_fraction: float = typer.Option(
+        0.2, "--test-fraction", help="Without test/: share of each class held out for test."
+    ),
+    backbone: str = typer.Option(
+        "efficientnet_lite0", "--backbone", help="Whose cached features find near-duplicates."
+    ),
+    threshold: float = typer.Option(
+        0.98, "--threshold", help="Cosine similarity at which two images are near-duplicates."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Class counts per split, image sizes and modes, unreadable files, exact duplicates and
+    near-duplicates (from cached features) within and across splits."""
+    from zoo.cli.inspect_view import inspect_report
+    from zoo.cli.progress import RichReporter
+    from zoo.runs.inspection import inspect_data
+
+    if data is None and manifest is None:
+        raise UsageError("give a data folder (zoo inspect DIR) or --manifest FILE.csv")
+    if not 0 < test_fraction < 1:
+        raise UsageError("--test-fraction must be in (0, 1), e.g. 0.2")
+    if not 0 < threshold <= 1:
+        raise UsageError("--threshold must be in (0, 1], e.g. 0.98")
+    facts = inspect_data(data, manifest, test_fraction, backbone, threshold, RichReporter(err))
+    emit(facts, as_json, inspect_report)
 
 
 @app.command()

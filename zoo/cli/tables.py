@@ -121,7 +121,7 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
     table.add_column("run", justify="right")
     table.add_column("backbone", no_wrap=True, style="bold")
     table.add_column("mode")
-    for column in ("test acc", "F1", "loss", "epochs", "time", "img/s", "params M"):
+    for column in ("test acc", "bal acc", "F1", "loss", "epochs", "time", "img/s", "params M"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     accuracies = [
@@ -148,6 +148,7 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
             _plain(row["backbone"]),
             _plain(_mode_label(row)),
             shown,
+            _fmt(metrics.get("balanced_accuracy"), ".3f"),
             _fmt(metrics.get("macro_f1"), ".3f"),
             _fmt(metrics.get("loss"), ".3f"),
             _fmt(metrics.get("epochs_run")),

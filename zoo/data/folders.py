@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +37,15 @@ class Dataset:
     """The training images and the test images, as scanned: nothing decoded yet.
 
     The validation split is carved from the training images only after they are decoded, so
-    that an unreadable file takes no one's place in it.
+    that an unreadable file takes no one's place in it. A validation split given as a folder
+    (`val/`) is held in `train` too, marked by `given_validation`, and replaces the carved one.
+    `split` says how the splits were made (zoo.data.layouts), for the run's record.
     """
 
     train: ImageSet
     test: ImageSet
+    given_validation: np.ndarray | None = None  # bool per train image: a given validation one
+    split: dict = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -185,9 +189,15 @@ def file_digest(path: Path) -> str:
 def fingerprint(dataset: Dataset, digests: dict[Path, str]) -> str:
     """One hash of the whole dataset: which images, in which split, of which class."""
     hasher = hashlib.sha256()
+    given = dataset.given_validation
     for split_name, images in (("train", dataset.train), ("test", dataset.test)):
-        for path, label in zip(images.paths, images.labels):
-            hasher.update(os.fsencode(f"{split_name}|{images.classes[label]}|{digests[path]}\n"))
+        for index, (path, label) in enumerate(zip(images.paths, images.labels)):
+            name = (
+                "validation"
+                if split_name == "train" and given is not None and given[index]
+                else split_name
+            )
+            hasher.update(os.fsencode(f"{name}|{images.classes[label]}|{digests[path]}\n"))
     return hasher.hexdigest()[:16]
 
 

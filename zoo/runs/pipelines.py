@@ -88,6 +88,7 @@ def _fit_settings(settings: RunSettings, mode: str, epochs: int | None = None) -
         learning_rate=settings.learning_rate_for(mode),
         patience=settings.patience,
         seed=settings.seed,
+        class_weight=settings.class_weight,
     )
 
 
@@ -163,7 +164,11 @@ def _parts(
 def _split(
     train_good: np.ndarray, dataset: Dataset, settings: RunSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in `train_good` (the train images that decoded) of (fit, validation)."""
+    """Positions in `train_good` (the train images that decoded) of (fit, validation): the
+    given validation split (a `val/` folder) if there is one, else carved by --val-fraction."""
+    if dataset.given_validation is not None:
+        given = dataset.given_validation[train_good]
+        return np.flatnonzero(~given), np.flatnonzero(given)
     labels = dataset.train.labels[train_good]
     names = [dataset.train.paths[i].name for i in train_good]
     return stratified_split(labels, names, settings.val_fraction, settings.seed)

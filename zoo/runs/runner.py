@@ -18,12 +18,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from zoo import __version__
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.combination import Combination
 from zoo.catalog.plugins import load_plugins
+from zoo.data.checks import class_imbalance, exact_leaks
 from zoo.data.decode import is_image_file
-from zoo.data.folders import Dataset, describe_skipped, file_digest, fingerprint, load_dataset
+from zoo.data.folders import Dataset, ImageSet, describe_skipped, file_digest, fingerprint
+from zoo.data.layouts import Layout, build_dataset
 from zoo.errors import DataError, StoreError, UsageError, ZooError
 from zoo.extraction.engines import Engines, load_engines
 from zoo.home import runs_dir
@@ -134,8 +138,7 @@ class RunSummary:
 
 def run(
     backbones: list[Backbone | Combination],
-    train_dir: Path,
-    test_dir: Path,
+    layout: Layout,
     settings: RunSettings,
     reporter: Reporter | None = None,
     engines: Engines | None = None,
@@ -146,23 +149,22 @@ def run(
     if not backbones:
         raise UsageError("nothing to run: no backbone is available (see `zoo list`)")
     reporter = reporter or Reporter()
-    # Absolute: `zoo export` and the records are read later, from whatever folder.
-    train_dir, test_dir = train_dir.absolute(), test_dir.absolute()
-    dataset = load_dataset(train_dir, test_dir)
-    if len(dataset.classes) < 2:
-        raise DataError(
-            f"{train_dir} has one class folder ({dataset.classes[0]}); a classifier needs at "
-            "least two: add a folder per class"
-        )
     if any(settings.mode_for(backbone) != "feature-extraction" for backbone in backbones):
         make_strategy(settings.strategy)  # a cluster's collectives are set up before any TF op
     _remove_orphan_run_folders()
-    digests = _digests(dataset, reporter)
-    data = str(train_dir.parent)
+    digests = _digests(layout.paths, reporter)
+    dataset = _checked(build_dataset(layout, digests, settings.test_fraction), digests, settings)
+    if len(dataset.classes) < 2:
+        raise DataError(
+            f"{layout.root} has one class folder ({dataset.classes[0]}); a classifier needs at "
+            "least two: add a folder per class"
+        )
+    _say_how_split(dataset, layout, settings, reporter)
+    data = str(layout.root)
     context = _Context(
         dataset, digests, fingerprint(dataset, digests), data, settings, reporter, engines
     )
-    context.folders = {"train": str(train_dir), "test": str(test_dir)}
+    context.folders = layout.folders
     with _cluster(settings):
         results = [_run_and_store(backbone, context) for backbone in backbones]
     return RunSummary(results, data, context.skipped)
@@ -192,8 +194,56 @@ class _Context:
     )  # train and test: what `zoo export` checks on
 
 
-def _digests(dataset: Dataset, reporter: Reporter) -> dict[Path, str]:
-    paths = [*dataset.train.paths, *dataset.test.paths]
+def _checked(dataset: Dataset, digests: dict[Path, str], settings: RunSettings) -> Dataset:
+    """The dataset with test images that duplicate training ones removed (--drop-leaks)."""
+    leaks = exact_leaks(dataset, digests)
+    dataset.split["leaks"] = len(leaks)
+    if settings.drop_leaks and len(leaks):
+        keep = np.setdiff1d(np.arange(len(dataset.test)), leaks)
+        test = dataset.test
+        dataset.test = ImageSet([test.paths[i] for i in keep], test.labels[keep], test.classes)
+        dataset.split["dropped_leaks"] = len(leaks)
+        if not len(keep):
+            raise DataError("every test image is also in train; give test images of their own")
+    return dataset
+
+
+def _say_how_split(
+    dataset: Dataset, layout: Layout, settings: RunSettings, reporter: Reporter
+) -> None:
+    """One line each: a given validation split, a carved test split, leaks, a small class."""
+    split, where = dataset.split, layout.root
+    if split["validation"] == "given":
+        reporter.warning(
+            f"using the given validation split ({int(dataset.given_validation.sum())} images) "
+            f"instead of carving --val-fraction {settings.val_fraction} from train"
+        )
+    if "test_fraction" in split:
+        reporter.warning(
+            f"{layout.kind}: no test split given; {len(dataset.test)} images "
+            f"({settings.test_fraction:.0%} of each class, chosen by content) are held out for test"
+        )
+    leaks = split["leaks"]
+    if leaks:
+        action = (
+            "dropped from test (--drop-leaks)"
+            if settings.drop_leaks
+            else "add --drop-leaks to remove them from test"
+        )
+        reporter.warning(
+            f"{leaks} test image{'s are' if leaks != 1 else ' is'} also in train (same content): "
+            f"`zoo inspect {where}` lists them; {action}"
+        )
+    small = class_imbalance(dataset.train)
+    if small is not None:
+        (least, fewest), (most, largest) = small
+        reporter.warning(
+            f"class {least!r} has {fewest} training image{'s' if fewest != 1 else ''}, under 10% of {most!r}'s {largest}: "
+            "watch balanced accuracy, or add --class-weight balanced"
+        )
+
+
+def _digests(paths: list[Path], reporter: Reporter) -> dict[Path, str]:
     digests = {}
     with reporter.task("hashing images", len(paths)) as advance:
         for path in paths:
@@ -331,6 +381,7 @@ def _record(
     if "augmentation" not in result.recorded:  # end-to-end runs (scratch_cnn in --all) had none
         settings["augment"] = 0
     settings.update(result.recorded)
+    settings["split"] = context.dataset.split
     combined = isinstance(backbone, Combination)
     return {
         "created_at": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -19,6 +19,7 @@ from zoo.training.strategies import STRATEGIES
 from zoo.training.unfreeze import parse_unfreeze
 
 MODES = ("feature-extraction", "fine-tune")
+CLASS_WEIGHTS = ("none", "balanced")
 # A linear head gets only ~100 Adam steps in 5 epochs of a small dataset: Keras's 1e-3 leaves it
 # under-trained (validation loss still falling). 3e-3 was chosen on the demo's validation split.
 # Fine-tuning moves pretrained weights, so it steps gently.
@@ -52,6 +53,9 @@ class RunSettings:
     augment: int = 0  # frozen runs: augmented views of each training image (zoo.data.augment)
     augment_ops: str = ",".join(OPERATIONS)  # which operations a view draws, comma-separated
     seeds: int = 1  # frozen runs: heads trained with seeds seed, seed+1, ... (the head's noise)
+    test_fraction: float = 0.2  # a layout without test/: the share of each class carved for test
+    drop_leaks: bool = False  # remove test images that are also in train (same content)
+    class_weight: str = "none"  # none, or balanced: the loss weighted by inverse class frequency
 
     def __post_init__(self) -> None:
         """Out-of-range settings are usage errors (exit 2), caught before any work starts.
@@ -64,6 +68,11 @@ class RunSettings:
             (1 <= self.batch_size <= 65_536, "--batch-size must be between 1 and 65536"),
             (self.lr is None or 0 < self.lr <= 1, "--lr must be in (0, 1]"),
             (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1), e.g. 0.1"),
+            (0 < self.test_fraction < 1, "--test-fraction must be in (0, 1), e.g. 0.2"),
+            (
+                self.class_weight in CLASS_WEIGHTS,
+                f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}",
+            ),
             (self.patience >= 1, "--patience must be at least 1"),
             (self.max_bad >= 0, "--max-bad must be 0 or more"),
             (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}"),

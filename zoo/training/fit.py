@@ -32,6 +32,19 @@ class FitSettings:
     patience: int
     seed: int
     label_smoothing: float = 0.0
+    class_weight: str = "none"  # balanced: each class's loss weighted by 1 / its frequency
+
+
+def class_weights(labels: np.ndarray, num_classes: int, policy: str) -> np.ndarray | None:
+    """Per-class loss weights, or None for unweighted. `balanced` is scikit-learn's:
+    n_images / (n_classes_present * n_images_of_class), so the weights average 1 per image."""
+    if policy == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(num_classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return weights
 
 
 def tensorboard_dir(logdir: Path, experiment: str) -> Path:
@@ -154,6 +167,7 @@ def fit(
         optimizer=recipe.keras_optimizer(), loss=recipe.keras_loss(), metrics=["accuracy"]
     )
     has_validation = len(validation[1]) > 0
+    weights = class_weights(train[1], num_classes, settings.class_weight)
     with pattern_free(checkpoint) as checkpoint_alias:  # Keras formats it, TensorFlow globs it
         history = model.fit(
             batches(*train, num_classes, settings.batch_size, shuffle_seed=settings.seed),
@@ -161,6 +175,7 @@ def fit(
             if has_validation
             else None,
             epochs=settings.epochs,
+            class_weight=None if weights is None else dict(enumerate(weights.tolist())),
             verbose=0,
             callbacks=_callbacks(
                 has_validation, settings.patience, checkpoint_alias, log_dir, on_epoch, on_batch

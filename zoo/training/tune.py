@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.training.fit import FEATURE_BATCH, FitSettings, fit
+from zoo.training.fit import FEATURE_BATCH, FitSettings, class_weights, fit
 from zoo.training.models import classifier_head
 from zoo.training.recipe import HeadRecipe, l2_gradient, l2_penalty, smoothed_targets
 
@@ -115,6 +115,7 @@ def search(
     trials = []
     for augmented, rows in trainings.items():
         heads = HeadBatch(settings, rows[0].shape[1], num_classes)
+        heads.class_weights = class_weights(rows[1], num_classes, fit_settings.class_weight)
         found = heads.train(
             rows,
             validation,
@@ -148,6 +149,7 @@ class HeadBatch:
         self.bias = np.zeros((len(settings), num_classes), np.float32)  # Keras's Dense bias
         self._moments = [np.zeros_like(w) for w in (self.kernel, self.bias) for _ in (0, 1)]
         self._steps = 0
+        self.class_weights: np.ndarray | None = None  # per class, as `fit`'s class_weight
 
     def losses(self, features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per candidate: (the loss early stopping watches, plain cross-entropy, accuracy).
@@ -172,6 +174,8 @@ class HeadBatch:
         inputs = features[None] * mask  # [candidates, batch, features]
         logits = inputs @ self.kernel + self.bias[:, None]  # matmul, not einsum: BLAS
         error = (_softmax(logits) - self._targets(labels)) / len(labels)  # d loss / d logits
+        if self.class_weights is not None:  # Keras: sum of weighted losses / batch size
+            error *= self.class_weights[labels][None, :, None].astype(np.float32)
         kernel_gradient = inputs.transpose(0, 2, 1) @ error
         kernel_gradient += l2_gradient(self.l2, self.kernel)
         self._adam([kernel_gradient, error.sum(axis=1)])

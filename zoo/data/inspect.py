@@ -1,0 +1,120 @@
+"""A look at the data before training: what `zoo inspect` reports, computed here, shown by the CLI.
+
+One pass over the files: each is hashed (its content digest, as `zoo run` computes it) and its
+header read with Pillow (size and mode, no pixels decoded). Only tallies and one digest a file
+are kept, so memory grows with the file count, not with the images.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from zoo.data.checks import imbalance_ratio
+from zoo.data.folders import Dataset, file_digest
+from zoo.data.layouts import Layout, build_dataset
+
+SHOWN_SIZES = 10  # the most common image sizes listed
+
+
+@dataclass
+class Scan:
+    """Each file's digest, the header tallies and the files Pillow cannot open."""
+
+    digests: dict[Path, str] = field(default_factory=dict)
+    sizes: Counter = field(default_factory=Counter)  # "WxH" -> files
+    modes: Counter = field(default_factory=Counter)  # "RGB", "L", "CMYK" ... -> files
+    formats: Counter = field(default_factory=Counter)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def scan_files(paths: list[Path], advance: Callable[[int], None] = lambda n: None) -> Scan:
+    """Hash every file and read its image header."""
+    scan = Scan()
+    for path in paths:
+        try:
+            with Image.open(path) as image:  # lazy: the header only
+                scan.sizes[f"{image.width}x{image.height}"] += 1
+                scan.modes[image.mode] += 1
+                scan.formats[image.format or "?"] += 1
+            scan.digests[path] = file_digest(path)
+        except OSError as error:  # Pillow's UnidentifiedImageError is an OSError too
+            reason = str(error).split(" '", 1)[0] if str(error) else type(error).__name__
+            scan.unreadable.append((path, reason))
+            scan.digests[path] = f"unreadable-{path}"
+        advance(1)
+    return scan
+
+
+def split_names(dataset: Dataset) -> dict[str, list[Path]]:
+    """Each split's files: train, validation (when given), test."""
+    given = dataset.given_validation
+    train = dataset.train.paths
+    if given is None:
+        return {"train": train, "test": dataset.test.paths}
+    return {
+        "train": [p for p, g in zip(train, given) if not g],
+        "validation": [p for p, g in zip(train, given) if g],
+        "test": dataset.test.paths,
+    }
+
+
+def exact_duplicates(splits: dict[str, list[Path]], digests: dict[Path, str]) -> dict[str, list]:
+    """Files of identical content: groups within one split, and test files also in train or
+    validation (`across`, each with the training copies)."""
+    where: dict[str, list[tuple[str, Path]]] = {}
+    for split, paths in splits.items():
+        for path in paths:
+            if not digests[path].startswith("unreadable-"):
+                where.setdefault(digests[path], []).append((split, path))
+    within, across = [], []
+    for places in where.values():
+        if len(places) < 2:
+            continue
+        for split in splits:
+            copies = [str(p) for s, p in places if s == split]
+            if len(copies) > 1:
+                within.append({"split": split, "paths": copies})
+        tests = [str(p) for s, p in places if s == "test"]
+        training = [str(p) for s, p in places if s != "test"]
+        if tests and training:
+            across.extend({"test": test, "train": training} for test in tests)
+    return {"within": within, "across": across}
+
+
+def describe(layout: Layout, scan: Scan, test_fraction: float) -> tuple[Dataset, dict[str, Any]]:
+    """The dataset as `zoo run` would split it, and the report's facts (JSON-ready)."""
+    dataset = build_dataset(layout, scan.digests, test_fraction)
+    splits = split_names(dataset)
+    labels = dict(zip(dataset.train.paths + dataset.test.paths, _labels(dataset)))
+    counts = {}
+    for split, paths in splits.items():
+        tally = Counter(dataset.classes[labels[p]] for p in paths)
+        counts[split] = {name: tally.get(name, 0) for name in dataset.classes}
+    duplicates = exact_duplicates(splits, scan.digests)
+    facts = {
+        "data": str(layout.root),
+        "layout": layout.kind,
+        "split": dataset.split,
+        "images": len(scan.digests),
+        "classes": dataset.classes,
+        "counts": counts,
+        "imbalance_ratio": {split: imbalance_ratio(c) for split, c in counts.items()},
+        "sizes": dict(scan.sizes.most_common(SHOWN_SIZES)),
+        "distinct_sizes": len(scan.sizes),
+        "modes": dict(scan.modes.most_common()),
+        "formats": dict(scan.formats.most_common()),
+        "unreadable": [{"path": str(p), "reason": r} for p, r in scan.unreadable],
+        "duplicates": duplicates,
+        "leaks": len(duplicates["across"]),
+    }
+    return dataset, facts
+
+
+def _labels(dataset: Dataset) -> list[int]:
+    return [*dataset.train.labels.tolist(), *dataset.test.labels.tolist()]
