@@ -194,7 +194,12 @@ def test_runs_on_other_data_or_alone_get_one_line_and_the_table(
 
 
 @pytest.mark.parametrize(
-    "args,message", [(["--alpha", "1.5"], "--alpha"), (["--prefer", "x"], "--prefer")]
+    "args,message",
+    [
+        (["--alpha", "1.5"], "--alpha"),
+        (["--prefer", "x"], "--prefer"),
+        (["--metric", "f1"], "--metric"),
+    ],
 )
 def test_bad_verdict_options_are_one_line(args, message, capsys):
     code, _, err = run_main(["compare", "1", *args], capsys)
@@ -282,3 +287,57 @@ def test_speeds_within_the_tolerance_count_as_equal_and_size_decides():
     )
     runs[0] = candidate(1, same, 25, 3.4)  # now clearly slower
     assert decide(runs).recommended == 3
+
+
+# --- balanced accuracy: a paired bootstrap ------------------------------------------------------
+
+
+def test_balanced_accuracy_matches_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score
+
+    from zoo.analysis.bootstrap import balanced_accuracy
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, 300)
+    predicted = np.where(rng.random(300) < 0.7, labels, rng.integers(0, 4, 300))
+    expected = balanced_accuracy_score(labels, predicted)
+    assert balanced_accuracy(predicted == labels, labels) == pytest.approx(expected)
+
+
+def imbalanced_pair():
+    """900 images of class 0, 100 of class 1; both runs 95% accurate, balanced 0.75 vs 0.93."""
+    labels = np.array([0] * 900 + [1] * 100)
+    majority_first = np.ones(1000, bool)
+    majority_first[900:950] = False  # misses half the small class
+    minority_too = np.ones(1000, bool)
+    minority_too[:40] = False  # 40 of the large class
+    minority_too[990:] = False  # 10 of the small class
+    return labels, majority_first, minority_too
+
+
+def test_balanced_accuracy_can_separate_runs_that_accuracy_calls_tied():
+    labels, majority_first, minority_too = imbalanced_pair()
+    runs = [
+        Candidate(1, "majority", majority_first, labels=labels),
+        Candidate(2, "balanced", minority_too, labels=labels),
+    ]
+    on_accuracy = decide(runs)
+    assert on_accuracy.worse == [] and on_accuracy.pairs[0].b == on_accuracy.pairs[0].c == 50
+    on_balance = decide(runs, metric="balanced-accuracy")
+    assert on_balance.best == 2 and on_balance.worse == [1]
+    assert "paired bootstrap" in on_balance.test
+    assert sentences(on_balance, {1: "a", 2: "b"})[0].startswith("Best on balanced accuracy: b")
+
+
+def test_the_paired_bootstrap_keeps_its_false_alarms_near_alpha():
+    from zoo.analysis.bootstrap import paired_bootstrap_p
+
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 3, 200)
+    alarms = 0
+    trials = 200
+    for trial in range(trials):  # two runs of the same skill, right on independent images
+        first, second = rng.random(200) < 0.8, rng.random(200) < 0.8
+        alarms += paired_bootstrap_p(first, second, labels, resamples=400, seed=trial) < 0.05
+    assert alarms / trials <= 0.09  # alpha 0.05, with room for 200 trials' own noise
+    assert paired_bootstrap_p(first, first, labels) == 1.0

@@ -1,8 +1,8 @@
 """The verdict: which runs are tied for best on one test set, which are worse, which to take.
 
 Every run is compared with the most accurate one on the same test images by the exact McNemar
-test (only the images where the two disagree carry evidence), Holm-corrected over the
-comparisons. Runs not significantly worse are tied with the best; among them the recommendation
+test (only the images where the two disagree carry evidence), or on balanced accuracy by a
+paired bootstrap, Holm-corrected over the comparisons. Runs not significantly worse are tied with the best; among them the recommendation
 goes to the fastest, the smallest or the most accurate (`prefer`).
 """
 
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from zoo.analysis.bootstrap import balanced_accuracy, paired_bootstrap_p
 from zoo.analysis.statistics import holm, mcnemar_exact, wilson_interval
 
 PREFERENCES = ("speed", "size", "accuracy")
@@ -19,8 +20,14 @@ PREFERENCES = ("speed", "size", "accuracy")
 # models measured 27-33 img/s under load, 85-150 quiet): speeds this close count as equal, and size
 # decides between them.
 SPEED_TOLERANCE = 0.10
-TEST = "exact McNemar test against the best run on the same test images, Holm-corrected"
-SEEDED_TEST = TEST + "; seeded runs compared by their seed-averaged probabilities"
+METRICS = ("accuracy", "balanced-accuracy")
+RESAMPLES = 2000  # the paired bootstrap's: p-values to about 0.01 near alpha 0.05
+TESTS = {
+    "accuracy": "exact McNemar test against the best run on the same test images, Holm-corrected",
+    "balanced-accuracy": f"paired bootstrap ({RESAMPLES} resamples of the test images) of "
+    "balanced accuracy against the best run, Holm-corrected",
+}
+SEEDED = "; seeded runs compared by their seed-averaged probabilities"
 
 
 @dataclass(frozen=True)
@@ -33,10 +40,16 @@ class Candidate:
     images_per_second: float | None = None
     params_m: float | None = None
     seeds: int = 1  # heads averaged into `correct` (--seeds)
+    labels: np.ndarray | None = None  # the true classes, for balanced accuracy
 
     @property
     def accuracy(self) -> float:
         return float(self.correct.mean())
+
+    def score(self, metric: str) -> float:
+        if metric == "balanced-accuracy":
+            return balanced_accuracy(self.correct, self.labels)
+        return self.accuracy
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,12 @@ class Verdict:
         return facts
 
 
-def decide(candidates: list[Candidate], alpha: float = 0.05, prefer: str = "speed") -> Verdict:
+def decide(
+    candidates: list[Candidate],
+    alpha: float = 0.05,
+    prefer: str = "speed",
+    metric: str = "accuracy",
+) -> Verdict:
     """The verdict over runs that saw the same test images (same length, same order)."""
     if len(candidates) < 2:
         raise ValueError("a verdict needs at least two runs")
@@ -78,11 +96,17 @@ def decide(candidates: list[Candidate], alpha: float = 0.05, prefer: str = "spee
         raise ValueError("alpha must be in (0, 1)")
     if prefer not in PREFERENCES:
         raise ValueError(f"prefer must be one of {', '.join(PREFERENCES)}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}")
     if len({len(candidate.correct) for candidate in candidates}) != 1:
         raise ValueError("the runs did not see the same number of test images")
-    best = max(candidates, key=lambda run: (run.accuracy, _preference(run, prefer), -run.run_id))
+    if metric == "balanced-accuracy" and any(run.labels is None for run in candidates):
+        raise ValueError("balanced accuracy needs each run's test labels")
+    best = max(
+        candidates, key=lambda run: (run.score(metric), _preference(run, prefer), -run.run_id)
+    )
     others = [run for run in candidates if run is not best]
-    pairs = _pairs(best, others)
+    pairs = _pairs(best, others, metric)
     worse = [pair.run for pair in pairs if pair.p_adjusted < alpha]
     tied = [best] + [run for run in others if run.run_id not in worse]
     recommended = max(
@@ -90,9 +114,9 @@ def decide(candidates: list[Candidate], alpha: float = 0.05, prefer: str = "spee
     )
     seeded = any(run.seeds > 1 for run in candidates)
     return Verdict(
-        metric="accuracy",
+        metric=metric,
         alpha=alpha,
-        test=SEEDED_TEST if seeded else TEST,
+        test=TESTS[metric] + (SEEDED if seeded else ""),
         prefer=prefer,
         best=best.run_id,
         tied=[run.run_id for run in tied],
@@ -108,12 +132,17 @@ def _interval(run: Candidate) -> tuple[float, float]:
     return wilson_interval(int(run.correct.sum()), len(run.correct))
 
 
-def _pairs(best: Candidate, others: list[Candidate]) -> list[Pair]:
+def _pairs(best: Candidate, others: list[Candidate], metric: str) -> list[Pair]:
     counts = [
         (int((best.correct & ~run.correct).sum()), int((run.correct & ~best.correct).sum()))
         for run in others
     ]
-    p_values = [mcnemar_exact(b, c) for b, c in counts]
+    if metric == "balanced-accuracy":
+        p_values = [
+            paired_bootstrap_p(best.correct, run.correct, best.labels, RESAMPLES) for run in others
+        ]
+    else:
+        p_values = [mcnemar_exact(b, c) for b, c in counts]
     adjusted = holm(p_values)
     return [
         Pair(run.run_id, best.run_id, b, c, p, p_adjusted)
@@ -176,14 +205,15 @@ def sentences(verdict: Verdict, names: dict[int, str]) -> list[str]:
     label = {run: f"{names[run]} (run {run})" for run in names}
     adjusted = {pair.run: pair.p_adjusted for pair in verdict.pairs}
     lines = []
+    on = " on balanced accuracy" if verdict.metric == "balanced-accuracy" else ""
     if len(verdict.tied) > 1:
         lines.append(
-            f"Tied for best (no significant difference at {verdict.alpha:g}): "
+            f"Tied for best{on} (no significant difference at {verdict.alpha:g}): "
             + ", ".join(label[run] for run in verdict.tied)
             + "."
         )
     else:
-        lines.append(f"Best: {label[verdict.best]}, significantly better than the rest.")
+        lines.append(f"Best{on}: {label[verdict.best]}, significantly better than the rest.")
     lines.append(f"Recommended: {label[verdict.recommended]}, {verdict.because}.")
     if verdict.worse:
         lines.append(

@@ -346,6 +346,12 @@ def run(
     prefer: str = typer.Option(
         "speed", "--prefer", help="Among runs tied for best, recommend: speed, size, accuracy."
     ),
+    metric: str = typer.Option(
+        "accuracy",
+        "--metric",
+        help="What the verdict compares: accuracy (exact McNemar) or balanced-accuracy "
+        "(paired bootstrap; for imbalanced test sets).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Train and evaluate backbones (A+B: one head on their features joined); ends with a
@@ -383,7 +389,7 @@ def run(
         class_weight=class_weight,
     )
     chosen = _filters(family, max_params, min_top1, input_size, pretrained_on, ready, search)
-    check_verdict_options(alpha, prefer)
+    check_verdict_options(alpha, prefer, metric)
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
     names, all_backbones = _select(loaded, names, all_backbones, chosen, "run")
     engines = load_engines(loaded.plugins)
@@ -414,8 +420,8 @@ def run(
         for result in summary.results:
             if result.traceback:
                 sys.stderr.write(f"{result.backbone}: {result.traceback}")
-    comparison = _compare_after_run(summary, reporter, alpha, prefer)
-    judgement = _judge_after_run(summary, alpha, prefer)
+    comparison = _compare_after_run(summary, reporter, alpha, prefer, metric)
+    judgement = _judge_after_run(summary, alpha, prefer, metric)
     if as_json:
         print_json(
             {
@@ -446,16 +452,18 @@ def run(
     raise typer.Exit(summary.exit_code)
 
 
-def check_verdict_options(alpha: float, prefer: str) -> None:
-    from zoo.analysis.verdict import PREFERENCES
+def check_verdict_options(alpha: float, prefer: str, metric: str) -> None:
+    from zoo.analysis.verdict import METRICS, PREFERENCES
 
+    if metric not in METRICS:
+        raise UsageError(f"--metric must be one of {', '.join(METRICS)}")
     if not 0 < alpha < 1:
         raise UsageError("--alpha must be between 0 and 1, e.g. 0.05")
     if prefer not in PREFERENCES:
         raise UsageError(f"--prefer must be one of {', '.join(PREFERENCES)}")
 
 
-def _judge_after_run(summary, alpha: float, prefer: str):
+def _judge_after_run(summary, alpha: float, prefer: str, metric: str):
     """The verdict over the runs of a command that trained two or more backbones."""
     from zoo.runs.comparison import announce, judge
     from zoo.runs.store import get_run
@@ -463,7 +471,7 @@ def _judge_after_run(summary, alpha: float, prefer: str):
     if len(summary.results) < 2:
         return None
     stored = [get_run(result.run_id) for result in summary.results if result.ok and result.run_id]
-    judgement = judge(stored, alpha=alpha, prefer=prefer)
+    judgement = judge(stored, alpha=alpha, prefer=prefer, metric=metric)
     for problem in announce(judgement, stored):  # a tracker that fails is a warning only
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     return judgement
@@ -491,7 +499,7 @@ def print_judgement(judgement) -> None:
         out.print(escape(line), highlight=False)
 
 
-def _compare_after_run(summary, reporter, alpha: float, prefer: str):
+def _compare_after_run(summary, reporter, alpha: float, prefer: str, metric: str):
     """The comparison report of a run of several backbones; a failure to draw it is a warning."""
     from zoo.runs.compare_report import compare_runs
 
@@ -499,7 +507,7 @@ def _compare_after_run(summary, reporter, alpha: float, prefer: str):
     if len(run_ids) < 2:
         return None
     try:
-        return compare_runs(run_ids, alpha=alpha, prefer=prefer)
+        return compare_runs(run_ids, alpha=alpha, prefer=prefer, metric=metric)
     except Exception as error:  # the runs are stored; the pictures can be drawn again later
         reporter.warning(
             f"could not write the comparison report ({error}); try `zoo report --compare`"
@@ -614,15 +622,21 @@ def compare(
     prefer: str = typer.Option(
         "speed", "--prefer", help="Among runs tied for best, recommend: speed, size, accuracy."
     ),
+    metric: str = typer.Option(
+        "accuracy",
+        "--metric",
+        help="What the verdict compares: accuracy (exact McNemar) or balanced-accuracy "
+        "(paired bootstrap; for imbalanced test sets).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the runs and the verdict."),
 ) -> None:
     """Chosen runs side by side, and the verdict: which are tied for best on the same test images."""
     from zoo.runs.comparison import judge
     from zoo.runs.store import get_run
 
-    check_verdict_options(alpha, prefer)
+    check_verdict_options(alpha, prefer, metric)
     stored = [get_run(run_id) for run_id in run_ids]
-    judgement = judge(stored, alpha=alpha, prefer=prefer)
+    judgement = judge(stored, alpha=alpha, prefer=prefer, metric=metric)
     if as_json:
         print_json({"runs": stored, "verdict": _verdict_facts(judgement)})
     else:

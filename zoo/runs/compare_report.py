@@ -34,14 +34,19 @@ class Comparison:
 
 
 def compare_runs(
-    run_ids: list[int], folder: Path | None = None, alpha: float = 0.05, prefer: str = "speed"
+    run_ids: list[int],
+    folder: Path | None = None,
+    alpha: float = 0.05,
+    prefer: str = "speed",
+    metric: str = "accuracy",
 ) -> Comparison:
     """The comparison of stored runs, into `folder` or $ZOO_HOME/reports/compare-<ids>/."""
     records = [get_run(run_id) for run_id in run_ids]
     backbones = {record["backbone"] for record in records}
     earlier = [run for run in list_runs() if run["backbone"] in backbones]
     folder = folder or default_folder(run_ids)
-    return write_comparison(records, folder, measured_speeds(earlier), alpha=alpha, prefer=prefer)
+    verdict = {"alpha": alpha, "prefer": prefer, "metric": metric}
+    return write_comparison(records, folder, measured_speeds(earlier), **verdict)
 
 
 def default_folder(run_ids: list[int]) -> Path:
@@ -60,6 +65,7 @@ def write_comparison(
     speeds: dict[SpeedKey, tuple[float, int]] | None = None,
     alpha: float = 0.05,
     prefer: str = "speed",
+    metric: str = "accuracy",
 ) -> Comparison:
     """Write the PNGs and compare.html for these stored runs into `folder`.
 
@@ -74,7 +80,7 @@ def write_comparison(
     if not ok:
         raise UsageError("none of these runs succeeded: there is nothing to compare")
     speeds = speeds if speeds is not None else measured_speeds(ok)
-    judgement = judge(ok, alpha=alpha, prefer=prefer) if len(ok) > 1 else None
+    judgement = judge(ok, alpha=alpha, prefer=prefer, metric=metric) if len(ok) > 1 else None
     drawn = {
         "accuracy_vs_speed": _accuracy_vs_speed(ok, speeds),
         "per_class_accuracy": _per_class_accuracy(ok),

@@ -30,7 +30,12 @@ class Judgement:
     refused: str | None = None
 
 
-def judge(records: list[dict[str, Any]], alpha: float = 0.05, prefer: str = "speed") -> Judgement:
+def judge(
+    records: list[dict[str, Any]],
+    alpha: float = 0.05,
+    prefer: str = "speed",
+    metric: str = "accuracy",
+) -> Judgement:
     """The verdict over the finished runs among `records`; a finished run without stored test
     predictions is left out with a line saying so."""
     judgement = Judgement()
@@ -61,7 +66,7 @@ def judge(records: list[dict[str, Any]], alpha: float = 0.05, prefer: str = "spe
             + (f" (got {len(candidates)})" if candidates else "")
         )
         return judgement
-    judgement.verdict = decide(candidates, alpha=alpha, prefer=prefer)
+    judgement.verdict = decide(candidates, alpha=alpha, prefer=prefer, metric=metric)
     judgement.names = {candidate.run_id: candidate.name for candidate in candidates}
     return judgement
 
@@ -104,6 +109,7 @@ def _candidate(
         images_per_second=speed[0] if speed else None,
         params_m=metrics.get("params_m"),
         seeds=int(metrics.get("seeds") or 1),
+        labels=labels,
     )
 
 
