@@ -42,8 +42,13 @@ def test_run_of_two_backbones_writes_a_report_that_chromium_shows(
     # The verdict in words, with per-class differences against the recommended run.
     assert '<div id="verdict">' in text and "Recommended: " in text
     assert '<table id="class_differences">' in text
-    # Self-contained: four inlined PNGs (intervals first), nothing fetched from anywhere.
-    assert len(re.findall(r'src="data:image/png;base64,', text)) == 4
+    # Where the best and the runner-up differ: the test images only one got right, inlined.
+    assert '<div id="gallery">' in text and "only #" in text
+    tiles = len(re.findall(r'<img alt="test image" src="data:image/png;base64,', text))
+    shown = sum(int(n) for n in re.findall(r"\((\d+) of \d+\)</h3>", text))
+    assert tiles == shown
+    # Self-contained: four inlined pictures (intervals first), nothing fetched from anywhere.
+    assert len(re.findall(r'<img id="\w+" alt="\w+" src="data:image/png;base64,', text)) == 4
     assert not re.search(r"""(src|href)=["'](?!data:)""", text)
     assert "<script" not in text
     for name in ("accuracy_intervals", "accuracy_vs_speed", "per_class_accuracy", "loss_curves"):

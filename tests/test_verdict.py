@@ -341,3 +341,39 @@ def test_the_paired_bootstrap_keeps_its_false_alarms_near_alpha():
         alarms += paired_bootstrap_p(first, second, labels, resamples=400, seed=trial) < 0.05
     assert alarms / trials <= 0.09  # alpha 0.05, with room for 200 trials' own noise
     assert paired_bootstrap_p(first, first, labels) == 1.0
+
+
+def test_the_report_gallery_shows_the_images_only_one_run_got_right(tmp_path):
+    from PIL import Image
+
+    from zoo.runs.comparison import Judgement
+    from zoo.runs.verdict_report import GALLERY_IMAGES, gallery_html
+
+    paths = []
+    for index in range(30):
+        path = tmp_path / f"image_{index}.png"
+        Image.new("RGB", (40, 30), (index * 8, 0, 0)).save(path)
+        paths.append(str(path))
+    (tmp_path / "test_images.json").write_text(json.dumps(paths))
+    labels = np.array([0, 1] * 15)
+    best = labels.copy()
+    rival = labels.copy()
+    rival[:12] = 1 - labels[:12]  # the rival misses the first 12 images
+    best[20:23] = 1 - labels[20:23]  # the best misses three others
+    classes = ["<b>cat</b>", "dog"]
+    records = [
+        {
+            "id": run,
+            "backbone": name,
+            "metrics": {"classes": classes},
+            "artifacts": {"test_images": str(tmp_path / "test_images.json")},
+        }
+        for run, name in ((1, "best"), (2, "rival"))
+    ]
+    candidates = [candidate(1, best == labels), candidate(2, rival == labels)]
+    judgement = Judgement(verdict=decide(candidates), predicted={1: best, 2: rival}, labels=labels)
+    page = gallery_html(records, judgement)
+    assert f"only #1 best right ({GALLERY_IMAGES} of 12)" in page
+    assert "only #2 rival right (3 of 3)" in page
+    assert page.count('<img alt="test image"') == GALLERY_IMAGES + 3
+    assert "&lt;b&gt;cat&lt;/b&gt;" in page and "<b>cat" not in page

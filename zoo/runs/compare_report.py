@@ -23,7 +23,12 @@ from zoo.runs.report import pyplot, tight_layout
 from zoo.runs.speeds import SpeedKey, measured_speeds, speed_of
 from zoo.runs.store import data_name, get_run, list_runs
 from zoo.runs.verdict_report import STYLE as VERDICT_STYLE
-from zoo.runs.verdict_report import class_differences_html, intervals_figure, verdict_html
+from zoo.runs.verdict_report import (
+    class_differences_html,
+    gallery_html,
+    intervals_figure,
+    verdict_html,
+)
 
 
 @dataclass
@@ -266,6 +271,7 @@ def _page(
     verdict = verdict_html(judgement) if judgement else ""
     if judgement and judgement.verdict:
         verdict += "\n" + class_differences_html(records, judgement.verdict)
+        verdict += "\n" + gallery_html(records, judgement)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

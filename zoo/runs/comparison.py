@@ -28,6 +28,8 @@ class Judgement:
     names: dict[int, str] = field(default_factory=dict)
     left_out: list[str] = field(default_factory=list)
     refused: str | None = None
+    predicted: dict[int, np.ndarray] = field(default_factory=dict)  # each run's test classes
+    labels: np.ndarray | None = None  # the true classes of the test images
 
 
 def judge(
@@ -60,6 +62,8 @@ def judge(
             )
             return judgement
         candidates.append(_candidate(record, probabilities, labels, speeds))
+        judgement.predicted[record["id"]] = probabilities.argmax(axis=1)
+        judgement.labels = labels
     if len(candidates) < 2:
         judgement.refused = (
             "no verdict: it needs two or more finished runs on the same test images"

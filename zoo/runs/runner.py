@@ -30,7 +30,7 @@ from zoo.data.folders import Dataset, ImageSet, describe_skipped, file_digest, f
 from zoo.data.layouts import Layout, build_dataset
 from zoo.errors import DataError, StoreError, UsageError, ZooError
 from zoo.extraction.engines import Engines, load_engines
-from zoo.home import runs_dir
+from zoo.home import atomic_write_bytes, runs_dir
 from zoo.reporting import Reporter
 from zoo.runs.announce import announce
 from zoo.runs.artifacts import load_head, new_run_folder, save_artifacts
@@ -469,6 +469,21 @@ def _warn_skipped(skipped: list[tuple[Path, str]], context: _Context) -> None:
         context.reporter.warning(describe_skipped(skipped))
 
 
+def _keep_test_images(outcome, dataset: Dataset, run_folder: Path, artifacts: dict) -> None:
+    """The test images in the order of the stored predictions (those that decoded), so the
+    comparison report can show the images two runs disagree on."""
+    import json
+
+    skipped = {path for path, _ in outcome.skipped}
+    paths = [str(path) for path in dataset.test.paths if path not in skipped]
+    if len(paths) != len(outcome.test_labels) or "test_probabilities" not in artifacts:
+        return  # not the order of the predictions: better no gallery than a wrong one
+    target = run_folder / "test_images.json"
+    with contextlib.suppress(OSError):  # the gallery is a nicety; the run stands without it
+        atomic_write_bytes(target, json.dumps(paths).encode())
+        artifacts["test_images"] = str(target)
+
+
 def _seeded(outcome, run_folder: Path, artifacts: dict[str, str]) -> dict[str, Any]:
     """--seeds: the spread of the heads' accuracies; their averaged probabilities are kept for
     the verdict, which compares seeded runs by them."""
@@ -495,6 +510,7 @@ def _finish(
 
     metrics = evaluate(outcome.test_probabilities, outcome.test_labels, context.dataset.classes)
     artifacts = save_artifacts(outcome, run_folder)
+    _keep_test_images(outcome, context.dataset, run_folder, artifacts)
     if outcome.other_seeds:
         metrics.update(_seeded(outcome, run_folder, artifacts))
     return RunResult(

@@ -3,8 +3,14 @@ and per-class accuracy against the recommended run (HTML, no script)."""
 
 from __future__ import annotations
 
+import base64
 import html
+import io
+import json
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from zoo.analysis.verdict import Verdict, sentences
 from zoo.runs.comparison import Judgement
@@ -84,11 +90,92 @@ def class_differences_html(records: list[dict[str, Any]], verdict: Verdict) -> s
     )
 
 
+GALLERY_RIVALS = 3  # the runner-ups shown against the best, in order of accuracy
+GALLERY_IMAGES = 8  # per side of each pair: images only the best got right, only the rival did
+THUMBNAIL = 96  # pixels, the longer side
+
+
+def gallery_html(records: list[dict[str, Any]], judgement: Judgement) -> str:
+    """For the best run against each runner-up, the test images exactly one of them got right,
+    as thumbnails with the true and both predicted classes; capped, inlined, no script."""
+    verdict, labels = judgement.verdict, judgement.labels
+    by_id = {record["id"]: record for record in records}
+    paths = _test_images(by_id[verdict.best])
+    if paths is None or labels is None or len(paths) != len(labels):
+        return ""
+    classes = by_id[verdict.best]["metrics"]["classes"]
+    best = judgement.predicted[verdict.best]
+    rivals = sorted(
+        (run for run in judgement.predicted if run != verdict.best),
+        key=lambda run: -(judgement.predicted[run] == labels).mean(),
+    )[:GALLERY_RIVALS]
+    sections = []
+    for rival in rivals:
+        other = judgement.predicted[rival]
+        sides = [
+            (f"only {_label(by_id[verdict.best])} right", (best == labels) & (other != labels)),
+            (f"only {_label(by_id[rival])} right", (other == labels) & (best != labels)),
+        ]
+        rows = []
+        for title, chosen in sides:
+            cells = [
+                _tile(paths[index], classes, labels[index], best[index], other[index])
+                for index in np.flatnonzero(chosen)[:GALLERY_IMAGES]
+            ]
+            shown = f"{min(int(chosen.sum()), GALLERY_IMAGES)} of {int(chosen.sum())}"
+            rows.append(
+                f"<h3>{html.escape(title)} ({shown})</h3>\n"
+                f'<div class="gallery">{"".join(cells)}</div>'
+            )
+        sections.append(
+            f"<h2>Where {html.escape(_label(by_id[verdict.best]))} and "
+            f"{html.escape(_label(by_id[rival]))} differ</h2>\n" + "\n".join(rows)
+        )
+    return '<div id="gallery">' + "\n".join(sections) + "</div>" if sections else ""
+
+
+def _test_images(record: dict[str, Any]) -> list[str] | None:
+    path = (record.get("artifacts") or {}).get("test_images")
+    try:
+        return json.loads(Path(path).read_text()) if path else None
+    except (OSError, ValueError):  # moved or damaged: the report goes without a gallery
+        return None
+
+
+def _tile(path: str, classes: list[str], true: int, best: int, other: int) -> str:
+    from PIL import Image
+
+    caption = "<br>".join(
+        html.escape(line)
+        for line in (
+            f"true: {classes[true]}",
+            f"best says {classes[best]}",
+            f"rival says {classes[other]}",
+        )
+    )
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((THUMBNAIL, THUMBNAIL))
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+    except (OSError, ValueError):  # the image moved since the run: its caption still says why
+        return f'<figure class="tile"><figcaption>{caption}</figcaption></figure>'
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return (
+        f'<figure class="tile"><img alt="test image" src="data:image/png;base64,{data}">'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
 def _label(record: dict[str, Any]) -> str:
     return f"#{record['id']} {record['backbone']}"
 
 
 STYLE = """
+.gallery { display: flex; flex-wrap: wrap; gap: 0.5em; }
+.tile { margin: 0; width: 110px; font-size: 0.75em; color: #444; }
+.tile img { margin: 0 0 0.2em; }
 td.better { background: #e3f4e1; }
 td.worse { background: #fbe3e3; }
 #verdict p { font-size: 1.05em; }
