@@ -17,8 +17,9 @@ from __future__ import annotations
 import functools
 import re
 
-import zoo
 from zoo_plugins import efficientnet_lite as lite
+
+import zoo
 
 HANDLE = re.compile(r"zoo:testbed_(?P<variant>lite[012])(?:_upto(?P<upto>\d+))?$")
 
