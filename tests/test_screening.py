@@ -68,3 +68,19 @@ def test_bad_screen_is_a_usage_error(tiny_registry, tiny_images, capsys):
         capsys,
     )
     assert code == 2 and "--screen-fraction must be in (0, 1]" in err
+
+
+def test_screen_usage_errors_answer_before_tensorflow_is_imported(tiny_registry):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from zoo.cli import main\n"
+        "for args in (['run', 'tiny', '--screen', 'fisher'],\n"
+        "             ['run', 'tiny', '--screen-only', '--screen-fraction', '2']):\n"
+        "    try:\n        main(args)\n    except SystemExit as done:\n"
+        "        assert done.code == 2, done.code\n"
+        "assert 'tensorflow' not in sys.modules, 'a usage error waited for tensorflow'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
