@@ -352,6 +352,17 @@ def run(
         help="What the verdict compares: accuracy (exact McNemar) or balanced-accuracy "
         "(paired bootstrap; for imbalanced test sets).",
     ),
+    screen_method: str | None = typer.Option(
+        None, "--screen", help="Order the backbones by a screen of their features: knn or logme."
+    ),
+    screen_only: bool = typer.Option(
+        False,
+        "--screen-only",
+        help="Print the screen's ranking (--screen, default knn); no training.",
+    ),
+    screen_fraction: float = typer.Option(
+        0.125, "--screen-fraction", help="Share of each class's training images the screen uses."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Train and evaluate backbones (A+B: one head on their features joined); ends with a
@@ -402,6 +413,30 @@ def run(
     for problem in engines.problems:
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     reporter = WarningsOnly(err) if as_json else RichReporter(err)
+    screening = None
+    if screen_only or screen_method is not None:
+        from zoo.runs.screening import check_screen
+
+        check_screen(screen_method, screen_fraction)
+        load_tensorflow()
+        screening = _screen(
+            loaded.select(names or [], all_backbones, combine=True),
+            (data, train, test),
+            screen_method or "knn",
+            screen_fraction,
+            settings,
+            reporter,
+            engines,
+        )
+        if screen_only:
+            emit(screening.facts(), as_json, tables.screen_table)
+            if not as_json:
+                err.print(escape(tables.screen_trust_line(screening.facts())), highlight=False)
+            raise typer.Exit(0)
+        if not as_json:
+            out.print(tables.screen_table(screening.facts()))
+        names = [*screening.ranking, *screening.not_screened]
+        all_backbones = False
     load_tensorflow()
     summary = run_backbones(
         names,
@@ -430,6 +465,7 @@ def run(
                 "runs": rows,
                 "report": str(comparison.html) if comparison else None,
                 "verdict": _verdict_facts(judgement),
+                **({"screen": screening.facts()} if screening else {}),
             }
         )
     else:
@@ -450,6 +486,19 @@ def run(
         if judgement:
             print_judgement(judgement)
     raise typer.Exit(summary.exit_code)
+
+
+def _screen(backbones, folders, method, fraction, settings, reporter, engines):
+    """The screen of these backbones on the run's data (the demo unless folders are given)."""
+    from zoo.data.demo import demo_data_dir
+    from zoo.data.folders import find_splits
+    from zoo.runs.screening import screen
+
+    data, train, test = folders
+    if data is None and train is None and test is None:
+        data = demo_data_dir()
+    train_dir, test_dir = find_splits(data, train, test)
+    return screen(backbones, train_dir, test_dir, method, fraction, settings, reporter, engines)
 
 
 def check_verdict_options(alpha: float, prefer: str, metric: str) -> None:

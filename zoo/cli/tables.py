@@ -376,3 +376,48 @@ def pull_table(reports: list[dict[str, Any]]) -> Table:
         detail = report["location"] if report["ready"] else report["reason"]
         table.add_row(_plain(report["name"]), status, _seconds(report["seconds"]), _plain(detail))
     return table
+
+
+def screen_table(facts: dict[str, Any]) -> Table:
+    """`zoo run --screen`: the backbones from the best screen score down, with the test
+    accuracy of a stored full run on the same data where there is one."""
+    title = (
+        f"Screen ({facts['method']}) on {facts['images']} training images "
+        f"({facts['fraction']:.3g} of each class)"
+    )
+    table = Table(title=title)
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("backbone", no_wrap=True, style="bold")
+    for column in ("score", "computed", "seconds", "trained acc", "run"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for rank, row in enumerate(facts["ranking"], start=1):
+        table.add_row(
+            str(rank),
+            _plain(row["backbone"]),
+            _fmt(row["score"], ".4f"),
+            _fmt(row["computed_features"]),
+            _seconds(row["seconds"]),
+            _fmt(row["trained_accuracy"], ".4f"),
+            _fmt(row["trained_run"]),
+        )
+    return table
+
+
+def screen_trust_line(facts: dict[str, Any]) -> str:
+    """How far the screen agreed with trained accuracies on these data, in words."""
+    tau = facts["kendall_tau"]
+    paired = sum(row["trained_accuracy"] is not None for row in facts["ranking"])
+    if tau is None and paired >= 3:
+        return (
+            f"the screen's scores or the stored accuracies of the {paired} trained backbones "
+            "are all equal: no order to compare them by"
+        )
+    if tau is None:
+        return (
+            "no stored full runs of 3 or more of these backbones on these data: the screen's "
+            "agreement with trained accuracy is unknown here"
+        )
+    return (
+        f"Kendall tau between the screen and the stored test accuracies of {paired} "
+        f"backbones on these data: {tau:+.2f} (1: same order, 0: unrelated)"
+    )

@@ -310,6 +310,27 @@ class _Extractor:
         return int(self.engine(blank).shape[-1])
 
 
+def frozen_features(
+    backbone: Backbone,
+    paths: list[Path],
+    digests: list[str],
+    settings,
+    reporter: Reporter,
+    engines: Engines,
+    task: str = "features",
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(features, good, computed) of `paths` through `backbone`'s planned engine and feature
+    cache, as a frozen run computes them (the same vectors, the same cache): `good` are the
+    indices of the paths that decoded, `features` their vectors in that order, `computed` how
+    many were not cached. The engine is stopped before returning."""
+    extractor = _Extractor(backbone, settings, reporter, engines)
+    try:
+        extraction = extractor.features(paths, digests, task)
+    finally:
+        extractor.close()
+    return extraction.gather(np.arange(len(extraction.good))), extraction.good, extraction.computed
+
+
 Rows = Callable[[np.ndarray], np.ndarray]  # positions among the good images -> their features
 
 

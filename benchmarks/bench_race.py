@@ -1,0 +1,288 @@
+"""The race's groundwork, measured on the test bed (benchmarks/testbed): the screen against trained
+accuracies, `--screen-only`'s time, and peak memory over several backbones.
+
+    python benchmarks/bench_race.py [--train-per-class 75] [--test-per-class 250]
+        [--memory tb_lite0_32,tb_lite0_64,tb_lite1_96,tb_lite2_260] [--screen-fraction 0.125]
+        [--workdir DIR]
+
+Each measurement is a child process (`zoo ...` through zoo.cli.main) on a zoo home of its own
+(peak RSS is the child's VmHWM), on a stratified slice of the demo (the whole demo is 75 train
+and 250 test images per class):
+  full        `zoo run` of all 11 test-bed backbones (their trained test accuracies);
+  screen      `zoo run --screen-only` with knn and with logme on the same home (features cached
+              by `full`), timed, with Kendall tau against the accuracies of `full`;
+  round       one round's extraction: a cold `--screen-only` of the 11 (each backbone's first
+              1/8 of the training images computed, conversions already cached);
+  memory      `zoo run` of the --memory backbones cold, against each of them alone cold;
+  export      the share of a cold tb_lite0_224 run spent writing its serving model.
+Results: a table, and benchmarks/results/<date>-race.json with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTBED = ROOT / "benchmarks" / "testbed"
+RESULTS = ROOT / "benchmarks" / "results"
+MEMORY_DEFAULT = "tb_lite0_32,tb_lite0_64,tb_lite1_96,tb_lite2_260"
+
+
+def testbed_names() -> list[str]:
+    import tomllib
+
+    return list(tomllib.loads((TESTBED / "registry.toml").read_text())["backbones"])
+
+
+def child_main(arguments: list[str], report: Path, time_export: bool) -> None:
+    """Run `zoo ARGUMENTS` here; write its output, exit code, peak RSS (and export time)."""
+    import contextlib
+    import io
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    export_seconds = []
+    if time_export:
+        from zoo.runs import artifacts
+
+        original = artifacts.save_with_head
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                export_seconds.append(time.perf_counter() - started)
+
+        artifacts.save_with_head = timed
+    from zoo.cli import main
+
+    stdout, started = io.StringIO(), time.perf_counter()
+    with contextlib.redirect_stdout(stdout):
+        try:
+            main(arguments)
+            code = 0
+        except SystemExit as done:
+            code = done.code
+    seconds = time.perf_counter() - started
+    peak = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("VmHWM:")
+    )
+    report.write_text(
+        json.dumps(
+            {
+                "code": code,
+                "seconds": seconds,
+                "peak_rss": peak,
+                "stdout": stdout.getvalue(),
+                "export_seconds": export_seconds,
+            }
+        )
+    )
+
+
+def zoo_child(home: Path, arguments: list[str], time_export: bool = False) -> dict:
+    env = {
+        **os.environ,
+        "ZOO_HOME": str(home),
+        "ZOO_PLUGINS": str(TESTBED / "plugin.py"),
+        "ZOO_REGISTRY": str(TESTBED / "registry.toml"),
+    }
+    with tempfile.NamedTemporaryFile(suffix=".json") as report:
+        command = [sys.executable, __file__, "--child", report.name]
+        command += ["--time-export"] if time_export else []
+        done = subprocess.run([*command, "--", *arguments], env=env, capture_output=True, text=True)
+        if done.returncode != 0 or not Path(report.name).stat().st_size:
+            sys.exit(f"child failed: zoo {' '.join(arguments)}\n{done.stderr[-3000:]}")
+        facts = json.loads(Path(report.name).read_text())
+    if facts["code"] not in (0, None):
+        sys.exit(f"zoo {' '.join(arguments)} exited {facts['code']}\n{done.stderr[-3000:]}")
+    return facts
+
+
+def demo_slice(workdir: Path, train_per_class: int, test_per_class: int) -> Path:
+    """The first images of each class of the demo (files sorted by name) as train/ and test/."""
+    env = {**os.environ, "ZOO_HOME": str(workdir / "demo-home")}
+    script = "from zoo.data.demo import demo_data_dir; print(demo_data_dir())"
+    demo = Path(
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    root = workdir / f"demo-{train_per_class}-{test_per_class}"
+    if root.is_dir():
+        return root
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for folder in sorted((demo / split).iterdir()):
+            (root / split / folder.name).mkdir(parents=True)
+            for image in sorted(folder.iterdir())[:count]:
+                shutil.copy(image, root / split / folder.name / image.name)
+    return root
+
+
+def prepared_home(workdir: Path, name: str, converted: Path | None) -> Path:
+    """An empty zoo home, holding a copy of the conversions (converted/) when given."""
+    home = workdir / name
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    if converted is not None:
+        shutil.copytree(converted, home / "converted")
+    return home
+
+
+def kendall(x: list[float], y: list[float]) -> float:
+    sys.path.insert(0, str(ROOT))
+    from zoo.analysis.screen import kendall_tau
+
+    return kendall_tau(x, y)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--train-per-class", type=int, default=75)
+    parser.add_argument("--test-per-class", type=int, default=250)
+    parser.add_argument("--memory", default=MEMORY_DEFAULT)
+    parser.add_argument("--screen-fraction", default="0.125")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench-race")
+    options = parser.parse_args()
+    workdir = options.workdir
+    data = demo_slice(workdir, options.train_per_class, options.test_per_class)
+    names = testbed_names()
+    results: dict = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "data": {"train_per_class": options.train_per_class, "test": options.test_per_class},
+        "screen_fraction": options.screen_fraction,
+        "load_before": os.getloadavg(),
+    }
+
+    home = prepared_home(workdir, "home-full", None)
+    full = zoo_child(home, ["run", *names, "--data", str(data), "--epochs", "5", "--json"])
+    accuracy = {
+        row["backbone"]: row["metrics"]["accuracy"] for row in json.loads(full["stdout"])["runs"]
+    }
+    results["full"] = {"seconds": full["seconds"], "accuracy": accuracy}
+
+    for method in ("knn", "logme"):
+        timed = zoo_child(
+            home,
+            [
+                "run",
+                *names,
+                "--data",
+                str(data),
+                "--screen-only",
+                "--screen",
+                method,
+                "--screen-fraction",
+                options.screen_fraction,
+                "--json",
+            ],
+        )
+        facts = json.loads(timed["stdout"])
+        scores = {row["backbone"]: row["score"] for row in facts["ranking"]}
+        results[f"screen_{method}"] = {
+            "seconds": timed["seconds"],
+            "kendall_tau": kendall([scores[n] for n in names], [accuracy[n] for n in names]),
+            "kendall_tau_reported": facts["kendall_tau"],
+            "ranking": facts["ranking"],
+            "images": facts["images"],
+        }
+
+    cold = prepared_home(workdir, "home-round", home / "converted")
+    shutil.rmtree(cold / "engines", ignore_errors=True)
+    if (home / "engines").is_dir():
+        shutil.copytree(
+            home / "engines", cold / "engines"
+        )  # OpenVINO IR: conversions, not features
+    round_run = zoo_child(
+        cold,
+        [
+            "run",
+            *names,
+            "--data",
+            str(data),
+            "--screen-only",
+            "--screen-fraction",
+            options.screen_fraction,
+            "--json",
+        ],
+    )
+    round_facts = json.loads(round_run["stdout"])
+    results["round"] = {
+        "seconds": round_run["seconds"],
+        "extraction_seconds": sum(row["seconds"] for row in round_facts["ranking"]),
+        "computed": sum(row["computed_features"] for row in round_facts["ranking"]),
+    }
+
+    members = options.memory.split(",")
+    singles = {}
+    for name in members:
+        alone = prepared_home(workdir, f"home-{name}", home / "converted")
+        singles[name] = zoo_child(alone, ["run", name, "--data", str(data), "--json"])["peak_rss"]
+    together = prepared_home(workdir, "home-together", home / "converted")
+    peak = zoo_child(together, ["run", *members, "--data", str(data), "--json"])["peak_rss"]
+    results["memory"] = {"single_cold_peak_rss": singles, "together_peak_rss": peak}
+
+    lite0 = prepared_home(workdir, "home-export", home / "converted")
+    exported = zoo_child(lite0, ["run", "tb_lite0_224", "--data", str(data)], time_export=True)
+    results["export"] = {
+        "run_seconds": exported["seconds"],
+        "export_seconds": exported["export_seconds"],
+    }
+    results["load_after"] = os.getloadavg()
+    report(results, members)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d-%H%M")
+    (RESULTS / f"{stamp}-race.json").write_text(json.dumps(results, indent=2))
+
+
+def report(results: dict, members: list[str]) -> None:
+    accuracy = results["full"]["accuracy"]
+    print(f"full run of {len(accuracy)} backbones: {results['full']['seconds']:.1f}s")
+    for method in ("knn", "logme"):
+        facts = results[f"screen_{method}"]
+        print(
+            f"--screen-only {method} on {facts['images']} images (features cached): "
+            f"{facts['seconds']:.1f}s, Kendall tau vs trained accuracy {facts['kendall_tau']:+.3f}"
+        )
+        for row in facts["ranking"]:
+            print(
+                f"  {row['backbone']:22s} {row['score']:+.4f}  acc {accuracy[row['backbone']]:.4f}"
+            )
+    facts = results["round"]
+    print(
+        f"one round's extraction (cold --screen-only, {facts['computed']} vectors): "
+        f"{facts['seconds']:.1f}s (extraction + score {facts['extraction_seconds']:.1f}s)"
+    )
+    memory = results["memory"]
+    largest = max(memory["single_cold_peak_rss"].values())
+    print(
+        f"peak RSS: {len(members)} backbones together {memory['together_peak_rss'] / 1e6:.0f} MB; "
+        f"largest alone {largest / 1e6:.0f} MB (target <= {(largest + 300e6) / 1e6:.0f} MB)"
+    )
+    export = results["export"]
+    print(
+        f"cold tb_lite0_224 run: {export['run_seconds']:.1f}s, of which serving-model export "
+        f"{sum(export['export_seconds']):.1f}s"
+    )
+    print(f"load average before {results['load_before']}, after {results['load_after']}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        extra = sys.argv[3 : sys.argv.index("--")]
+        child_main(
+            sys.argv[sys.argv.index("--") + 1 :], Path(sys.argv[2]), "--time-export" in extra
+        )
+    else:
+        main()
