@@ -175,7 +175,7 @@ def _label(record: dict[str, Any]) -> str:
 STYLE = """
 .gallery { display: flex; flex-wrap: wrap; gap: 0.5em; }
 .tile { margin: 0; width: 110px; font-size: 0.75em; color: #444; }
-.tile img { margin: 0 0 0.2em; }
+.tile img { margin: 0 0 0.2em; width: 96px; image-rendering: pixelated; }
 td.better { background: #e3f4e1; }
 td.worse { background: #fbe3e3; }
 #verdict p { font-size: 1.05em; }
