@@ -502,3 +502,23 @@ def test_item_9_pull_rebuild_builds_again_what_zoo_cannot_see_changed(
     code, out, err = cli(["pull", "built", "--rebuild", "--json"], capsys)
     assert code == 0 and json.loads(out)[0]["location"] == str(built), err
     assert weights(built) == weights(source)
+
+
+def test_a_record_set_aside_is_one_warning_line_on_the_command_line(zoo_home, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    save_run(record())
+    (pending_folder(zoo_home) / "odd.json").write_text("[]")
+    environment = {**os.environ, "ZOO_HOME": str(zoo_home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "zoo", "runs", "--json"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "odd.json" in lines[0], lines

@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -16,7 +17,7 @@ from rich.markup import escape
 
 from zoo.catalog.plugins import Catalog, load_catalog
 from zoo.cli import tables
-from zoo.cli.text import SafeConsole
+from zoo.cli.text import SafeConsole, printable
 from zoo.errors import UsageError, ZooError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
@@ -859,8 +860,14 @@ def export(
         )
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A Python warning as one line: no source file, no line of code (docs/errors.md)."""
+    return f"warning: {printable(str(message))}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a ZooError is one line on stderr, never a traceback."""
+    warnings.formatwarning = _warning_line
     try:
         # From here Ctrl-C and SIGTERM raise KeyboardInterrupt, handled below: temp files are
         # removed and the line printed (zoo.launch stops zoo outright before this point).
