@@ -49,5 +49,7 @@ def test_wrong_feature_dim_is_caught(tmp_path, tiny_savedmodel):
     path.write_text(
         registry_text(str(tiny_savedmodel)).replace("feature_dim = 8", "feature_dim = 9")
     )
-    with pytest.raises(BackboneUnavailable, match="yields 8 features but the registry says"):
+    with pytest.raises(
+        BackboneUnavailable, match="declares feature_dim = 9, but the model gives 8 features"
+    ):
         check_feature_size(load_catalog(path).get("tiny"))

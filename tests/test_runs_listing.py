@@ -157,7 +157,8 @@ def test_zoo_plugins_lists_the_trackers(capsys):
     code, out, _ = run_main(["plugins", "--json"], capsys)
     rows = {row["name"]: row for row in json.loads(out)}
     assert rows["tensorboard_hparams"]["hooks"] == ["run_finished"]
-    expected = ["run_finished"] if importlib.util.find_spec("mlflow") else []
+    tracked = importlib.util.find_spec("mlflow")
+    expected = ["run_finished", "verdict_reached"] if tracked else []
     assert rows["mlflow_tracker"]["hooks"] == expected
 
 
