@@ -35,6 +35,20 @@ out = SafeConsole(width=None if sys.stdout.isatty() else 160)
 err = SafeConsole(stderr=True, soft_wrap=True)
 
 
+# The verdict's options, declared once for `zoo run` and `zoo compare` (docs/verdict.md).
+VERDICT_ALPHA = typer.Option(
+    0.05, "--alpha", help="The verdict's significance level (Holm-corrected)."
+)
+VERDICT_PREFER = typer.Option(
+    "speed", "--prefer", help="Among runs tied for best, recommend: speed, size, accuracy."
+)
+VERDICT_METRIC = typer.Option(
+    "accuracy",
+    "--metric",
+    help="What the verdict compares: accuracy (exact McNemar) or balanced-accuracy "
+    "(paired bootstrap; for imbalanced test sets).",
+)
+
 INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT)
 LARGEST_LIMIT = 1_000_000  # `zoo runs --last`
 
@@ -341,18 +355,9 @@ def run(
         help="Frozen: train N heads (seeds seed, seed+1 and on) on the cached features and report "
         "their spread; the verdict compares their averaged predictions.",
     ),
-    alpha: float = typer.Option(
-        0.05, "--alpha", help="The verdict's significance level (Holm-corrected)."
-    ),
-    prefer: str = typer.Option(
-        "speed", "--prefer", help="Among runs tied for best, recommend: speed, size, accuracy."
-    ),
-    metric: str = typer.Option(
-        "accuracy",
-        "--metric",
-        help="What the verdict compares: accuracy (exact McNemar) or balanced-accuracy "
-        "(paired bootstrap; for imbalanced test sets).",
-    ),
+    alpha: float = VERDICT_ALPHA,
+    prefer: str = VERDICT_PREFER,
+    metric: str = VERDICT_METRIC,
     screen_method: str | None = typer.Option(
         None, "--screen", help="Order the backbones by a screen of their features: knn or logme."
     ),
@@ -666,18 +671,9 @@ def _no_stored_run(option: str, value: str, known: list[str]) -> None:
 @app.command()
 def compare(
     run_ids: list[int] = typer.Argument(..., help="Run ids (see `zoo runs`)."),
-    alpha: float = typer.Option(
-        0.05, "--alpha", help="The verdict's significance level (Holm-corrected)."
-    ),
-    prefer: str = typer.Option(
-        "speed", "--prefer", help="Among runs tied for best, recommend: speed, size, accuracy."
-    ),
-    metric: str = typer.Option(
-        "accuracy",
-        "--metric",
-        help="What the verdict compares: accuracy (exact McNemar) or balanced-accuracy "
-        "(paired bootstrap; for imbalanced test sets).",
-    ),
+    alpha: float = VERDICT_ALPHA,
+    prefer: str = VERDICT_PREFER,
+    metric: str = VERDICT_METRIC,
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the runs and the verdict."),
 ) -> None:
     """Chosen runs side by side, and the verdict: which are tied for best on the same test images."""
