@@ -35,6 +35,24 @@ err = Console(stderr=True, soft_wrap=True)
 
 INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT)
 LARGEST_LIMIT = 1_000_000  # `zoo runs --last`
+# `zoo run` and `zoo compare`: deploy each run and choose within a budget (zoo.runs.deploy).
+DEPLOY_OPTION = typer.Option(
+    None,
+    "--deploy",
+    help="Export each run to TARGET (repeat, or a,b) and measure its accuracy, size and "
+    "latency here: tflite-float16, tflite-int8, openvino-fp32, openvino-int8.",
+)
+BUDGET_MS_OPTION = typer.Option(
+    None, "--budget-ms", help="Keep deployed models whose median latency (1 thread) is within X ms."
+)
+BUDGET_MB_OPTION = typer.Option(
+    None, "--budget-mb", help="Keep deployed models whose file is within Y MB."
+)
+PREFER_OPTION = typer.Option(
+    "speed",
+    "--prefer",
+    help="Break ties by speed, size, accuracy or latency (measured, with --deploy).",
+)
 
 
 class Settings:
@@ -226,6 +244,10 @@ def run(
         "flip,crop,color", "--augment-ops", help="What a view draws: flip, crop, color."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+    deploy: list[str] | None = DEPLOY_OPTION,
+    budget_ms: float | None = BUDGET_MS_OPTION,
+    budget_mb: float | None = BUDGET_MB_OPTION,
+    prefer: str = PREFER_OPTION,
 ) -> None:
     """Train and evaluate backbones (A+B: one head on their features joined); ends with a
     comparison table. Exit 1 if any failed."""
@@ -258,7 +280,10 @@ def run(
         augment_ops=augment_ops,
     )
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
-    settings.check_selection(loaded.select(names or [], all_backbones, combine=True), all_backbones)
+    selection = loaded.select(names or [], all_backbones, combine=True)
+    settings.check_selection(selection, all_backbones)
+    targets = _deploy_targets(loaded, deploy, budget_ms, budget_mb, prefer)
+    _refuse_combined_deploy(selection, targets)
     if data is not None or train is not None or test is not None:
         from zoo.data.folders import find_splits
 
@@ -280,6 +305,7 @@ def run(
         engines=engines,
     )
     rows = [_result_row(result) for result in summary.results]
+    deployed = _deploy_after_run(summary, rows, targets, reporter)
     comparison = _compare_after_run(summary, reporter)
     if as_json:
         print_json(
@@ -288,10 +314,16 @@ def run(
                 "skipped": [str(p) for p, _ in summary.skipped],
                 "runs": rows,
                 "report": str(comparison.html) if comparison else None,
+                **_budget_json(deployed, targets, budget_ms, budget_mb, prefer),
             }
         )
     else:
-        out.print(tables.comparison_table(rows, title=f"zoo run on {escape(summary.data)}"))
+        out.print(
+            tables.comparison_table(
+                rows, title=f"zoo run on {escape(summary.data)}", deploy=_names(targets)
+            )
+        )
+        _print_budget(deployed, targets, budget_ms, budget_mb, prefer)
         for result in summary.results:
             name = escape(result.backbone)
             if not result.ok:
@@ -305,7 +337,99 @@ def run(
                 )
         if comparison:
             err.print(f"comparison report: {escape(str(comparison.html))}", highlight=False)
-    raise typer.Exit(summary.exit_code)
+    raise typer.Exit(max(summary.exit_code, _deploy_exit_code(deployed, targets)))
+
+
+def _names(targets) -> list[str]:
+    return [target.name for target in targets]
+
+
+def _deploy_targets(loaded, deploy, budget_ms, budget_mb, prefer) -> list:
+    """The --deploy targets, checked with the budget flags before any work starts."""
+    from zoo.analysis.budget import check_budget
+    from zoo.runs.targets import load_targets, parse_target_names
+
+    names = parse_target_names(deploy)
+    check_budget(budget_ms, budget_mb, prefer, names)
+    if not names:
+        return []
+    found = load_targets(loaded.plugins if loaded else catalog().plugins)
+    for problem in found.problems:
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+    return found.chosen(names)
+
+
+def _refuse_combined_deploy(selection, targets) -> None:
+    from zoo.catalog.combination import Combination
+
+    for chosen in selection:
+        if targets and isinstance(chosen, Combination):
+            raise UsageError(
+                f"{chosen.name} trains one head on several backbones' features, so it has no "
+                f"single model to deploy; drop --deploy, or run the members one by one"
+            )
+
+
+def _deploy_after_run(summary, rows: list[dict], targets, reporter) -> list[dict]:
+    """Each stored run with a saved model, deployed and measured; its row shows the figures."""
+    from zoo.runs.deploy import deploy_runs
+    from zoo.runs.store import get_run
+
+    if not targets:
+        return []
+    records = [
+        get_run(result.run_id)
+        for result in summary.results
+        if result.ok and result.run_id is not None and "model" in result.artifacts
+    ]
+    measured = deploy_runs(records, targets, reporter)
+    for row in rows:
+        if row["run_id"] in measured:
+            row["metrics"]["deploy"] = measured[row["run_id"]]
+    return [get_run(record["id"]) for record in records]
+
+
+def _deploy_stored(stored: list[dict], targets) -> list[dict]:
+    """`zoo compare --deploy`: measure what is not measured yet on this machine, then re-read."""
+    from zoo.cli.progress import RichReporter
+    from zoo.runs.deploy import check_deployable, deploy_runs, needs_measuring
+    from zoo.runs.store import get_run
+
+    for record in stored:
+        check_deployable(record)
+    if needs_measuring(stored, targets):
+        load_tensorflow()
+        deploy_runs(stored, targets, RichReporter(err))
+    return [get_run(record["id"]) for record in stored]
+
+
+def _deploy_exit_code(records: list[dict], targets) -> int:
+    """1 when a target failed on some run (the run itself is stored all the same)."""
+    failed = any(
+        "error" in (record["metrics"].get("deploy") or {}).get(target.name, {})
+        for record in records
+        for target in targets
+    )
+    return 1 if failed else 0
+
+
+def _budget_json(records, targets, budget_ms, budget_mb, prefer) -> dict:
+    from zoo.analysis.budget import within_budget
+
+    if not targets:
+        return {}
+    fit = within_budget(records, _names(targets), budget_ms, budget_mb, prefer)
+    return {"budget": fit.facts()}
+
+
+def _print_budget(records, targets, budget_ms, budget_mb, prefer) -> None:
+    from zoo.analysis.budget import within_budget
+
+    if budget_ms is None and budget_mb is None and prefer != "latency":
+        return
+    fit = within_budget(records, _names(targets), budget_ms, budget_mb, prefer)
+    for line in tables.budget_lines(fit):
+        out.print(escape(line), highlight=False)
 
 
 def _compare_after_run(summary, reporter):
@@ -391,16 +515,25 @@ def _no_stored_run(option: str, value: str, known: list[str]) -> None:
 def compare(
     run_ids: list[int] = typer.Argument(..., help="Run ids (see `zoo runs`)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    deploy: list[str] | None = DEPLOY_OPTION,
+    budget_ms: float | None = BUDGET_MS_OPTION,
+    budget_mb: float | None = BUDGET_MB_OPTION,
+    prefer: str = PREFER_OPTION,
 ) -> None:
-    """Chosen runs side by side."""
+    """Chosen runs side by side (with --deploy: each exported and measured, once per target)."""
     from zoo.runs.store import get_run
 
+    targets = _deploy_targets(None, deploy, budget_ms, budget_mb, prefer)
     stored = [get_run(run_id) for run_id in run_ids]
+    if targets:
+        stored = _deploy_stored(stored, targets)
     if as_json:
-        print_json(stored)
+        budget = _budget_json(stored, targets, budget_ms, budget_mb, prefer)
+        print_json({"runs": stored, **budget} if budget else stored)
     else:
         rows = [{**record, "run_id": record["id"]} for record in stored]
-        out.print(tables.comparison_table(rows, title="Runs compared"))
+        out.print(tables.comparison_table(rows, title="Runs compared", deploy=_names(targets)))
+        _print_budget(stored, targets, budget_ms, budget_mb, prefer)
         for row in rows:
             if row["status"] != "ok":
                 out.print(

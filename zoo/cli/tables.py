@@ -102,8 +102,11 @@ def _seconds(value: float | None) -> Text:
     return _fmt(value, ".1f") + "s" if isinstance(value, (int, float)) else _fmt(value)
 
 
-def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> Table:
-    """One row a run: the best test accuracy in bold; failed runs show their reason."""
+def comparison_table(
+    rows: list[dict[str, Any]], title: str = "Comparison", deploy: list[str] = ()
+) -> Table:
+    """One row a run: the best test accuracy in bold; failed runs show their reason. With
+    `deploy` (target names), each target's deployed accuracy, latency and size as well."""
     table = Table(title=title)
     table.add_column("run", justify="right")
     table.add_column("backbone", no_wrap=True, style="bold")
@@ -111,6 +114,7 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
     for column in ("test acc", "F1", "loss", "epochs", "time", "img/s", "params M"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
+    _add_deploy_columns(table, deploy)
     accuracies = [
         row["metrics"].get("accuracy")
         for row in rows
@@ -144,8 +148,38 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
             else _fmt(metrics.get("images_per_second"), ".0f"),
             _fmt(metrics.get("params_m"), ".1f"),
             status,
+            *_deploy_cells(metrics, deploy),
         )
     return table
+
+
+def _add_deploy_columns(table: Table, deploy: list[str]) -> None:
+    """`--deploy`: accuracy, ms (median per image, batch 1, 1 thread) and MB of each target."""
+    for target in deploy:
+        prefix = "deployed" if len(deploy) == 1 else target
+        for column in (f"{prefix} acc", "ms", "MB"):
+            table.add_column(column, justify="right", no_wrap=True)
+    if deploy:
+        shown = ", ".join(deploy)
+        note = (
+            f"deployed: {shown}, measured on this machine; ms: median per image, batch 1, 1 thread"
+        )
+        table.caption = "\n".join(filter(None, [table.caption, note]))
+
+
+def _deploy_cells(metrics: dict[str, Any], deploy: list[str]) -> list[Text]:
+    cells = []
+    for target in deploy:
+        figures = (metrics.get("deploy") or {}).get(target)
+        if not figures or "error" in figures:
+            cells += [Text("failed" if figures else "-"), Text("-"), Text("-")]
+            continue
+        cells += [
+            _fmt(figures.get("accuracy"), ".3f"),
+            _fmt(figures["latency"]["1_thread"]["median_ms"], ".2f"),
+            _fmt(figures["size_bytes"] / 1e6, ".2f"),
+        ]
+    return cells
 
 
 def _mode_label(row: dict[str, Any]) -> str:
@@ -329,3 +363,22 @@ def pull_table(reports: list[dict[str, Any]]) -> Table:
         detail = report["location"] if report["ready"] else report["reason"]
         table.add_row(_plain(report["name"]), status, _seconds(report["seconds"]), _plain(detail))
     return table
+
+
+def budget_lines(fit: Any) -> list[str]:
+    """A BudgetFit (zoo.analysis.budget) for people: the budget, each fit, each run left out."""
+    limits = [
+        f"{name} <= {value:g} {unit}"
+        for name, value, unit in (("latency", fit.budget_ms, "ms"), ("size", fit.budget_mb, "MB"))
+        if value is not None
+    ]
+    order = "fastest first" if fit.prefer == "latency" else "most accurate first"
+    head = f"Within budget ({', '.join(limits) or 'no limit'}; {order}):"
+    lines = [head if fit.fits else head + " none"]
+    lines += [
+        f"  run {c.run_id} {c.backbone} on {c.target}: acc {c.accuracy:.3f}, "
+        f"{c.ms:.2f} ms, {c.mb:.2f} MB"
+        for c in fit.fits
+    ]
+    lines += [f"Does not fit: run {run} on {target}: {why}" for run, target, why in fit.left_out]
+    return lines
