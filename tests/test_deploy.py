@@ -311,3 +311,64 @@ def test_a_combined_run_is_refused_by_compare(tiny_images, two_runs_and_an_ensem
     code, _, err = run_main(["compare", "4", "--deploy", "tflite-float16"], capsys)
     assert code == 2 and "trained one head on the features of 2 backbones" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_comparison_report_draws_deployed_accuracy_against_latency(
+    tiny_registry, tiny_images, tmp_path
+):
+    import re
+
+    from zoo.runs.compare_report import compare_runs
+
+    summary = zoo.run(["tiny", "tiny"], data=tiny_images, epochs=1)
+    first, second = (result.run_id for result in summary.results)
+    plain = compare_runs([first, second], tmp_path / "plain")
+    assert not (tmp_path / "plain" / "deployed_accuracy_vs_latency.png").exists()
+    assert len(plain.pictures) == 3
+
+    def measured(accuracy, ms):
+        def change(record):
+            record["metrics"]["deploy"] = {
+                "tflite-int8": {
+                    "accuracy": accuracy,
+                    "latency": {"1_thread": {"median_ms": ms}},
+                    "size_bytes": 10**6,
+                },
+                "openvino-fp32": {"error": "conversion failed"},  # not drawn
+            }
+
+        return change
+
+    update_run(first, measured(0.9, 2.0))
+    update_run(second, measured(0.8, 20.0))
+    comparison = compare_runs([first, second], tmp_path / "deployed")
+    png = tmp_path / "deployed" / "deployed_accuracy_vs_latency.png"
+    assert png in comparison.pictures and png.read_bytes().startswith(b"\x89PNG")
+    page = comparison.html.read_text()
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 4
+    assert 'id="deployed_accuracy_vs_latency"' in page
+
+
+def test_real_lite0_run_deployed_to_tflite_int8(zoo_home, capsys, monkeypatch):
+    """The real path: EfficientNet-Lite0 on a demo slice, `zoo run --deploy tflite-int8`."""
+    import tensorflow as tf
+    from conftest import plant_demo_slice
+
+    monkeypatch.setenv("COLUMNS", "200")
+    plant_demo_slice(zoo_home, train_per_class=6, test_per_class=2)
+    args = ["run", "efficientnet_lite0", "--deploy", "tflite-int8", "--json"]
+    code, out, err = run_main(args, capsys)
+    assert code == 0, err
+    (run,) = json.loads(out)["runs"]
+    figures = run["metrics"]["deploy"]["tflite-int8"]
+    assert figures["test_images"] == 20 and figures["paired"] is True
+    # int8 on 20 images: within 3 images of the float model's accuracy.
+    assert abs(figures["accuracy"] - run["metrics"]["accuracy"]) <= 0.15
+    # One byte a weight, give or take the graph: 3.4 M parameters in int8.
+    params = run["metrics"]["params_m"] * 1e6
+    assert 0.8 * params < figures["size_bytes"] < 1.6 * params
+    path = get_run(run["run_id"])["artifacts"]["deploy_tflite-int8"]
+    assert Path(path).stat().st_size == figures["size_bytes"]
+    interpreter = tf.lite.Interpreter(model_path=path)
+    assert np.int8 in {detail["dtype"] for detail in interpreter.get_tensor_details()}
+    assert figures["latency"]["1_thread"]["median_ms"] > 0

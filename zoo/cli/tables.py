@@ -150,36 +150,43 @@ def comparison_table(
             status,
             *_deploy_cells(metrics, deploy),
         )
+        _more_deploy_rows(table, metrics, deploy)
     return table
 
 
 def _add_deploy_columns(table: Table, deploy: list[str]) -> None:
-    """`--deploy`: accuracy, ms (median per image, batch 1, 1 thread) and MB of each target."""
-    for target in deploy:
-        prefix = "deployed" if len(deploy) == 1 else target
-        for column in (f"{prefix} acc", "ms", "MB"):
-            table.add_column(column, justify="right", no_wrap=True)
-    if deploy:
-        shown = ", ".join(deploy)
-        note = (
-            f"deployed: {shown}, measured on this machine; ms: median per image, batch 1, 1 thread"
-        )
-        table.caption = "\n".join(filter(None, [table.caption, note]))
+    """`--deploy`: the target, its accuracy, ms (median per image, batch 1, 1 thread) and MB."""
+    if not deploy:
+        return
+    table.add_column("target", no_wrap=True)
+    for column in ("deployed acc", "ms", "MB"):
+        table.add_column(column, justify="right", no_wrap=True)
+    note = "deployed: measured on this machine; ms: median per image, batch 1, 1 thread"
+    table.caption = "\n".join(filter(None, [table.caption, note]))
 
 
 def _deploy_cells(metrics: dict[str, Any], deploy: list[str]) -> list[Text]:
-    cells = []
-    for target in deploy:
-        figures = (metrics.get("deploy") or {}).get(target)
-        if not figures or "error" in figures:
-            cells += [Text("failed" if figures else "-"), Text("-"), Text("-")]
-            continue
-        cells += [
-            _fmt(figures.get("accuracy"), ".3f"),
-            _fmt(figures["latency"]["1_thread"]["median_ms"], ".2f"),
-            _fmt(figures["size_bytes"] / 1e6, ".2f"),
-        ]
-    return cells
+    """The first target's cells, on the run's own row."""
+    return _target_cells(metrics, deploy[0]) if deploy else []
+
+
+def _more_deploy_rows(table: Table, metrics: dict[str, Any], deploy: list[str]) -> None:
+    """A row of its own for each further target, under the run's row, the run's cells blank."""
+    first = len(table.columns) - 4  # the deploy columns come last
+    for target in deploy[1:]:
+        table.add_row(*[""] * first, *_target_cells(metrics, target))
+
+
+def _target_cells(metrics: dict[str, Any], target: str) -> list[Text]:
+    figures = (metrics.get("deploy") or {}).get(target)
+    if not figures or "error" in figures:
+        return [_plain(target), Text("failed" if figures else "-"), Text("-"), Text("-")]
+    return [
+        _plain(target),
+        _fmt(figures.get("accuracy"), ".3f"),
+        _fmt(figures["latency"]["1_thread"]["median_ms"], ".2f"),
+        _fmt(figures["size_bytes"] / 1e6, ".2f"),
+    ]
 
 
 def _mode_label(row: dict[str, Any]) -> str:
