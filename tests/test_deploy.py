@@ -4,6 +4,8 @@ on constructed measurements, the CLI's bad inputs, and one real Lite0 run in int
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -226,7 +228,12 @@ def test_run_with_deploy_shows_the_columns_and_the_budget(tiny_registry, tiny_im
     (run,) = report["runs"]
     figures = run["metrics"]["deploy"]["tflite-float16"]
     assert figures == get_run(run["run_id"])["metrics"]["deploy"]["tflite-float16"]
-    assert [c["run_id"] for c in report["budget"]["fits"]] == [run["run_id"]]
+    (fit,) = report["budget"]["fits"]
+    assert fit["run_id"] == run["run_id"] and fit["target"] == "tflite-float16"
+    assert (
+        fit["probabilities"]
+        == get_run(run["run_id"])["artifacts"]["deploy_tflite-float16_probabilities"]
+    )
     # compare reuses the stored measurement (no new export, no new timing) and applies a budget.
     tight = figures["latency"]["1_thread"]["median_ms"] / 2
     compare = ["compare", str(run["run_id"]), "--deploy", "tflite-float16"]
@@ -239,6 +246,18 @@ def test_run_with_deploy_shows_the_columns_and_the_budget(tiny_registry, tiny_im
     assert code == 0, err
     (stored,) = json.loads(out)["runs"]
     assert stored["metrics"]["deploy"]["tflite-float16"] == figures
+    # Measured on this machine already: compare answers without TensorFlow, and for bad input
+    # before it too.
+    script = (
+        "import sys; from zoo.cli import main\n"
+        f"for args in ({compare!r}, {[*compare, '--budget-mb', '0']!r}):\n"
+        "    try:\n        main(args)\n    except SystemExit as done:\n"
+        "        print('exit', done.code)\n"
+        "assert 'tensorflow' not in sys.modules, 'compare --deploy loaded tensorflow'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-4:] == ["exit", "0", "exit", "2"], done.stdout
 
 
 UNAVAILABLE_TARGET = """

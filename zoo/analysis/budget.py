@@ -1,7 +1,8 @@
 """Which deployed models fit a latency and size budget, and the accuracy-latency Pareto front.
 
 Pure functions over the measurements `--deploy` stores (`metrics.deploy[target]`): no store,
-no printing. A candidate is one run on one target; the verdict compares the candidates that fit.
+no printing. A candidate is one run on one target; the verdict compares the candidates that fit,
+on their deployed test probabilities (`Candidate.probabilities`, in the run's test order).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Candidate:
     accuracy: float
     ms: float  # median latency per image, batch 1, 1 thread
     mb: float  # size on disk of what a user ships
+    probabilities: str | None = None  # the deployed model's test probabilities (.npz), paired
 
     def facts(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +84,7 @@ def candidate(run: dict[str, Any], target: str) -> Candidate | str:
         accuracy=float(figures["accuracy"]),
         ms=float(figures["latency"][LATENCY_KEY]["median_ms"]),
         mb=figures["size_bytes"] / MEGABYTE,
+        probabilities=(run.get("artifacts") or {}).get(f"deploy_{target}_probabilities"),
     )
 
 

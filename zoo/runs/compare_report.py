@@ -166,6 +166,8 @@ def _deployed_points(records: list[dict[str, Any]]) -> list[tuple[float, float, 
 def _deployed_vs_latency(records: list[dict[str, Any]]) -> bytes:
     """Deployed accuracy against measured latency (log scale), the Pareto front joined."""
     plt = pyplot()
+    from matplotlib.ticker import ScalarFormatter
+
     points = _deployed_points(records)
     front = pareto_front([(ms, accuracy) for ms, accuracy, _ in points])
     figure, axis = plt.subplots(figsize=(8, 5))
@@ -176,11 +178,13 @@ def _deployed_vs_latency(records: list[dict[str, Any]]) -> bytes:
             edgecolors="black", linewidths=1.5 if on_front else 0.5,
             label=label + (" (Pareto front)" if on_front else ""),
         )  # fmt: skip
-    axis.plot(
-        [points[i][0] for i in front], [points[i][1] for i in front],
+    axis.step(  # a staircase: each front point's accuracy holds until a slower one beats it
+        [points[i][0] for i in front], [points[i][1] for i in front], where="post",
         color="black", linestyle="--", linewidth=1, alpha=0.6,
     )  # fmt: skip
     axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(ScalarFormatter())  # 5, 10, 20 ms: not 5x10^0
+    axis.xaxis.set_minor_formatter(ScalarFormatter())
     axis.set_xlabel("deployed latency per image, ms (batch 1, 1 thread, this machine; log)")
     axis.set_ylabel("deployed test accuracy")
     axis.set_title("Deployed accuracy against latency (dashed: the Pareto front)")
