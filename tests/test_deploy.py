@@ -391,3 +391,27 @@ def test_real_lite0_run_deployed_to_tflite_int8(zoo_home, capsys, monkeypatch):
     interpreter = tf.lite.Interpreter(model_path=path)
     assert np.int8 in {detail["dtype"] for detail in interpreter.get_tensor_details()}
     assert figures["latency"]["1_thread"]["median_ms"] > 0
+
+
+def test_two_processes_adding_to_one_run_lose_nothing(zoo_home):
+    """Each update reads and writes under one write lock: two processes adding measurements of
+    their own to the same run keep every one of them."""
+    from test_hardening import record
+
+    from zoo.runs.store import save_run
+
+    run_id = save_run(record())
+    script = (
+        "import sys\nfrom zoo.runs.store import update_run\n"
+        "for n in range(15):\n"
+        "    update_run(%d, lambda r: r['metrics'].setdefault('deploy', {}).update("
+        "{f'{sys.argv[1]}-{n}': {'n': n}}))\n" % run_id
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, name], stderr=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0, worker.stderr.read()
+    deploy = get_run(run_id)["metrics"]["deploy"]
+    assert sorted(deploy) == sorted(f"{name}-{n}" for name in "ab" for n in range(15))
