@@ -404,8 +404,8 @@ def test_two_processes_adding_to_one_run_lose_nothing(zoo_home):
     script = (
         "import sys\nfrom zoo.runs.store import update_run\n"
         "for n in range(15):\n"
-        "    update_run(%d, lambda r: r['metrics'].setdefault('deploy', {}).update("
-        "{f'{sys.argv[1]}-{n}': {'n': n}}))\n" % run_id
+        f"    update_run({run_id}, lambda r: r['metrics'].setdefault('deploy', {{}}).update("
+        "{f'{sys.argv[1]}-{n}': {'n': n}}))\n"
     )
     workers = [
         subprocess.Popen([sys.executable, "-c", script, name], stderr=subprocess.PIPE, text=True)
