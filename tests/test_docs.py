@@ -107,3 +107,27 @@ def test_plugin_guide_shows_the_converted_example_verbatim():
     guide = (DOCS / "writing-plugins.md").read_text()
     code = example[example.index("from pathlib import Path") :].strip()
     assert code in guide
+
+
+def test_deploy_target_example_is_shown_verbatim_and_measures(
+    monkeypatch, tiny_registry, tiny_images
+):
+    """docs/examples/zoo_tflite_fp32.py: a deployment target, measured like the built-ins."""
+    import zoo
+    from zoo.catalog.plugins import load_plugins
+    from zoo.runs.deploy import deploy_runs
+    from zoo.runs.store import get_run
+    from zoo.runs.targets import load_targets
+
+    example = (DOCS / "examples" / "zoo_tflite_fp32.py").read_text()
+    guide = (DOCS / "writing-plugins.md").read_text()
+    assert example[example.index("import zoo") :].strip() in guide
+    monkeypatch.setenv("ZOO_PLUGINS", str(DOCS / "examples" / "zoo_tflite_fp32.py"))
+    targets = load_targets(load_plugins())
+    assert targets.problems == [] and "tflite-fp32" in targets.names
+    (result,) = zoo.run(["tiny"], data=tiny_images, epochs=3, lr=0.05).results
+    record = get_run(result.run_id)
+    figures = deploy_runs([record], targets.chosen(["tflite-fp32"]))[result.run_id]["tflite-fp32"]
+    # Float32 TFLite computes the SavedModel's function: the same answers on every test image.
+    assert figures["accuracy"] == result.metrics["accuracy"] and figures["test_images"] == 15
+    assert figures["size_bytes"] > 0 and figures["latency"]["1_thread"]["calls"] == 50

@@ -2,7 +2,8 @@
 
 What a plugin needs is here, and cheap to import (no TensorFlow): `zoo.hookimpl`,
 `zoo.Backbone`, `zoo.Preprocessing`, and for an extraction engine `zoo.Engine`,
-`zoo.EngineUnavailable`, `zoo.ResolvedBackbone`. The notebook API (`zoo.list_backbones`,
+`zoo.EngineUnavailable`, `zoo.ResolvedBackbone`; for a deployment target
+`zoo.DeployTarget`. The notebook API (`zoo.list_backbones`,
 `zoo.create_model`, `zoo.run`) loads lazily, so that `import zoo` and the fast CLI commands
 never import TensorFlow.
 """
@@ -23,10 +24,12 @@ PLUGIN_NAMES = {
     "Engine": "zoo.extraction.engines.base",
     "EngineUnavailable": "zoo.extraction.engines.base",
     "ResolvedBackbone": "zoo.extraction.engines.base",
+    "DeployTarget": "zoo.runs.targets",
 }
 __all__ = [
     "Backbone",
     "BackboneUnavailable",
+    "DeployTarget",
     "Engine",
     "EngineUnavailable",
     "Preprocessing",

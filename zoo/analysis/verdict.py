@@ -15,7 +15,7 @@ import numpy as np
 from zoo.analysis.bootstrap import balanced_accuracy, paired_bootstrap_p
 from zoo.analysis.statistics import holm, mcnemar_exact, wilson_interval
 
-PREFERENCES = ("speed", "size", "accuracy")
+PREFERENCES = ("speed", "size", "accuracy", "latency")  # latency: of a deployed model (--deploy)
 # One measured extraction speed on a busy machine varies by more than this (the demo's three Lite
 # models measured 27-33 img/s under load, 85-150 quiet): speeds this close count as equal, and size
 # decides between them.
@@ -41,6 +41,8 @@ class Candidate:
     params_m: float | None = None
     seeds: int = 1  # heads averaged into `correct` (--seeds)
     labels: np.ndarray | None = None  # the true classes, for balanced accuracy
+    latency_ms: float | None = None  # the deployed model's median latency (--deploy)
+    deployed: str | None = None  # the deployment target whose predictions `correct` holds
 
     @property
     def accuracy(self) -> float:
@@ -113,10 +115,12 @@ def decide(
         _contenders(tied, prefer), key=lambda run: (_preference(run, prefer), run.accuracy)
     )
     seeded = any(run.seeds > 1 for run in candidates)
+    targets = sorted({run.deployed for run in candidates if run.deployed})
+    deployed = f"; on the deployed models' predictions ({', '.join(targets)})" if targets else ""
     return Verdict(
         metric=metric,
         alpha=alpha,
-        test=TESTS[metric] + (SEEDED if seeded else ""),
+        test=TESTS[metric] + (SEEDED if seeded else "") + deployed,
         prefer=prefer,
         best=best.run_id,
         tied=[run.run_id for run in tied],
@@ -168,6 +172,8 @@ def _preference(run: Candidate, prefer: str) -> tuple:
     size = -run.params_m if run.params_m is not None else float("-inf")
     if prefer == "speed":  # among runs equally fast within SPEED_TOLERANCE (_contenders)
         return (size, speed)
+    if prefer == "latency":
+        return (-run.latency_ms if run.latency_ms is not None else float("-inf"), size)
     if prefer == "size":
         return (size, speed)
     return (run.accuracy,)
@@ -179,6 +185,10 @@ def _because(chosen: Candidate, tied: list[Candidate], prefer: str) -> str:
     most_accurate = f"the most accurate of them ({chosen.accuracy:.3f})"
     if prefer == "accuracy":
         return most_accurate
+    if prefer == "latency":
+        if chosen.latency_ms is None:
+            return f"{most_accurate}; none has a measured latency"
+        return f"the fastest deployed model of them ({chosen.latency_ms:.2f} ms an image, 1 thread)"
     speeds = [run.images_per_second for run in tied if run.images_per_second is not None]
     sizes = [run.params_m for run in tied if run.params_m is not None]
     reasons = []

@@ -27,6 +27,11 @@ def register_engines(register):
 
 
 @hookspec
+def register_deploy_targets(register):
+    """Call register(DeployTarget) for each deployment target (`--deploy NAME`) this plugin provides."""
+
+
+@hookspec
 def run_finished(run):
     """A run was stored; `run` is its record as `zoo compare --json` lists it (trackers)."""
 

@@ -35,6 +35,8 @@ DEFAULT_PLUGINS = (
     "zoo_plugins.scratch",
     "zoo_plugins.tensorflow_engine",
     "zoo_plugins.openvino_engine",
+    "zoo_plugins.tflite_targets",
+    "zoo_plugins.openvino_targets",
     "zoo_plugins.tensorboard_hparams",
     "zoo_plugins.mlflow_tracker",
 )

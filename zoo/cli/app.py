@@ -39,9 +39,6 @@ err = SafeConsole(stderr=True, soft_wrap=True)
 VERDICT_ALPHA = typer.Option(
     0.05, "--alpha", help="The verdict's significance level (Holm-corrected)."
 )
-VERDICT_PREFER = typer.Option(
-    "speed", "--prefer", help="Among runs tied for best, recommend: speed, size, accuracy."
-)
 VERDICT_METRIC = typer.Option(
     "accuracy",
     "--metric",
@@ -51,6 +48,24 @@ VERDICT_METRIC = typer.Option(
 
 INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT)
 LARGEST_LIMIT = 1_000_000  # `zoo runs --last`
+# `zoo run` and `zoo compare`: deploy each run and choose within a budget (zoo.runs.deploy).
+DEPLOY_OPTION = typer.Option(
+    None,
+    "--deploy",
+    help="Export each run to TARGET (repeat, or a,b) and measure its accuracy, size and "
+    "latency here: tflite-float16, tflite-int8, openvino-fp32, openvino-int8.",
+)
+BUDGET_MS_OPTION = typer.Option(
+    None, "--budget-ms", help="Keep deployed models whose median latency (1 thread) is within X ms."
+)
+BUDGET_MB_OPTION = typer.Option(
+    None, "--budget-mb", help="Keep deployed models whose file is within Y MB."
+)
+PREFER_OPTION = typer.Option(
+    "speed",
+    "--prefer",
+    help="Break ties by speed, size, accuracy or latency (measured, with --deploy).",
+)
 
 
 class Settings:
@@ -356,7 +371,6 @@ def run(
         "their spread; the verdict compares their averaged predictions.",
     ),
     alpha: float = VERDICT_ALPHA,
-    prefer: str = VERDICT_PREFER,
     metric: str = VERDICT_METRIC,
     screen_method: str | None = typer.Option(
         None, "--screen", help="Order the backbones by a screen of their features: knn or logme."
@@ -370,6 +384,10 @@ def run(
         0.125, "--screen-fraction", help="Share of each class's training images the screen uses."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+    deploy: list[str] | None = DEPLOY_OPTION,
+    budget_ms: float | None = BUDGET_MS_OPTION,
+    budget_mb: float | None = BUDGET_MB_OPTION,
+    prefer: str = PREFER_OPTION,
 ) -> None:
     """Train and evaluate backbones (A+B: one head on their features joined); ends with a
     comparison table. Exit 1 if any failed."""
@@ -409,6 +427,8 @@ def run(
     check_verdict_options(alpha, prefer, metric)
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
     names, all_backbones = _select(loaded, names, all_backbones, chosen, "run")
+    targets = _deploy_targets(loaded, deploy, budget_ms, budget_mb, prefer)
+    _refuse_combined_deploy(loaded.select(names, all_backbones, combine=True), targets)
     engines = load_engines(loaded.plugins)
     preflight(settings, engines)  # the settings against this machine (run_backbones again)
     settings.check_selection(loaded.select(names, all_backbones, combine=True), all_backbones)
@@ -461,8 +481,10 @@ def run(
         for result in summary.results:
             if result.traceback:
                 sys.stderr.write(f"{result.backbone}: {result.traceback}")
+    deployed = _deploy_after_run(summary, rows, targets, reporter)
     comparison = _compare_after_run(summary, reporter, alpha, prefer, metric)
-    judgement = _judge_after_run(summary, alpha, prefer, metric)
+    budget = _budget_fit(deployed, targets, budget_ms, budget_mb, prefer)
+    judgement = _judge_after_run(summary, alpha, prefer, metric, budget)
     if as_json:
         print_json(
             {
@@ -472,10 +494,16 @@ def run(
                 "report": str(comparison.html) if comparison else None,
                 "verdict": _verdict_facts(judgement),
                 **({"screen": screening.facts()} if screening else {}),
+                **({"budget": budget.facts()} if budget else {}),
             }
         )
     else:
-        out.print(tables.comparison_table(rows, title=f"zoo run on {escape(summary.data)}"))
+        out.print(
+            tables.comparison_table(
+                rows, title=f"zoo run on {escape(summary.data)}", deploy=_names(targets)
+            )
+        )
+        _print_budget(budget, budget_ms, budget_mb, prefer)
         for result in summary.results:
             name = escape(result.backbone)
             if not result.ok:
@@ -491,7 +519,108 @@ def run(
             err.print(f"comparison report: {escape(str(comparison.html))}", highlight=False)
         if judgement:
             print_judgement(judgement)
-    raise typer.Exit(summary.exit_code)
+    raise typer.Exit(max(summary.exit_code, _deploy_exit_code(deployed, targets)))
+
+
+def _names(targets) -> list[str]:
+    return [target.name for target in targets]
+
+
+def _deploy_targets(loaded, deploy, budget_ms, budget_mb, prefer) -> list:
+    """The --deploy targets, checked with the budget flags before any work starts."""
+    from zoo.analysis.budget import check_budget
+    from zoo.runs.targets import load_targets, parse_target_names
+
+    names = parse_target_names(deploy)
+    check_budget(budget_ms, budget_mb, prefer, names)
+    if not names:
+        return []
+    found = load_targets(loaded.plugins if loaded else catalog().plugins)
+    for problem in found.problems:
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+    return found.chosen(names)
+
+
+def _refuse_combined_deploy(selection, targets) -> None:
+    from zoo.catalog.combination import Combination
+
+    for chosen in selection:
+        if targets and isinstance(chosen, Combination):
+            raise UsageError(
+                f"{chosen.name} trains one head on several backbones' features, so it has no "
+                f"single model to deploy; drop --deploy, or run the members one by one"
+            )
+
+
+def _deploy_after_run(summary, rows: list[dict], targets, reporter) -> list[dict]:
+    """Each stored run with a saved model, deployed and measured; its row shows the figures."""
+    from zoo.runs.deploy import deploy_runs
+    from zoo.runs.store import get_run
+
+    if not targets:
+        return []
+    records = [
+        get_run(result.run_id)
+        for result in summary.results
+        if result.ok and result.run_id is not None and "model" in result.artifacts
+    ]
+    measured = deploy_runs(records, targets, reporter)
+    for row in rows:
+        if row["run_id"] in measured:
+            row["metrics"]["deploy"] = measured[row["run_id"]]
+    return [get_run(record["id"]) for record in records]
+
+
+def _deploy_stored(stored: list[dict], targets) -> list[dict]:
+    """`zoo compare --deploy`: measure what is not measured yet on this machine, then re-read."""
+    from zoo.cli.progress import RichReporter
+    from zoo.runs.deploy import check_deployable, deploy_runs, needs_measuring
+    from zoo.runs.store import get_run
+
+    for record in stored:
+        check_deployable(record)
+    if needs_measuring(stored, targets):
+        load_tensorflow()
+        deploy_runs(stored, targets, RichReporter(err))
+    return [get_run(record["id"]) for record in stored]
+
+
+def _deploy_exit_code(records: list[dict], targets) -> int:
+    """1 when a target failed on some run (the run itself is stored all the same)."""
+    failed = any(
+        "error" in (record["metrics"].get("deploy") or {}).get(target.name, {})
+        for record in records
+        for target in targets
+    )
+    return 1 if failed else 0
+
+
+def _budget_fit(records, targets, budget_ms, budget_mb, prefer):
+    """The deployed (run, target) pairs within the budget; None without --deploy."""
+    from zoo.analysis.budget import within_budget
+
+    if not targets:
+        return None
+    return within_budget(records, _names(targets), budget_ms, budget_mb, prefer)
+
+
+def _deployed_predictions(budget) -> dict | None:
+    """For the verdict: each run that fits the budget, judged on its first fitting target's
+    deployed predictions, with that model's latency for --prefer latency."""
+    if budget is None:
+        return None
+    chosen = {}
+    for fit in budget.fits:
+        if fit.probabilities and fit.run_id not in chosen:
+            chosen[fit.run_id] = (fit.target, fit.probabilities, fit.ms)
+    return chosen
+
+
+def _print_budget(budget, budget_ms, budget_mb, prefer) -> None:
+    if budget is None or (budget_ms is None and budget_mb is None and prefer != "latency"):
+        return
+    for line in tables.budget_lines(budget):
+        out.print(escape(line), highlight=False)
 
 
 def _screen(backbones, folders, method, fraction, settings, reporter, engines):
@@ -518,7 +647,7 @@ def check_verdict_options(alpha: float, prefer: str, metric: str) -> None:
         raise UsageError(f"--prefer must be one of {', '.join(PREFERENCES)}")
 
 
-def _judge_after_run(summary, alpha: float, prefer: str, metric: str):
+def _judge_after_run(summary, alpha: float, prefer: str, metric: str, budget=None):
     """The verdict over the runs of a command that trained two or more backbones."""
     from zoo.runs.comparison import announce, judge
     from zoo.runs.store import get_run
@@ -526,7 +655,8 @@ def _judge_after_run(summary, alpha: float, prefer: str, metric: str):
     if len(summary.results) < 2:
         return None
     stored = [get_run(result.run_id) for result in summary.results if result.ok and result.run_id]
-    judgement = judge(stored, alpha=alpha, prefer=prefer, metric=metric)
+    deployed = _deployed_predictions(budget)
+    judgement = judge(stored, alpha=alpha, prefer=prefer, metric=metric, deployed=deployed)
     for problem in announce(judgement, stored):  # a tracker that fails is a warning only
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     return judgement
@@ -672,22 +802,34 @@ def _no_stored_run(option: str, value: str, known: list[str]) -> None:
 def compare(
     run_ids: list[int] = typer.Argument(..., help="Run ids (see `zoo runs`)."),
     alpha: float = VERDICT_ALPHA,
-    prefer: str = VERDICT_PREFER,
     metric: str = VERDICT_METRIC,
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the runs and the verdict."),
+    deploy: list[str] | None = DEPLOY_OPTION,
+    budget_ms: float | None = BUDGET_MS_OPTION,
+    budget_mb: float | None = BUDGET_MB_OPTION,
+    prefer: str = PREFER_OPTION,
 ) -> None:
-    """Chosen runs side by side, and the verdict: which are tied for best on the same test images."""
+    """Chosen runs side by side, and the verdict: which are tied for best on the same test
+    images (with --deploy: each exported and measured once per target, judged as deployed)."""
     from zoo.runs.comparison import judge
     from zoo.runs.store import get_run
 
     check_verdict_options(alpha, prefer, metric)
+    targets = _deploy_targets(None, deploy, budget_ms, budget_mb, prefer)
     stored = [get_run(run_id) for run_id in run_ids]
-    judgement = judge(stored, alpha=alpha, prefer=prefer, metric=metric)
+    if targets:
+        stored = _deploy_stored(stored, targets)
+    budget = _budget_fit(stored, targets, budget_ms, budget_mb, prefer)
+    judgement = judge(
+        stored, alpha=alpha, prefer=prefer, metric=metric, deployed=_deployed_predictions(budget)
+    )
     if as_json:
-        print_json({"runs": stored, "verdict": _verdict_facts(judgement)})
+        budgeted = {"budget": budget.facts()} if budget else {}
+        print_json({"runs": stored, "verdict": _verdict_facts(judgement), **budgeted})
     else:
         rows = [{**record, "run_id": record["id"]} for record in stored]
-        out.print(tables.comparison_table(rows, title="Runs compared"))
+        out.print(tables.comparison_table(rows, title="Runs compared", deploy=_names(targets)))
+        _print_budget(budget, budget_ms, budget_mb, prefer)
         for row in rows:
             if row["status"] != "ok":
                 out.print(

@@ -115,8 +115,11 @@ def _seconds(value: float | None) -> Text:
     return _fmt(value, ".1f") + "s" if isinstance(value, (int, float)) else _fmt(value)
 
 
-def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> Table:
-    """One row a run: the best test accuracy in bold; failed runs show their reason."""
+def comparison_table(
+    rows: list[dict[str, Any]], title: str = "Comparison", deploy: list[str] = ()
+) -> Table:
+    """One row a run: the best test accuracy in bold; failed runs show their reason. With
+    `deploy` (target names), each target's deployed accuracy, latency and size as well."""
     table = Table(title=title)
     table.add_column("run", justify="right")
     table.add_column("backbone", no_wrap=True, style="bold")
@@ -124,6 +127,7 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
     for column in ("test acc", "bal acc", "F1", "loss", "epochs", "time", "img/s", "params M"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
+    _add_deploy_columns(table, deploy)
     accuracies = [
         row["metrics"].get("accuracy")
         for row in rows
@@ -158,8 +162,45 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Comparison") -> T
             else _fmt(metrics.get("images_per_second"), ".0f"),
             _fmt(metrics.get("params_m"), ".1f"),
             status,
+            *_deploy_cells(metrics, deploy),
         )
+        _more_deploy_rows(table, metrics, deploy)
     return table
+
+
+def _add_deploy_columns(table: Table, deploy: list[str]) -> None:
+    """`--deploy`: the target, its accuracy, ms (median per image, batch 1, 1 thread) and MB."""
+    if not deploy:
+        return
+    table.add_column("target", no_wrap=True)
+    for column in ("deployed acc", "ms", "MB"):
+        table.add_column(column, justify="right", no_wrap=True)
+    note = "deployed: measured on this machine; ms: median per image, batch 1, 1 thread"
+    table.caption = "\n".join(filter(None, [table.caption, note]))
+
+
+def _deploy_cells(metrics: dict[str, Any], deploy: list[str]) -> list[Text]:
+    """The first target's cells, on the run's own row."""
+    return _target_cells(metrics, deploy[0]) if deploy else []
+
+
+def _more_deploy_rows(table: Table, metrics: dict[str, Any], deploy: list[str]) -> None:
+    """A row of its own for each further target, under the run's row, the run's cells blank."""
+    first = len(table.columns) - 4  # the deploy columns come last
+    for target in deploy[1:]:
+        table.add_row(*[""] * first, *_target_cells(metrics, target))
+
+
+def _target_cells(metrics: dict[str, Any], target: str) -> list[Text]:
+    figures = (metrics.get("deploy") or {}).get(target)
+    if not figures or "error" in figures:
+        return [_plain(target), Text("failed" if figures else "-"), Text("-"), Text("-")]
+    return [
+        _plain(target),
+        _fmt(figures.get("accuracy"), ".3f"),
+        _fmt(figures["latency"]["1_thread"]["median_ms"], ".2f"),
+        _fmt(figures["size_bytes"] / 1e6, ".2f"),
+    ]
 
 
 def _mode_label(row: dict[str, Any]) -> str:
@@ -421,3 +462,22 @@ def screen_trust_line(facts: dict[str, Any]) -> str:
         f"Kendall tau between the screen and the stored test accuracies of {paired} "
         f"backbones on these data: {tau:+.2f} (1: same order, 0: unrelated)"
     )
+
+
+def budget_lines(fit: Any) -> list[str]:
+    """A BudgetFit (zoo.analysis.budget) for people: the budget, each fit, each run left out."""
+    limits = [
+        f"{name} <= {value:g} {unit}"
+        for name, value, unit in (("latency", fit.budget_ms, "ms"), ("size", fit.budget_mb, "MB"))
+        if value is not None
+    ]
+    order = "fastest first" if fit.prefer == "latency" else "most accurate first"
+    head = f"Within budget ({', '.join(limits) or 'no limit'}; {order}):"
+    lines = [head if fit.fits else head + " none"]
+    lines += [
+        f"  run {c.run_id} {c.backbone} on {c.target}: acc {c.accuracy:.3f}, "
+        f"{c.ms:.2f} ms, {c.mb:.2f} MB"
+        for c in fit.fits
+    ]
+    lines += [f"Does not fit: run {run} on {target}: {why}" for run, target, why in fit.left_out]
+    return lines

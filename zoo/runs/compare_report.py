@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.analysis.budget import LATENCY_KEY, pareto_front
 from zoo.errors import UsageError
 from zoo.home import atomic_write_bytes, reports_dir
 from zoo.runs.comparison import Judgement, judge
@@ -91,6 +92,8 @@ def write_comparison(
         "per_class_accuracy": _per_class_accuracy(ok),
         "loss_curves": _loss_curves(ok),
     }
+    if _deployed_points(ok):  # `--deploy` measured some of these runs
+        drawn["deployed_accuracy_vs_latency"] = _deployed_vs_latency(ok)
     if judgement and judgement.verdict:
         drawn = {"accuracy_intervals": _png(intervals_figure(ok, judgement.verdict)), **drawn}
     pictures = []
@@ -147,6 +150,47 @@ def _accuracy_vs_speed(records: list[dict[str, Any]], speeds: dict) -> bytes:
         )  # fmt: skip
     if len(unmeasured) < len(records):
         axis.legend(fontsize=8, markerscale=0.6, loc="best")
+    return _png(figure)
+
+
+def _deployed_points(records: list[dict[str, Any]]) -> list[tuple[float, float, str]]:
+    """(1-thread median ms, deployed accuracy, label) of each measured run and target."""
+    points = []
+    for record in records:
+        for target, figures in sorted((record["metrics"].get("deploy") or {}).items()):
+            if "error" not in figures:
+                ms = figures["latency"][LATENCY_KEY]["median_ms"]
+                points.append((ms, figures["accuracy"], f"{_label(record)} {target}"))
+    return points
+
+
+def _deployed_vs_latency(records: list[dict[str, Any]]) -> bytes:
+    """Deployed accuracy against measured latency (log scale), the Pareto front joined."""
+    plt = pyplot()
+    from matplotlib.ticker import ScalarFormatter
+
+    points = _deployed_points(records)
+    front = pareto_front([(ms, accuracy) for ms, accuracy, _ in points])
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for index, (ms, accuracy, label) in enumerate(points):
+        on_front = index in front
+        axis.scatter(
+            ms, accuracy, s=70 if on_front else 40, color=f"C{index % 10}",
+            edgecolors="black", linewidths=1.5 if on_front else 0.5,
+            label=label + (" (Pareto front)" if on_front else ""),
+        )  # fmt: skip
+    axis.step(  # a staircase: each front point's accuracy holds until a slower one beats it
+        [points[i][0] for i in front], [points[i][1] for i in front], where="post",
+        color="black", linestyle="--", linewidth=1, alpha=0.6,
+    )  # fmt: skip
+    axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(ScalarFormatter())  # 5, 10, 20 ms: not 5x10^0
+    axis.xaxis.set_minor_formatter(ScalarFormatter())
+    axis.set_xlabel("deployed latency per image, ms (batch 1, 1 thread, this machine; log)")
+    axis.set_ylabel("deployed test accuracy")
+    axis.set_title("Deployed accuracy against latency (dashed: the Pareto front)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8, loc="best")
     return _png(figure)
 
 

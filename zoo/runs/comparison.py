@@ -6,7 +6,7 @@ The statistics are zoo.analysis.verdict's; this module knows where runs keep the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,12 @@ def judge(
     alpha: float = 0.05,
     prefer: str = "speed",
     metric: str = "accuracy",
+    deployed: dict[int, tuple[str, str, float]] | None = None,
 ) -> Judgement:
     """The verdict over the finished runs among `records`; a finished run without stored test
-    predictions is left out with a line saying so."""
+    predictions is left out with a line saying so. With `deployed` ({run: (target, its test
+    probabilities, latency ms)}, the runs within a --deploy budget), only those runs are judged,
+    on their deployed models' predictions."""
     judgement = Judgement()
     candidates: list[Candidate] = []
     labels_seen: np.ndarray | None = None
@@ -48,7 +51,9 @@ def judge(
     for record in records:
         if record["status"] != "ok":  # failed rows say so in every table; they have no predictions
             continue
-        predicted = _predictions(record)
+        if deployed is not None and record["id"] not in deployed:
+            continue  # outside the budget: the budget lines say why
+        predicted = _predictions(record, deployed.get(record["id"]) if deployed else None)
         if isinstance(predicted, str):
             judgement.left_out.append(predicted)
             continue
@@ -61,9 +66,19 @@ def judge(
                 "test images (different data, split or classes); compare runs of one data set"
             )
             return judgement
-        candidates.append(_candidate(record, probabilities, labels, speeds))
+        candidate = _candidate(record, probabilities, labels, speeds)
+        if deployed:
+            target, _, latency = deployed[record["id"]]
+            candidate = replace(candidate, deployed=target, latency_ms=latency)
+        candidates.append(candidate)
         judgement.predicted[record["id"]] = probabilities.argmax(axis=1)
         judgement.labels = labels
+    if deployed is not None and len(candidates) < 2:
+        judgement.refused = (
+            "no verdict: it needs two or more runs whose deployed models fit the budget"
+            + f" (got {len(candidates)})"
+        )
+        return judgement
     if len(candidates) < 2:
         judgement.refused = (
             "no verdict: it needs two or more finished runs on the same test images"
@@ -75,12 +90,17 @@ def judge(
     return judgement
 
 
-def _predictions(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | str:
-    """The run's test probabilities and labels, or the one line saying why it has none."""
+def _predictions(
+    record: dict[str, Any], deployed: tuple[str, str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """The run's test probabilities and labels (its deployed model's, given one), or the one
+    line saying why it has none."""
     name = f"run {record['id']} ({record['backbone']})"
     stored = record.get("artifacts") or {}
     # seeded runs are compared by their heads' averaged predictions
     path = stored.get("seed_averaged_probabilities") or stored.get("test_probabilities")
+    if deployed is not None:
+        path = deployed[1]
     if not path or not Path(path).is_file():
         return (
             f"{name} has no stored test predictions (stored before zoo kept them, or its "

@@ -240,3 +240,35 @@ def _library_notes_hidden() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+# The steps above, for deployment targets (zoo.runs.deploy and the target plugins): one
+# conversion, one calibration sample and one geometry for `zoo export` and `--deploy`.
+def saved_model_of(record: dict[str, Any]) -> Path:
+    """The run's SavedModel folder; a usage error for a run without one (failed, ensemble, a+b)."""
+    return saved_model_folder(record, "deploy")
+
+
+def geometry_of(record: dict[str, Any]) -> Preprocessing:
+    """The resize and crop the run's images went through (the value scaling is in the model)."""
+    return _geometry(record)
+
+
+def calibration_sample(record: dict[str, Any]) -> list[np.ndarray]:
+    """The seeded sample of the run's training images that int8 calibrates on, [1, h, w, 3] each."""
+    train = record["settings"].get("data", {}).get("train")
+    if not train:
+        raise UsageError(f"run {record['id']} does not record its training images to calibrate on")
+    return _sample(Path(train), _geometry(record), record["settings"]["seed"])
+
+
+def tflite_bytes(
+    model_dir: Path, quantize: str, calibration: list[np.ndarray] | None = None
+) -> bytes:
+    """The SavedModel as a TFLite flatbuffer: none, float16 or int8 (calibrated)."""
+    return _convert(model_dir, quantize, calibration)
+
+
+def size_on_disk(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder."""
+    return _size(path)

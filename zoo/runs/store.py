@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -207,6 +207,38 @@ def save_run(record: dict[str, Any], path: Path | None = None) -> int:
         if version > SCHEMA_VERSION:  # its rows may need what this zoo does not write
             raise _newer_store(path, version)
         return _insert(connection, row)
+
+
+def update_run(
+    run_id: int, change: Callable[[dict[str, Any]], None], path: Path | None = None
+) -> dict[str, Any]:
+    """Let `change` edit a stored run's `metrics` and `artifacts` (in place), and write them back
+    in one transaction that holds the write lock from the read on: two processes adding facts
+    to one run (e.g. `--deploy` measurements of two targets) never lose each other's. Returns
+    the run as stored afterwards."""
+    path = path or store_path()
+    with _opened(path) as connection:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise UsageError(f"no run with id {run_id}; `zoo runs` lists the stored runs")
+            record = _decode(row, path.parent)
+            if record["status"] == "damaged":  # writing back would replace what is left of it
+                raise UsageError(f"run {run_id}: {record['reason']}")
+            change(record)
+            encoded = _encode(
+                {"metrics": record["metrics"], "artifacts": record["artifacts"]}, path.parent
+            )
+            connection.execute(
+                "UPDATE runs SET metrics = ?, artifacts = ? WHERE id = ?",
+                (encoded["metrics"], encoded["artifacts"], run_id),
+            )
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+    return record
 
 
 def keep_pending(record: dict[str, Any], path: Path | None = None) -> Path:

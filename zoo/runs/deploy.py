@@ -1,0 +1,279 @@
+"""`--deploy TARGET`: export a stored run to a target once, then measure what the shipped file does.
+
+For each run and target: the export is cached in the run's folder (`deploy/<target>/`, written
+atomically: a failed or interrupted export leaves nothing a later run reads); then, on this
+machine, the deployed model's accuracy on every test image through the target's own runtime
+(its test probabilities kept beside the run's, `test_probabilities-<target>.npz`, in the run's
+test order, so a paired test can use them), the size on disk of what a user ships, and its
+latency per image at batch 1 with 1 thread and with all threads (median and p90 of
+TIMED_CALLS calls after WARMUP_CALLS). The figures are stored with the run:
+`metrics.deploy[target]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.analysis.evaluation import evaluate
+from zoo.data.decode import decoded_batches
+from zoo.data.folders import scan_folder
+from zoo.errors import UsageError
+from zoo.home import atomic_dir, atomic_write_bytes
+from zoo.reporting import Reporter
+from zoo.runs.export import geometry_of, saved_model_of, size_on_disk
+from zoo.runs.store import update_run
+from zoo.runs.targets import DeployTarget
+
+TIMED_CALLS = 50
+WARMUP_CALLS = 5
+DECODE_BATCH = 32  # test images decoded ahead of the accuracy pass
+EXPORT_FACTS = "export.json"  # in each cached export: which file or folder is the shipped model
+
+
+def check_deployable(record: dict[str, Any]) -> None:
+    """A usage error (one line) for a run that has no single saved model to deploy."""
+    if record.get("mode") == "ensemble":
+        raise UsageError(
+            f"run {record['id']} is an ensemble of runs {record['settings'].get('members')}: it "
+            "has no single model to deploy; deploy its members' runs"
+        )
+    saved_model_of(record)  # failed, combined a+b or model not saved: refused with the reason
+    if not record["settings"].get("data", {}).get("test"):
+        raise UsageError(f"run {record['id']} does not record its test images; run it again")
+    geometry_of(record)
+
+
+def this_machine() -> str:
+    """Latency is a fact of a machine: measurements are reused only on the one that took them."""
+    return f"{platform.node()} ({all_threads()} threads, {platform.machine()})"
+
+
+def all_threads() -> int:
+    """The CPU threads this process may use (its affinity, not the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def latency_figures(seconds: list[float]) -> dict[str, float]:
+    """Median and 90th percentile, in milliseconds, of timed calls (seconds each)."""
+    if not seconds:
+        raise ValueError("no timed calls")
+    values = np.asarray(seconds, dtype=np.float64) * 1000.0
+    return {
+        "median_ms": float(np.median(values)),
+        "p90_ms": float(np.percentile(values, 90)),
+        "calls": len(values),
+    }
+
+
+def time_calls(
+    call: Callable[[], Any],
+    calls: int = TIMED_CALLS,
+    warmup: int = WARMUP_CALLS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
+    """Seconds each of `calls` calls took, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    timed = []
+    for _ in range(calls):
+        start = clock()
+        call()
+        timed.append(clock() - start)
+    return timed
+
+
+@contextlib.contextmanager
+def converters_quiet() -> Iterator[None]:
+    """Hide what converters and runtimes print on their own while they load: TFLite's C++ log
+    lines (`fully_quantize: 0, ...`, `INFO: Created TensorFlow Lite XNNPACK delegate`) on the
+    process's stderr, NNCF's progress bars on stdout (which `--json` keeps for JSON). Their
+    errors still arrive as exceptions."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(io.StringIO()):
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def export_folder(record: dict[str, Any], target: DeployTarget) -> Path:
+    return Path(record["artifacts"]["run_folder"]) / "deploy" / target.name
+
+
+def exported(record: dict[str, Any], target: DeployTarget) -> tuple[Path, float]:
+    """(the shipped file or folder, seconds spent exporting: 0 when cached)."""
+    folder = export_folder(record, target)
+    facts = folder / EXPORT_FACTS
+    if facts.is_file():
+        return folder / json.loads(facts.read_text())["model"], 0.0
+    start = time.perf_counter()
+    with atomic_dir(folder) as scratch, converters_quiet():
+        shipped = target.export(record, scratch).relative_to(scratch)
+        (scratch / EXPORT_FACTS).write_text(json.dumps({"model": shipped.as_posix()}))
+    return folder / shipped, time.perf_counter() - start
+
+
+def measure(
+    record: dict[str, Any], target: DeployTarget, reporter: Reporter | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Export (once) and measure one run on one target: (the figures, the artifact paths)."""
+    reporter = reporter or Reporter()
+    start = time.perf_counter()
+    shipped, export_seconds = exported(record, target)
+    threads = all_threads()
+    with converters_quiet():  # one 1-thread runtime a thread: see _test_pass
+        workers = [target.predictor(shipped, 1) for _ in range(threads)]
+    probabilities, labels, first = _test_pass(record, workers, reporter, target.name)
+    metrics = evaluate(probabilities, labels, record["metrics"]["classes"])
+    kept = _keep_probabilities(record, target, probabilities, labels)
+    latency = {}
+    for name, count in (("1_thread", 1), ("all_threads", threads)):
+        with converters_quiet():
+            predict = target.predictor(shipped, count)
+        latency[name] = latency_figures(time_calls(lambda p=predict: p(first)))
+    figures = {
+        "accuracy": metrics["accuracy"],
+        "float_accuracy": record["metrics"].get("accuracy"),
+        "test_images": metrics["test_images"],
+        "paired": _same_test_images(record, labels),
+        "size_bytes": size_on_disk(shipped),
+        "latency": latency,
+        "threads": threads,
+        "export_seconds": export_seconds,
+        "seconds": time.perf_counter() - start,
+        "machine": this_machine(),
+    }
+    return figures, {
+        f"deploy_{target.name}": str(shipped),
+        f"deploy_{target.name}_probabilities": str(kept),
+    }
+
+
+def _test_pass(
+    record: dict[str, Any], workers: list, reporter: Reporter, name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The deployed model's probabilities on every readable test image, in the run's order.
+
+    One image a call, as deployed, each worker (a 1-thread runtime) in a thread of its own on a
+    share of each batch: TFLite and OpenVINO let go of the GIL while they compute. Here (2
+    cores, shared) two 1-thread TFLite interpreters ran Lite0 int8 at 10.2 ms an image, one
+    2-thread interpreter at 17.9 ms, and batches of 16 were slower per image than batch 1.
+    """
+    test = scan_folder(Path(record["settings"]["data"]["test"]), record["metrics"]["classes"])
+    parts, labels, first = [], [], None
+
+    def predict(job: tuple[int, np.ndarray]) -> list[np.ndarray]:
+        worker, images = job
+        return [np.asarray(workers[worker](image[np.newaxis]), np.float32) for image in images]
+
+    with (
+        reporter.task(f"{name}: test images", len(test)) as advance,
+        ThreadPoolExecutor(len(workers)) as pool,
+    ):
+        for indices, pixels, _ in decoded_batches(test.paths, geometry_of(record), DECODE_BATCH):
+            if not len(indices):
+                continue
+            batch = pixels.astype(np.float32)
+            first = batch[:1] if first is None else first
+            shares = enumerate(np.array_split(batch, len(workers)))
+            parts += [row for share in pool.map(predict, shares) for row in share]
+            labels.append(test.labels[indices])
+            advance(len(indices))
+    if first is None:
+        raise UsageError(f"run {record['id']}: no readable test image to measure on")
+    return np.concatenate(parts), np.concatenate(labels), first
+
+
+def _keep_probabilities(
+    record: dict[str, Any], target: DeployTarget, probabilities: np.ndarray, labels: np.ndarray
+) -> Path:
+    path = Path(record["artifacts"]["run_folder"]) / f"test_probabilities-{target.name}.npz"
+    buffer = io.BytesIO()
+    np.savez(buffer, probabilities=probabilities, labels=labels)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _same_test_images(record: dict[str, Any], labels: np.ndarray) -> bool:
+    """Do the deployed predictions line up with the run's own, image by image (a paired test)?"""
+    own = record["artifacts"].get("test_probabilities")
+    if not own or not Path(own).is_file():
+        return False
+    with np.load(own) as stored:
+        return bool(np.array_equal(stored["labels"], labels))
+
+
+def deploy_runs(
+    records: list[dict[str, Any]],
+    targets: list[DeployTarget],
+    reporter: Reporter | None = None,
+) -> dict[int, dict[str, dict[str, Any]]]:
+    """Each run's measurements on each target: {run id: {target: figures}}, stored with the run.
+
+    A measurement stored by an earlier command on this machine is reused; a target that fails on
+    a run (a conversion error) is a warning and an `error` entry, and the others still run.
+    """
+    reporter = reporter or Reporter()
+    for record in records:
+        check_deployable(record)
+    measured: dict[int, dict[str, dict[str, Any]]] = {}
+    for record in records:
+        mine = measured.setdefault(record["id"], {})
+        for target in targets:
+            mine[target.name] = _reusable(record, target) or _measure_and_store(
+                record, target, reporter
+            )
+    return measured
+
+
+def needs_measuring(records: list[dict[str, Any]], targets: list[DeployTarget]) -> bool:
+    """Will deploy_runs export or time anything (and so load a runtime)?"""
+    return any(_reusable(record, target) is None for record in records for target in targets)
+
+
+def _reusable(record: dict[str, Any], target: DeployTarget) -> dict[str, Any] | None:
+    earlier = (record["metrics"].get("deploy") or {}).get(target.name)
+    if earlier and "error" not in earlier and earlier.get("machine") == this_machine():
+        return earlier
+    return None
+
+
+def _measure_and_store(
+    record: dict[str, Any], target: DeployTarget, reporter: Reporter
+) -> dict[str, Any]:
+    try:
+        figures, paths = measure(record, target, reporter)
+    except UsageError:
+        raise
+    except Exception as error:  # a conversion or runtime failure: this target only
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        reporter.warning(
+            f"run {record['id']} ({record['backbone']}): {target.name} failed: {reason}"
+        )
+        figures, paths = {"error": reason, "machine": this_machine()}, {}
+
+    def change(stored: dict[str, Any]) -> None:
+        stored["metrics"].setdefault("deploy", {})[target.name] = figures
+        stored["artifacts"].update(paths)
+
+    update_run(record["id"], change)
+    return figures
