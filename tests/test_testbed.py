@@ -9,7 +9,7 @@ import pytest
 PLUGIN = Path(__file__).resolve().parents[1] / "benchmarks" / "testbed" / "plugin.py"
 
 
-def testbed():
+def load_testbed_plugin():
     spec = importlib.util.spec_from_file_location("testbed_plugin", PLUGIN)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -17,7 +17,7 @@ def testbed():
 
 
 def test_handles_name_the_variant_and_the_tap():
-    plugin = testbed()
+    plugin = load_testbed_plugin()
     assert plugin.parse_handle("zoo:testbed_lite0") == ("efficientnet_lite0", None)
     assert plugin.parse_handle("zoo:testbed_lite2_upto10") == ("efficientnet_lite2", 10)
     assert plugin.tap_width("efficientnet_lite0", 4) == 40
@@ -32,7 +32,7 @@ def test_one_conversion_serves_every_input_size(tmp_path):
     import tensorflow as tf
     import tomllib
 
-    plugin = testbed()
+    plugin = load_testbed_plugin()
     plugin.export_tapped(tmp_path / "upto4", "zoo:testbed_lite0_upto4")
     model = tf.saved_model.load(str(tmp_path / "upto4"))
     for size in (32, 96):
