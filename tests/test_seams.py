@@ -172,6 +172,7 @@ def test_help_texts_lose_nothing_to_markup(command, capsys, monkeypatch):
         assert "Learning rate (default: 3e-3 for a head" in text
         assert "TensorBoard root (default: ZOO_HOME/tensorboard)." in text
         assert "(needs zoo[ray])" in text and "epochs of stage 2 (default: --epochs)" in text
+        assert "Folder of train/ [val/] [test/], or of class folders" in text
 
 
 def test_settings_check_values_only_and_preflight_checks_this_machine(monkeypatch):

@@ -17,8 +17,10 @@ from rich.markup import escape
 
 from zoo.catalog.plugins import Catalog, load_catalog
 from zoo.cli import tables
+from zoo.cli.options import with_settings
 from zoo.cli.text import SafeConsole, printable
 from zoo.errors import UsageError, ZooError
+from zoo.runs.settings import DATA, RunSettings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
@@ -36,14 +38,19 @@ err = SafeConsole(stderr=True, soft_wrap=True)
 
 
 # The verdict's options, declared once for `zoo run` and `zoo compare` (docs/verdict.md).
+VERDICT, SCREEN, DEPLOYMENT = "Verdict", "Screen", "Deployment"  # `--help` panels
 VERDICT_ALPHA = typer.Option(
-    0.05, "--alpha", help="The verdict's significance level (Holm-corrected)."
+    0.05,
+    "--alpha",
+    help="The verdict's significance level (Holm-corrected).",
+    rich_help_panel=VERDICT,
 )
 VERDICT_METRIC = typer.Option(
     "accuracy",
     "--metric",
     help="What the verdict compares: accuracy (exact McNemar) or balanced-accuracy "
     "(paired bootstrap; for imbalanced test sets).",
+    rich_help_panel=VERDICT,
 )
 
 INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT)
@@ -54,17 +61,25 @@ DEPLOY_OPTION = typer.Option(
     "--deploy",
     help="Export each run to TARGET (repeat, or a,b) and measure its accuracy, size and "
     "latency here: tflite-float16, tflite-int8, openvino-fp32, openvino-int8.",
+    rich_help_panel=DEPLOYMENT,
 )
 BUDGET_MS_OPTION = typer.Option(
-    None, "--budget-ms", help="Keep deployed models whose median latency (1 thread) is within X ms."
+    None,
+    "--budget-ms",
+    help="Keep deployed models whose median latency (1 thread) is within X ms.",
+    rich_help_panel=DEPLOYMENT,
 )
 BUDGET_MB_OPTION = typer.Option(
-    None, "--budget-mb", help="Keep deployed models whose file is within Y MB."
+    None,
+    "--budget-mb",
+    help="Keep deployed models whose file is within Y MB.",
+    rich_help_panel=DEPLOYMENT,
 )
 PREFER_OPTION = typer.Option(
     "speed",
     "--prefer",
     help="Break ties by speed, size, accuracy or latency (measured, with --deploy).",
+    rich_help_panel=VERDICT,
 )
 
 
@@ -270,6 +285,7 @@ def pull(
 
 
 @app.command()
+@with_settings
 def run(
     names: list[str] | None = typer.Argument(None, help="Backbones to run (see `zoo list`)."),
     all_backbones: bool = typer.Option(
@@ -285,103 +301,42 @@ def run(
     data: Path | None = typer.Option(
         None,
         "--data",
-        help="Folder of train/ [val/] [test/], or of class folders (default: the demo).",
+        help=escape("Folder of train/ [val/] [test/], or of class folders (default: the demo)."),
+        rich_help_panel=DATA,
     ),
-    train: Path | None = typer.Option(None, "--train", help="Training image folder (with --test)."),
-    test: Path | None = typer.Option(None, "--test", help="Test image folder (with --train)."),
+    train: Path | None = typer.Option(
+        None, "--train", help="Training image folder (with --test).", rich_help_panel=DATA
+    ),
+    test: Path | None = typer.Option(
+        None, "--test", help="Test image folder (with --train).", rich_help_panel=DATA
+    ),
     manifest: Path | None = typer.Option(
-        None, "--manifest", help="CSV of path,label[,split] rows, paths relative to it."
-    ),
-    test_fraction: float = typer.Option(
-        0.2, "--test-fraction", help="Without test/: share of each class held out for test."
-    ),
-    drop_leaks: bool = typer.Option(
-        False, "--drop-leaks", help="Remove test images that are also in train (same content)."
-    ),
-    class_weight: str = typer.Option(
-        "none", "--class-weight", help="none, or balanced: weight the loss by 1/class frequency."
-    ),
-    epochs: int = typer.Option(5, "--epochs", help="Training epochs."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Training batch size."),
-    lr: float | None = typer.Option(
         None,
-        "--lr",
-        help="Learning rate (default: 3e-3 for a head, 1e-3 from scratch, 1e-4 to fine-tune).",
+        "--manifest",
+        help="CSV of path,label[,split] rows, paths relative to it.",
+        rich_help_panel=DATA,
     ),
-    seed: int = typer.Option(42, "--seed", help="Seed for the validation split and training."),
-    mode: str = typer.Option(
-        "feature-extraction", "--mode", help="feature-extraction or fine-tune."
-    ),
-    val_fraction: float = typer.Option(
-        0.1, "--val-fraction", help="Share of train held out for validation."
-    ),
-    patience: int = typer.Option(3, "--patience", help="Early-stopping patience, in epochs."),
-    max_bad: int = typer.Option(
-        50, "--max-bad", help="Most unreadable files to skip before refusing."
-    ),
-    logdir: Path | None = typer.Option(
-        None, "--logdir", help="TensorBoard root (default: ZOO_HOME/tensorboard)."
-    ),
-    experiment: str | None = typer.Option(
-        None, "--experiment", help="TensorBoard experiment name."
-    ),
-    head_from: int | None = typer.Option(
-        None, "--head-from", help="Fine-tune: start from this run's head."
-    ),
-    strategy: str = typer.Option(
-        "auto",
-        "--strategy",
-        help="End-to-end training: auto, default, mirrored (local GPUs) or multi-worker (TF_CONFIG).",
-    ),
-    engine: str = typer.Option(
-        "auto",
-        "--engine",
-        help="Feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU), tensorflow, openvino.",
-    ),
-    precision: str = typer.Option(
-        "fp32", "--precision", help="fp32, or bf16 on CPUs with native bf16 (OpenVINO)."
-    ),
-    tune: bool = typer.Option(
-        False, "--tune", help="Search the head's settings on validation, then refit (frozen only)."
-    ),
-    ray: str | None = typer.Option(
-        None,
-        "--ray",
-        help="Extract features on a Ray cluster: HOST:PORT of its head, or auto (needs zoo\\[ray]).",
-    ),
-    unfreeze: str | None = typer.Option(
-        None,
-        "--unfreeze",
-        help="Fine-tune in two stages: the head frozen, then all, the top N layers or a "
-        "fraction (0.25) of the backbone at --lr (default 1e-4).",
-    ),
-    fine_tune_epochs: int | None = typer.Option(
-        None, "--fine-tune-epochs", help="--unfreeze: epochs of stage 2 (default: --epochs)."
-    ),
-    augment: int = typer.Option(
-        0, "--augment", help="Frozen: add K cached augmented views of each training image."
-    ),
-    augment_ops: str = typer.Option(
-        "flip,crop,color", "--augment-ops", help="What a view draws: flip, crop, color."
-    ),
-    seeds: int = typer.Option(
-        1,
-        "--seeds",
-        help="Frozen: train N heads (seeds seed, seed+1 and on) on the cached features and report "
-        "their spread; the verdict compares their averaged predictions.",
-    ),
+    *,
+    settings: RunSettings,  # each field an option, declared once there (zoo/cli/options.py)
     alpha: float = VERDICT_ALPHA,
     metric: str = VERDICT_METRIC,
     screen_method: str | None = typer.Option(
-        None, "--screen", help="Order the backbones by a screen of their features: knn or logme."
+        None,
+        "--screen",
+        help="Order the backbones by a screen of their features: knn or logme.",
+        rich_help_panel=SCREEN,
     ),
     screen_only: bool = typer.Option(
         False,
         "--screen-only",
         help="Print the screen's ranking (--screen, default knn); no training.",
+        rich_help_panel=SCREEN,
     ),
     screen_fraction: float = typer.Option(
-        0.125, "--screen-fraction", help="Share of each class's training images the screen uses."
+        0.125,
+        "--screen-fraction",
+        help="Share of each class's training images the screen uses.",
+        rich_help_panel=SCREEN,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
     deploy: list[str] | None = DEPLOY_OPTION,
@@ -395,34 +350,7 @@ def run(
     from zoo.cli.progress import RichReporter, WarningsOnly
     from zoo.extraction.engines import load_engines
     from zoo.runs.runner import preflight
-    from zoo.runs.settings import RunSettings
 
-    settings = RunSettings(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        mode=mode,
-        val_fraction=val_fraction,
-        patience=patience,
-        max_bad=max_bad,
-        logdir=logdir,
-        experiment=experiment,
-        head_from=head_from,
-        strategy=strategy,
-        engine=engine,
-        precision=precision,
-        tune=tune,
-        ray=ray,
-        unfreeze=unfreeze,
-        fine_tune_epochs=fine_tune_epochs,
-        augment=augment,
-        augment_ops=augment_ops,
-        seeds=seeds,
-        test_fraction=test_fraction,
-        drop_leaks=drop_leaks,
-        class_weight=class_weight,
-    )
     chosen = _filters(family, max_params, min_top1, input_size, pretrained_on, ready, search)
     check_verdict_options(alpha, prefer, metric)
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads

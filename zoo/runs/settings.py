@@ -6,17 +6,19 @@ A leaf of the runs stage (it reads nothing from the machine), so every pipeline 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.combination import Combination
-from zoo.data.augment import OPERATIONS, Augmentation
 from zoo.errors import UsageError
-from zoo.extraction.cluster import check_address
-from zoo.extraction.engines import PRECISIONS
+from zoo.extraction.engines.base import PRECISIONS
 from zoo.training.strategies import STRATEGIES
 from zoo.training.unfreeze import parse_unfreeze
+
+if TYPE_CHECKING:  # imported where used: NumPy is not for `zoo list`
+    from zoo.data.augment import Augmentation
 
 MODES = ("feature-extraction", "fine-tune")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -25,37 +27,89 @@ CLASS_WEIGHTS = ("none", "balanced")
 # Fine-tuning moves pretrained weights, so it steps gently.
 DEFAULT_LEARNING_RATES = {"feature-extraction": 3e-3, "from-scratch": 1e-3, "fine-tune": 1e-4}
 LARGEST_SEED = 2**32 - 1  # TensorFlow's seeds are 32-bit
+AUGMENT_OPERATIONS = "flip,crop,color"  # zoo.data.augment.OPERATIONS (NumPy-free for `zoo list`)
+
+
+def option(default: Any, help: str, panel: str) -> Any:
+    """A setting, declared once: its default, and the help `zoo run --{name}` shows under `panel`.
+
+    zoo.cli.options turns every field into the typer option (flag from the field's name);
+    `zoo.run(**settings)` takes the same names and defaults because it builds RunSettings.
+    """
+    return field(default=default, metadata={"help": help, "panel": panel})
+
+
+DATA, TRAINING, EXTRACTION, FINE_TUNING = "Data", "Training", "Feature extraction", "Fine-tuning"
 
 
 @dataclass
 class RunSettings:
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float | None = None  # None: the mode's default, DEFAULT_LEARNING_RATES
-    seed: int = 42
-    mode: str = "feature-extraction"
-    val_fraction: float = 0.1
-    patience: int = 3
-    max_bad: int = 50
-    logdir: Path | None = None
-    experiment: str | None = None
-    head_from: int | None = None  # fine-tune: start from this feature-extraction run's head
-    strategy: str = "auto"  # end-to-end training: see zoo.training.strategies
-    engine: str = (
-        "auto"  # feature extraction: auto (OpenVINO on a CPU, TensorFlow on a GPU) or a name
+    test_fraction: float = option(
+        0.2, "Without test/: share of each class held out for test.", DATA
     )
-    precision: str = "fp32"  # fp32, or bf16 where the engine computes it natively on this CPU
-    tune: bool = False  # search the head's settings on validation, then refit (zoo.training.tune)
-    ray: str | None = None  # extract features on this Ray cluster (HOST:PORT or auto)
-    # fine-tune in two stages: the head frozen, then this part of the backbone (zoo.training.unfreeze)
-    unfreeze: str | None = None  # all, N top layers, or a fraction of the layers
-    fine_tune_epochs: int | None = None  # stage 2's epochs (None: --epochs)
-    augment: int = 0  # frozen runs: augmented views of each training image (zoo.data.augment)
-    augment_ops: str = ",".join(OPERATIONS)  # which operations a view draws, comma-separated
-    seeds: int = 1  # frozen runs: heads trained with seeds seed, seed+1, ... (the head's noise)
-    test_fraction: float = 0.2  # a layout without test/: the share of each class carved for test
-    drop_leaks: bool = False  # remove test images that are also in train (same content)
-    class_weight: str = "none"  # none, or balanced: the loss weighted by inverse class frequency
+    drop_leaks: bool = option(
+        False, "Remove test images that are also in train (same content).", DATA
+    )
+    val_fraction: float = option(0.1, "Share of train held out for validation.", DATA)
+    max_bad: int = option(50, "Most unreadable files to skip before refusing.", DATA)
+    epochs: int = option(5, "Training epochs.", TRAINING)
+    batch_size: int = option(32, "Training batch size.", TRAINING)
+    lr: float | None = option(
+        None,
+        "Learning rate (default: 3e-3 for a head, 1e-3 from scratch, 1e-4 to fine-tune).",
+        TRAINING,
+    )
+    seed: int = option(42, "Seed for the validation split and training.", TRAINING)
+    patience: int = option(3, "Early-stopping patience, in epochs.", TRAINING)
+    class_weight: str = option(
+        "none", "none, or balanced: weight the loss by 1/class frequency.", TRAINING
+    )
+    tune: bool = option(
+        False, "Search the head's settings on validation, then refit (frozen only).", TRAINING
+    )
+    seeds: int = option(
+        1,
+        "Frozen: train N heads (seeds seed, seed+1 and on) on the cached features and report "
+        "their spread; the verdict compares their averaged predictions.",
+        TRAINING,
+    )
+    augment: int = option(
+        0, "Frozen: add K cached augmented views of each training image.", TRAINING
+    )
+    augment_ops: str = option(AUGMENT_OPERATIONS, "What a view draws: flip, crop, color.", TRAINING)
+    logdir: Path | None = option(
+        None, "TensorBoard root (default: ZOO_HOME/tensorboard).", TRAINING
+    )
+    experiment: str | None = option(None, "TensorBoard experiment name.", TRAINING)
+    engine: str = option(
+        "auto",
+        "auto (OpenVINO on a CPU, TensorFlow on a GPU), tensorflow, openvino.",
+        EXTRACTION,
+    )
+    precision: str = option(
+        "fp32", "fp32, or bf16 on CPUs with native bf16 (OpenVINO).", EXTRACTION
+    )
+    ray: str | None = option(
+        None,
+        "Extract features on a Ray cluster: HOST:PORT of its head, or auto (needs zoo[ray]).",
+        EXTRACTION,
+    )
+    mode: str = option("feature-extraction", "feature-extraction or fine-tune.", FINE_TUNING)
+    unfreeze: str | None = option(
+        None,
+        "Fine-tune in two stages: the head frozen, then all, the top N layers or a "
+        "fraction (0.25) of the backbone at --lr (default 1e-4).",
+        FINE_TUNING,
+    )
+    fine_tune_epochs: int | None = option(
+        None, "--unfreeze: epochs of stage 2 (default: --epochs).", FINE_TUNING
+    )
+    head_from: int | None = option(None, "Fine-tune: start from this run's head.", FINE_TUNING)
+    strategy: str = option(
+        "auto",
+        "End-to-end training: auto, default, mirrored (local GPUs) or multi-worker (TF_CONFIG).",
+        FINE_TUNING,
+    )
 
     def __post_init__(self) -> None:
         """Out-of-range settings are usage errors (exit 2), caught before any work starts.
@@ -132,10 +186,14 @@ class RunSettings:
             self.unfreeze = parse_unfreeze(self.unfreeze).text  # a usage error if malformed
         self.augmentation()  # a bad --augment or --augment-ops is a usage error too
         if self.ray is not None:
+            from zoo.extraction.cluster import check_address  # NumPy: not for `zoo list`
+
             check_address(self.ray)  # HOST:PORT or auto
 
     def augmentation(self) -> Augmentation | None:
         """The augmented views to add to the training split, or None without --augment."""
+        from zoo.data.augment import Augmentation
+
         try:
             augmentation = Augmentation.parse(self.augment, self.augment_ops)
         except ValueError as error:
