@@ -727,10 +727,8 @@ def staged_fine_tune(
     with strategy.scope():  # first: a backbone that cannot be unfrozen fails before any work
         layer = feature_layer(backbone, trainable=True)
         selection = select(layer, spec, (*backbone.input_size, 3), backbone.name)
-    head_stage, first = _head_stage(
-        backbone, dataset, digests, settings, reporter, checkpoint, engines
-    )
-    kernel, bias = head_stage.pop("weights")
+    head = _head_stage(backbone, dataset, digests, settings, reporter, checkpoint, engines)
+    kernel, bias = head.weights
 
     def build(num_classes: int) -> Any:
         model = create_model(backbone, num_classes, layer=partly_trainable(layer, selection))
@@ -763,10 +761,9 @@ def staged_fine_tune(
         **_best_validation(second.history),
     }
     history = {
-        key: head_stage["history"].get(key, []) + second.history.get(key, [])
-        for key in second.history
+        key: head.history.get(key, []) + second.history.get(key, []) for key in second.history
     }
-    del head_stage["history"]
+    first = head.outcome
     return replace(
         second,
         history=history,
@@ -775,15 +772,24 @@ def staged_fine_tune(
         images_per_second=first.images_per_second if first else None,
         computed_features=first.computed_features if first else None,
         engine=first.engine if first else None,
-        stages=[head_stage, fine_tune_stage],
+        stages=[head.facts, fine_tune_stage],
     )
+
+
+@dataclass
+class HeadStage:
+    """Stage 1 of --unfreeze: the head stage 2 starts from, and what the run records of it."""
+
+    facts: dict[str, Any]  # the run's stages[0]
+    weights: tuple[np.ndarray, np.ndarray]  # the head's kernel and bias
+    history: dict[str, list[float]]  # its epochs, before stage 2's in the run's curves
+    outcome: Outcome | None  # the feature-extraction run it came from (None: --head-from)
 
 
 def _head_stage(
     backbone, dataset, digests, settings: RunSettings, reporter, checkpoint, engines
-) -> tuple[dict, Outcome | None]:
-    """Stage 1 of --unfreeze: the head trained on cached features, or the one --head-from names.
-    Returns its facts (with "weights" and "history" for the caller to take) and its Outcome."""
+) -> HeadStage:
+    """Stage 1 of --unfreeze: the head trained on cached features, or the one --head-from names."""
     if settings.head_from is not None:
         from zoo.runs.store import get_run
 
@@ -796,8 +802,7 @@ def _head_stage(
             **_best_validation(record["history"]),
             "test_accuracy": record["metrics"].get("accuracy"),
         }
-        weights = artifacts.load_head(record)
-        return {**facts, "weights": weights, "history": record["history"]}, None
+        return HeadStage(facts, artifacts.load_head(record), record["history"], None)
     first = feature_extraction(
         backbone,
         dataset,
@@ -816,7 +821,7 @@ def _head_stage(
         "test_accuracy": float(right.mean()) if len(right) else None,
         "engine": first.engine,
     }
-    return {**facts, "weights": first.head, "history": first.history}, first
+    return HeadStage(facts, first.head, first.history, first)
 
 
 def _best_validation(history: dict[str, list[float]]) -> dict[str, float | None]:
