@@ -149,19 +149,20 @@ def test_validation_is_carved_from_decoded_train_images_never_from_test(tiny_ima
 
     dataset, settings = load_dataset(tiny_images / "train", tiny_images / "test"), RunSettings()
 
-    def carve(train_good: np.ndarray) -> dict:
+    def carve(train_good: np.ndarray) -> pipelines.Splits:
         train = (train_good[:, None], train_good)  # each row's input is its image index
-        return pipelines._parts(train, (np.arange(15)[:, None], np.arange(15)), dataset, settings)
+        test = (np.arange(15)[:, None], np.arange(15))
+        return pipelines._decoded_splits(train, test, dataset, settings)
 
-    parts = carve(np.arange(30))
-    train_rows, validation_rows = parts["train"][0][:, 0], parts["validation"][0][:, 0]
+    splits = carve(np.arange(30))
+    train_rows, validation_rows = splits.train[0][:, 0], splits.validation[0][:, 0]
     assert len(validation_rows) == 3 and set(train_rows).isdisjoint(validation_rows)
     assert len(train_rows) + len(validation_rows) == 30
-    assert len(parts["test"][0]) == 15  # every test image stays in test, none is validation
+    assert len(splits.test[0]) == 15  # every test image stays in test, none is validation
     # An unreadable training image takes no place: the validation split stays as it was.
     unreadable = train_rows[0]
     again = carve(np.array([i for i in range(30) if i != unreadable]))
-    assert np.array_equal(again["validation"][0][:, 0], validation_rows)
+    assert np.array_equal(again.validation[0][:, 0], validation_rows)
 
 
 def test_failed_backbone_is_a_row_and_the_rest_still_run(
@@ -342,3 +343,37 @@ def test_streamed_training_reports_progress_per_step(tiny_registry, tiny_images)
     # 30 training images less 3 for validation: 27 in batches of 8, 4 steps an epoch.
     assert reporter.tasks["training (4 steps an epoch)"] == [8, 8]
     assert "training" not in reporter.tasks
+
+
+def test_each_kind_of_run_has_its_pipeline():
+    from zoo.api import get_backbone
+    from zoo.catalog.combination import Combination
+    from zoo.runs.settings import RunSettings
+
+    tiny = get_backbone("efficientnet_lite0")
+    plain, staged = RunSettings(), RunSettings(unfreeze="all")
+    assert pipelines.way(tiny, "feature-extraction", plain) == "feature-extraction"
+    assert pipelines.way(tiny, "fine-tune", plain) == "fine-tune"
+    assert pipelines.way(tiny, "fine-tune", staged) == "staged-fine-tune"
+    assert pipelines.way(tiny, "from-scratch", plain) == "from-scratch"
+    pair = Combination((tiny, tiny))
+    assert pipelines.way(pair, "feature-extraction", plain) == "combined"
+    assert set(pipelines.PIPELINES) == {
+        "feature-extraction",
+        "combined",
+        "staged-fine-tune",
+        "fine-tune",
+        "from-scratch",
+    }
+
+
+def test_views_join_the_training_split_once():
+    splits = pipelines.Splits(
+        train=(np.zeros((4, 2)), np.zeros(4)),
+        validation=(np.zeros((1, 2)), np.zeros(1)),
+        test=(np.zeros((2, 2)), np.zeros(2)),
+        views=(np.ones((8, 2)), np.ones(8)),
+    )
+    joined = splits.with_views()
+    assert len(joined.train[1]) == 12 and joined.views is None
+    assert joined.with_views() is joined and len(splits.train[1]) == 4  # the original kept

@@ -12,6 +12,8 @@
 
 End to end, images are decoded once per run into a file in the run's folder and streamed from
 it a batch at a time, so memory does not grow with their number.
+
+Each is `pipeline(backbone, job) -> Outcome`; `pipeline_for` reads the table `PIPELINES`.
 """
 
 from __future__ import annotations
@@ -81,6 +83,47 @@ class Outcome:
     other_seeds: list[np.ndarray] = field(default_factory=list)
 
 
+@dataclass
+class Job:
+    """One backbone's run as its pipeline sees it: the data, the settings, where to report
+    progress and write the checkpoint (and, end to end, the decoded images)."""
+
+    dataset: Dataset
+    digests: dict[Path, str]
+    settings: RunSettings
+    reporter: Reporter
+    engines: Engines
+    checkpoint: Path  # TF format: hub layers repeat weight names, which HDF5 refuses
+    scratch: Path  # end to end: the decoded images, deleted after training
+
+
+Part = tuple[Any, np.ndarray]  # (inputs, labels): features, or decoded images on disk
+
+
+@dataclass
+class Splits:
+    """What a head or model fits on, stops on and is tested on."""
+
+    train: Part
+    validation: Part
+    test: Part
+    views: Part | None = None  # --augment: the training part's augmented views' features
+    streamed: bool = False  # inputs are decoded images read from disk a batch at a time
+
+    def with_views(self) -> Splits:
+        """The splits with the views' rows (if any) added to the training part."""
+        if self.views is None:
+            return self
+        (train, labels), (views, view_labels) = self.train, self.views
+        joined = (np.concatenate([train, views]), np.concatenate([labels, view_labels]))
+        return replace(self, train=joined, views=None)
+
+    def check_readable(self, skipped: list[tuple[Path, str]], settings: RunSettings) -> None:
+        """Refuse unusable data before training starts, not after it has run (--max-bad)."""
+        readable = {"train": len(self.train[1]), "test": len(self.test[1])}
+        check_readable(skipped, settings.max_bad, readable)
+
+
 def _fit_settings(settings: RunSettings, mode: str, epochs: int | None = None) -> FitSettings:
     return FitSettings(
         epochs=epochs or settings.epochs,
@@ -100,34 +143,30 @@ def _log_dir(settings: RunSettings, backbone: Backbone) -> Path:
 
 def _train(
     model: Any,
-    parts: dict,
-    num_classes: int,
+    splits: Splits,
     mode: str,
-    backbone: Backbone,
-    settings: RunSettings,
-    reporter: Reporter,
-    checkpoint: Path,
+    backbone: Backbone | Combination,
+    job: Job,
     eval_batch_size: int,
     epochs: int | None = None,
 ) -> tuple[dict[str, list[float]], Path]:
     """Fit on the train part, watching validation, with a progress bar; returns (history, logs)."""
-    log_dir = _log_dir(settings, backbone)
-    fit_settings = _fit_settings(settings, mode, epochs)
-    streamed = hasattr(parts["train"][0], "read")
-    if streamed:  # images from disk: an epoch of a big folder takes minutes, so count steps
-        steps = math.ceil(len(parts["train"][1]) / fit_settings.batch_size)
+    log_dir = _log_dir(job.settings, backbone)
+    fit_settings = _fit_settings(job.settings, mode, epochs)
+    if splits.streamed:  # images from disk: an epoch of a big folder takes minutes: count steps
+        steps = math.ceil(len(splits.train[1]) / fit_settings.batch_size)
         description, total = f"training ({steps} steps an epoch)", steps * fit_settings.epochs
     else:  # features: an epoch takes a fraction of a second
         description, total = "training", fit_settings.epochs
-    progress = "on_batch" if streamed else "on_epoch"
-    with reporter.task(description, total) as advance:
+    progress = "on_batch" if splits.streamed else "on_epoch"
+    with job.reporter.task(description, total) as advance:
         history = fit(
             model,
-            parts["train"],
-            parts["validation"],
-            num_classes,
+            splits.train,
+            splits.validation,
+            len(job.dataset.classes),
             fit_settings,
-            checkpoint=checkpoint,
+            checkpoint=job.checkpoint,
             log_dir=log_dir,
             eval_batch_size=eval_batch_size,
             **{progress: lambda *_: advance(1)},
@@ -135,30 +174,26 @@ def _train(
     return history, log_dir
 
 
-def _check_readable(
-    parts: dict[str, tuple], skipped: list[tuple[Path, str]], settings: RunSettings
-) -> None:
-    """Refuse unusable data before training starts, not after it has run (--max-bad)."""
-    readable = {name: len(parts[name][1]) for name in ("train", "test")}
-    check_readable(skipped, settings.max_bad, readable)
+def _decoded_splits(
+    train: tuple[DecodedImages, np.ndarray],
+    test: tuple[DecodedImages, np.ndarray],
+    dataset: Dataset,
+    settings: RunSettings,
+) -> Splits:
+    """Train, validation and test images from those that decoded, streamed from disk.
 
-
-def _parts(
-    train: tuple[Any, np.ndarray], test: tuple[Any, np.ndarray], dataset: Dataset, settings
-) -> dict[str, tuple[Any, np.ndarray]]:
-    """(inputs, labels) for train, validation and test from the images that decoded.
-
-    `train` and `test` pair the decoded inputs with their images' indices in the dataset. The
+    `train` and `test` pair the decoded images with their indices in the dataset. The
     validation split is carved from the decoded training images, never from test.
     """
-    (train_inputs, train_good), (test_inputs, test_good) = train, test
+    (train_images, train_good), (test_images, test_good) = train, test
     labels = dataset.train.labels[train_good]
     fit, validation = _split(train_good, dataset, settings)
-    return {
-        "train": (train_inputs[fit], labels[fit]),
-        "validation": (train_inputs[validation], labels[validation]),
-        "test": (test_inputs, dataset.test.labels[test_good]),
-    }
+    return Splits(
+        train=(train_images[fit], labels[fit]),
+        validation=(train_images[validation], labels[validation]),
+        test=(test_images, dataset.test.labels[test_good]),
+        streamed=True,
+    )
 
 
 def _split(
@@ -359,15 +394,16 @@ def _joined(
     return rows, good, bad
 
 
-def _frozen_parts(
-    extractors: list[_Extractor], dataset: Dataset, digests: dict[Path, str], settings
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[tuple[Path, str]], dict]:
+def _frozen_splits(
+    extractors: list[_Extractor], job: Job
+) -> tuple[Splits, list[tuple[Path, str]], dict]:
     """Train, validation and test features (one pass over train and test per backbone), with
     augmented views of the training part's images beside them; the skipped files; and what
     the record keeps of the augmentation.
 
     The features are gathered once, in fit, validation, test order, and the parts are slices of
     that one matrix: peak memory is the matrix, not the matrix and copies of its splits."""
+    dataset, digests, settings = job.dataset, job.digests, job.settings
     paths = dataset.train.paths + dataset.test.paths
     rows, good, bad = _joined(extractors, paths, [digests[p] for p in paths], "features")
     in_train = good < len(dataset.train)
@@ -378,18 +414,18 @@ def _frozen_parts(
     matrix = rows(np.concatenate(order))
     ends = np.cumsum([len(part) for part in order])
     labels = dataset.train.labels[train_good]
-    parts = {
-        "train": (matrix[: ends[0]], labels[fit]),
-        "validation": (matrix[ends[0] : ends[1]], labels[validation]),
-        "test": (matrix[ends[1] :], dataset.test.labels[test_good]),
-    }
+    splits = Splits(
+        train=(matrix[: ends[0]], labels[fit]),
+        validation=(matrix[ends[0] : ends[1]], labels[validation]),
+        test=(matrix[ends[1] :], dataset.test.labels[test_good]),
+    )
     skipped = list(bad.items())
-    _check_readable(parts, skipped, settings)
+    splits.check_readable(skipped, settings)
     augmentation = settings.augmentation()
     if augmentation is None:
-        return parts, skipped, {}
-    parts["views"] = _views(extractors, augmentation, dataset, digests, train_good[fit])
-    return parts, skipped, {"augmentation": augmentation.facts()}
+        return splits, skipped, {}
+    splits.views = _views(extractors, augmentation, dataset, digests, train_good[fit])
+    return splits, skipped, {"augmentation": augmentation.facts()}
 
 
 def _views(
@@ -420,96 +456,62 @@ def _views(
     return np.concatenate(features), np.concatenate(labels)
 
 
-def _with_views(parts: dict) -> dict:
-    """The parts with the views' rows (if any) added to the training part."""
-    if "views" not in parts:
-        return parts
-    (train, labels), (views, view_labels) = parts["train"], parts["views"]
-    return {
-        **parts,
-        "train": (np.concatenate([train, views]), np.concatenate([labels, view_labels])),
-    }
-
-
 def _fit_head(
-    parts: dict,
-    num_classes: int,
-    name: Any,
-    settings: RunSettings,
-    reporter: Reporter,
-    checkpoint: Path,
+    splits: Splits, backbone: Backbone | Combination, job: Job
 ) -> tuple[Any, dict[str, list[float]], Path, dict | None]:
     """A new softmax head on the features, tuned (--tune) or not: (head, history, logs, tuned)."""
     from zoo.training.models import classifier_head
 
-    if settings.tune:
-        return _tuned_head(parts, num_classes, name, settings, reporter, checkpoint)
-    parts = _with_views(parts)
-    head = classifier_head(num_classes, parts["train"][0].shape[1])
+    if job.settings.tune:
+        return _tuned_head(splits, backbone, job)
+    splits = splits.with_views()
+    head = classifier_head(len(job.dataset.classes), splits.train[0].shape[1])
     history, log_dir = _train(
-        head,
-        parts,
-        num_classes,
-        "feature-extraction",
-        name,
-        settings,
-        reporter,
-        checkpoint,
-        eval_batch_size=FEATURE_BATCH,
+        head, splits, "feature-extraction", backbone, job, eval_batch_size=FEATURE_BATCH
     )
     return head, history, log_dir, None
 
 
-def _other_seeds(parts: dict, num_classes: int, settings, checkpoint: Path) -> list[np.ndarray]:
+def _other_seeds(splits: Splits, job: Job) -> list[np.ndarray]:
     """--seeds N: the test probabilities of N - 1 more heads trained on the same features with
     seeds seed+1, seed+2...; they measure how much the head's training varies. The run keeps and
     saves its first head; these heads are not saved and write no logs."""
     from zoo.training.models import classifier_head
 
-    parts = _with_views(parts)
+    settings, num_classes = job.settings, len(job.dataset.classes)
+    splits = splits.with_views()
     first = _fit_settings(settings, "feature-extraction")
     probabilities = []
     for offset in range(1, settings.seeds):
-        head = classifier_head(num_classes, parts["train"][0].shape[1])
+        head = classifier_head(num_classes, splits.train[0].shape[1])
         fit(
             head,
-            parts["train"],
-            parts["validation"],
+            splits.train,
+            splits.validation,
             num_classes,
             replace(first, seed=settings.seed + offset),
-            checkpoint=checkpoint.with_name(f"seed-{offset}"),
+            checkpoint=job.checkpoint.with_name(f"seed-{offset}"),
             log_dir=None,
             eval_batch_size=FEATURE_BATCH,
         )
-        probabilities.append(_predict_features(head, parts["test"][0]))
+        probabilities.append(_predict_features(head, splits.test[0]))
     return probabilities
 
 
 def _frozen_outcome(
-    extractors: list[_Extractor],
-    dataset: Dataset,
-    digests: dict[Path, str],
-    settings: RunSettings,
-    reporter: Reporter,
-    checkpoint: Path,
-    name: Any,
+    extractors: list[_Extractor], backbone: Backbone | Combination, job: Job
 ) -> tuple[Outcome, tuple[np.ndarray, np.ndarray]]:
     """Features, head and test probabilities of a frozen run; the caller adds how to save its
     model. Returns (outcome, (kernel, bias))."""
     try:
-        parts, skipped, recorded = _frozen_parts(extractors, dataset, digests, settings)
+        splits, skipped, recorded = _frozen_splits(extractors, job)
     finally:  # Ray workers are stopped once the features are in
         for extractor in extractors:
             extractor.close()
-    num_classes = len(dataset.classes)
-    head, history, log_dir, tuned = _fit_head(
-        parts, num_classes, name, settings, reporter, checkpoint
-    )
+    head, history, log_dir, tuned = _fit_head(splits, backbone, job)
     kernel, bias = head_layer(head).get_weights()
-    test_probabilities = _predict_features(head, parts["test"][0])
-    other_seeds = []
-    if settings.seeds > 1:
-        other_seeds = _other_seeds(parts, num_classes, settings, checkpoint)
+    test_probabilities = _predict_features(head, splits.test[0])
+    other_seeds = _other_seeds(splits, job) if job.settings.seeds > 1 else []
     computed = sum(x.computed for x in extractors)
     seconds = sum(x.seconds for x in extractors)
     outcome = Outcome(
@@ -517,7 +519,7 @@ def _frozen_outcome(
         (kernel, bias),
         history,
         test_probabilities,
-        parts["test"][1],
+        splits.test[1],
         skipped,
         log_dir,
         extract_seconds=seconds,
@@ -531,22 +533,12 @@ def _frozen_outcome(
     return outcome, (kernel, bias)
 
 
-def feature_extraction(
-    backbone: Backbone,
-    dataset: Dataset,
-    digests: dict[Path, str],
-    settings: RunSettings,
-    reporter: Reporter,
-    checkpoint: Path,
-    engines: Engines,
-) -> Outcome:
+def feature_extraction(backbone: Backbone, job: Job) -> Outcome:
     from zoo.training.models import create_model
 
-    extractor = _Extractor(backbone, settings, reporter, engines)
-    outcome, (kernel, bias) = _frozen_outcome(
-        [extractor], dataset, digests, settings, reporter, checkpoint, backbone
-    )
-    num_classes = len(dataset.classes)
+    extractor = _Extractor(backbone, job.settings, job.reporter, job.engines)
+    outcome, (kernel, bias) = _frozen_outcome([extractor], backbone, job)
+    num_classes = len(job.dataset.classes)
 
     def build_model():  # only for a new template; loads the backbone if extraction did not
         model = create_model(backbone, num_classes, layer=extractor.resolved.loaded_layer)
@@ -554,29 +546,27 @@ def feature_extraction(
         return model
 
     outcome.save_model = lambda folder: artifacts.save_with_head(
-        extractor.backbone_id, num_classes, build_model, (kernel, bias), folder, reporter.warning
+        extractor.backbone_id,
+        num_classes,
+        build_model,
+        (kernel, bias),
+        folder,
+        job.reporter.warning,
     )
     return outcome
 
 
-def combined(
-    combination: Combination,
-    dataset: Dataset,
-    digests: dict[Path, str],
-    settings: RunSettings,
-    reporter: Reporter,
-    checkpoint: Path,
-    engines: Engines,
-) -> Outcome:
+def combined(combination: Combination, job: Job) -> Outcome:
     """`zoo run a+b`: one head on the members' features side by side, each from its own cache.
 
     There is no single image-to-class model to save: the run keeps its head and test
     probabilities (for `zoo ensemble`, `zoo report`); `zoo export` and `zoo predict` refuse it.
     """
-    extractors = [_Extractor(member, settings, reporter, engines) for member in combination.members]
-    outcome, _ = _frozen_outcome(
-        extractors, dataset, digests, settings, reporter, checkpoint, combination
-    )
+    extractors = [
+        _Extractor(member, job.settings, job.reporter, job.engines)
+        for member in combination.members
+    ]
+    outcome, _ = _frozen_outcome(extractors, combination, job)
     outcome.recorded["combination"] = [
         {
             "backbone": x.backbone.name,
@@ -590,27 +580,23 @@ def combined(
 
 
 def _tuned_head(
-    parts: dict,
-    num_classes: int,
-    backbone: Backbone,
-    settings: RunSettings,
-    reporter: Reporter,
-    checkpoint: Path,
+    splits: Splits, backbone: Backbone | Combination, job: Job
 ) -> tuple[Any, dict[str, list[float]], Path, dict]:
     """--tune: search head settings on train vs validation (with and without --augment's
     views), then refit on train (+ views if they won) + validation for the chosen number of
     epochs. Returns (head, history, logs, what was chosen)."""
     from zoo.training import tune
 
+    settings, reporter, num_classes = job.settings, job.reporter, len(job.dataset.classes)
     fit_settings = _fit_settings(settings, "feature-extraction")
-    views = parts.get("views")
+    views = splits.views
     trial_count = tune.CANDIDATES * (1 if views is None else 2)
     with reporter.task(f"tuning the head ({trial_count} trials)", trial_count) as advance:
         best, trials = tune.search(
-            parts["train"], parts["validation"], num_classes, fit_settings, views
+            splits.train, splits.validation, num_classes, fit_settings, views
         )
         advance(len(trials))
-    used = [parts["train"], *([parts["views"]] if best.augmented else []), parts["validation"]]
+    used = [splits.train, *([views] if best.augmented else []), splits.validation]
     everything = tuple(np.concatenate([part[i] for part in used]) for i in (0, 1))
     nothing = (everything[0][:0], everything[1][:0])
     log_dir = _log_dir(settings, backbone)
@@ -622,7 +608,7 @@ def _tuned_head(
             num_classes,
             # exactly the chosen epochs: with no validation, nothing may stop it early
             replace(fit_settings, epochs=best.epochs, patience=best.epochs),
-            checkpoint,
+            job.checkpoint,
             log_dir,
             lambda *_: advance(1),
         )
@@ -641,32 +627,40 @@ def decode_to_scratch(
     return (decoded, good), [(images.paths[i], reason) for i, reason in failed.items()]
 
 
+def fine_tune(backbone: Backbone, job: Job) -> Outcome:
+    """--mode fine-tune: the whole pretrained backbone and a new head, at a low learning rate."""
+    return end_to_end(backbone, "fine-tune", job)
+
+
+def from_scratch(backbone: Backbone, job: Job) -> Outcome:
+    """A model with no pretrained weights (scratch_cnn), trained whole."""
+    return end_to_end(backbone, "from-scratch", job)
+
+
 def end_to_end(
     backbone: Backbone,
     mode: str,
-    dataset: Dataset,
-    settings: RunSettings,
-    reporter: Reporter,
-    checkpoint: Path,
-    scratch: Path,
+    job: Job,
     *,
     build: Callable[[int], Any] | None = None,
     strategy: Any = None,
     epochs: int | None = None,
 ) -> Outcome:
-    """Train the whole model; images stream from a decoded copy in `scratch`, deleted after.
+    """Train the whole model; images stream from a decoded copy in `job.scratch`, deleted after.
 
     `build(num_classes)`, called in `strategy`'s scope, makes the model instead (--unfreeze);
     `epochs` overrides --epochs.
     """
     from zoo.training.models import create_model
 
+    dataset, settings, reporter, scratch = job.dataset, job.settings, job.reporter, job.scratch
     try:
         steps = backbone.preprocessing
         train, train_skipped = decode_to_scratch(dataset.train, steps, scratch, reporter, "train")
         test, test_skipped = decode_to_scratch(dataset.test, steps, scratch, reporter, "test")
-        parts, skipped = _parts(train, test, dataset, settings), train_skipped + test_skipped
-        _check_readable(parts, skipped, settings)
+        splits = _decoded_splits(train, test, dataset, settings)
+        skipped = train_skipped + test_skipped
+        splits.check_readable(skipped, settings)
         num_classes = len(dataset.classes)
         strategy = strategy or make_strategy(settings.strategy)
         with strategy.scope(), cluster_failures_explained():
@@ -679,18 +673,9 @@ def end_to_end(
                 if settings.head_from is not None:
                     _start_from_head(model, settings.head_from)
             history, log_dir = _train(
-                model,
-                parts,
-                num_classes,
-                mode,
-                backbone,
-                settings,
-                reporter,
-                checkpoint,
-                eval_batch_size=PIXEL_BATCH,
-                epochs=epochs,
+                model, splits, mode, backbone, job, eval_batch_size=PIXEL_BATCH, epochs=epochs
             )
-        test_images, test_labels = parts["test"]
+        test_images, test_labels = splits.test
         probabilities = _predict_images(model, test_images, test_labels, num_classes)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -705,16 +690,7 @@ def end_to_end(
     )
 
 
-def staged_fine_tune(
-    backbone: Backbone,
-    dataset: Dataset,
-    digests: dict[Path, str],
-    settings: RunSettings,
-    reporter: Reporter,
-    checkpoint: Path,
-    scratch: Path,
-    engines: Engines,
-) -> Outcome:
+def staged_fine_tune(backbone: Backbone, job: Job) -> Outcome:
     """--unfreeze: (1) the head on the frozen backbone's cached features (or a stored run's head,
     --head-from), (2) the chosen top of the backbone and the head end to end, at the fine-tune
     learning rate, BatchNorm in inference mode (zoo.training.unfreeze)."""
@@ -722,12 +698,13 @@ def staged_fine_tune(
     from zoo.training.models import create_model
     from zoo.training.unfreeze import parse_unfreeze, partly_trainable, select
 
+    settings = job.settings
     spec = parse_unfreeze(settings.unfreeze)
     strategy = make_strategy(settings.strategy)
     with strategy.scope():  # first: a backbone that cannot be unfrozen fails before any work
         layer = feature_layer(backbone, trainable=True)
         selection = select(layer, spec, (*backbone.input_size, 3), backbone.name)
-    head = _head_stage(backbone, dataset, digests, settings, reporter, checkpoint, engines)
+    head = _head_stage(backbone, job)
     kernel, bias = head.weights
 
     def build(num_classes: int) -> Any:
@@ -741,18 +718,7 @@ def staged_fine_tune(
         return model
 
     epochs = settings.fine_tune_epochs or settings.epochs
-    second = end_to_end(
-        backbone,
-        "fine-tune",
-        dataset,
-        settings,
-        reporter,
-        checkpoint,
-        scratch,
-        build=build,
-        strategy=strategy,
-        epochs=epochs,
-    )
+    second = end_to_end(backbone, "fine-tune", job, build=build, strategy=strategy, epochs=epochs)
     fine_tune_stage = {
         "stage": "fine-tune",
         "unfreeze": selection.facts,
@@ -786,10 +752,9 @@ class HeadStage:
     outcome: Outcome | None  # the feature-extraction run it came from (None: --head-from)
 
 
-def _head_stage(
-    backbone, dataset, digests, settings: RunSettings, reporter, checkpoint, engines
-) -> HeadStage:
+def _head_stage(backbone: Backbone, job: Job) -> HeadStage:
     """Stage 1 of --unfreeze: the head trained on cached features, or the one --head-from names."""
+    settings = job.settings
     if settings.head_from is not None:
         from zoo.runs.store import get_run
 
@@ -803,15 +768,7 @@ def _head_stage(
             "test_accuracy": record["metrics"].get("accuracy"),
         }
         return HeadStage(facts, artifacts.load_head(record), record["history"], None)
-    first = feature_extraction(
-        backbone,
-        dataset,
-        digests,
-        settings,
-        reporter,
-        checkpoint.with_name("head"),
-        engines,
-    )
+    first = feature_extraction(backbone, replace(job, checkpoint=job.checkpoint.with_name("head")))
     right = first.test_probabilities.argmax(axis=1) == first.test_labels
     facts = {
         "stage": "head",
@@ -859,3 +816,23 @@ def _start_from_head(model: Any, run_id: int) -> None:
         head_layer(model).set_weights([kernel, bias])
     except ValueError:
         raise UsageError(f"run {run_id}'s head does not fit this backbone and data") from None
+
+
+Pipeline = Callable[[Any, Job], Outcome]
+# How each kind of run trains (the keys are `way`'s answers; docs/architecture.md).
+PIPELINES: dict[str, Pipeline] = {
+    "feature-extraction": feature_extraction,
+    "combined": combined,
+    "staged-fine-tune": staged_fine_tune,
+    "fine-tune": fine_tune,
+    "from-scratch": from_scratch,
+}
+
+
+def way(backbone: Backbone | Combination, mode: str, settings: RunSettings) -> str:
+    """Which of PIPELINES trains `backbone` in `mode` (RunSettings.mode_for)."""
+    if isinstance(backbone, Combination):  # one head on several backbones' features
+        return "combined"
+    if mode == "fine-tune" and settings.unfreeze is not None:
+        return "staged-fine-tune"
+    return mode

@@ -419,45 +419,17 @@ def _train_and_evaluate(
     from zoo.runs import pipelines
 
     tf_keras.utils.set_random_seed(context.settings.seed)  # before any layer draws its weights
-    checkpoint = (
-        run_folder / "checkpoint" / "best"
-    )  # TF format: hub layers repeat weight names, which HDF5 refuses
-    if mode == "fine-tune" and context.settings.unfreeze is not None:
-        outcome = pipelines.staged_fine_tune(
-            backbone,
-            context.dataset,
-            context.digests,
-            context.settings,
-            context.reporter,
-            checkpoint,
-            run_folder / "decoded",
-            context.engines,
-        )
-    elif mode == "feature-extraction":  # one backbone, or several side by side (a+b)
-        frozen = (
-            pipelines.combined
-            if isinstance(backbone, Combination)
-            else pipelines.feature_extraction
-        )
-        outcome = frozen(
-            backbone,
-            context.dataset,
-            context.digests,
-            context.settings,
-            context.reporter,
-            checkpoint,
-            context.engines,
-        )
-    else:
-        outcome = pipelines.end_to_end(
-            backbone,
-            mode,
-            context.dataset,
-            context.settings,
-            context.reporter,
-            checkpoint,
-            scratch=run_folder / "decoded",
-        )
+    job = pipelines.Job(
+        context.dataset,
+        context.digests,
+        context.settings,
+        context.reporter,
+        context.engines,
+        checkpoint=run_folder / "checkpoint" / "best",
+        scratch=run_folder / "decoded",
+    )
+    pipeline = pipelines.PIPELINES[pipelines.way(backbone, mode, context.settings)]
+    outcome = pipeline(backbone, job)
     _warn_skipped(outcome.skipped, context)
     return _finish(backbone, mode, outcome, run_folder, context)
 
