@@ -447,7 +447,7 @@ def run(
         load_tensorflow()
         screening = _screen(
             loaded.select(names or [], all_backbones, combine=True),
-            (data, train, test),
+            (data, train, test, manifest),
             screen_method or "knn",
             screen_fraction,
             settings,
@@ -623,17 +623,17 @@ def _print_budget(budget, budget_ms, budget_mb, prefer) -> None:
         out.print(escape(line), highlight=False)
 
 
-def _screen(backbones, folders, method, fraction, settings, reporter, engines):
-    """The screen of these backbones on the run's data (the demo unless folders are given)."""
+def _screen(backbones, sources, method, fraction, settings, reporter, engines):
+    """The screen of these backbones on the run's data, any layout (the demo unless given)."""
     from zoo.data.demo import demo_data_dir
-    from zoo.data.folders import find_splits
+    from zoo.data.layouts import find_layout
     from zoo.runs.screening import screen
 
-    data, train, test = folders
-    if data is None and train is None and test is None:
+    data, train, test, manifest = sources
+    if data is None and train is None and test is None and manifest is None:
         data = demo_data_dir()
-    train_dir, test_dir = find_splits(data, train, test)
-    return screen(backbones, train_dir, test_dir, method, fraction, settings, reporter, engines)
+    layout = find_layout(data, train, test, manifest)
+    return screen(backbones, layout, method, fraction, settings, reporter, engines)
 
 
 def check_verdict_options(alpha: float, prefer: str, metric: str) -> None:
@@ -968,14 +968,14 @@ def export(
         None, "--out", help="Folder to create (default: the run's folder/export-FORMAT-QUANTIZE)."
     ),
     data: Path | None = typer.Option(
-        None, "--data", help="Folder with train/ and test/ (default: the run's own)."
+        None, "--data", help="The run's data folder, any layout (default: where it was)."
     ),
     limit: int | None = typer.Option(None, "--limit", help="Check at most this many test images."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Export a run's model and labels; a TFLite file is checked against the SavedModel."""
     from zoo.cli.progress import RichReporter
-    from zoo.data.folders import find_splits
+    from zoo.data.layouts import find_layout
     from zoo.runs.artifacts import refuse_ensemble
     from zoo.runs.export import check_options, export_run
     from zoo.runs.store import get_run
@@ -983,7 +983,7 @@ def export(
     check_options(fmt, quantize)
     record = get_run(run_id)
     refuse_ensemble(record, "export")
-    folders = dict(zip(("train", "test"), find_splits(data, None, None))) if data else None
+    folders = find_layout(data).folders if data else None  # any layout `zoo run` reads
     folder = out_dir or Path(record["artifacts"]["run_folder"]) / f"export-{fmt}-{quantize}"
     load_tensorflow()
     report = export_run(record, folder, fmt, quantize, folders, limit, RichReporter(err))

@@ -152,8 +152,7 @@ def run(
     if any(settings.mode_for(backbone) != "feature-extraction" for backbone in backbones):
         make_strategy(settings.strategy)  # a cluster's collectives are set up before any TF op
     _remove_orphan_run_folders()
-    digests = _digests(layout.paths, reporter)
-    dataset = _checked(build_dataset(layout, digests, settings.test_fraction), digests, settings)
+    dataset, digests = prepared(layout, reporter, settings.test_fraction, settings.drop_leaks)
     if len(dataset.classes) < 2:
         raise DataError(
             f"{layout.root} has one class folder ({dataset.classes[0]}); a classifier needs at "
@@ -194,11 +193,21 @@ class _Context:
     )  # train and test: what `zoo export` checks on
 
 
-def _checked(dataset: Dataset, digests: dict[Path, str], settings: RunSettings) -> Dataset:
+def prepared(
+    layout: Layout, reporter: Reporter, test_fraction: float = 0.2, drop_leaks: bool = False
+) -> tuple[Dataset, dict[Path, str]]:
+    """The splits `zoo run` trains and tests on, and each image's digest: what the screen and
+    `zoo export` read again to see the run's own images."""
+    digests = _digests(layout.paths, reporter)
+    dataset = build_dataset(layout, digests, test_fraction)
+    return _checked(dataset, digests, drop_leaks), digests
+
+
+def _checked(dataset: Dataset, digests: dict[Path, str], drop_leaks: bool) -> Dataset:
     """The dataset with test images that duplicate training ones removed (--drop-leaks)."""
     leaks = exact_leaks(dataset, digests)
     dataset.split["leaks"] = len(leaks)
-    if settings.drop_leaks and len(leaks):
+    if drop_leaks and len(leaks):
         keep = np.setdiff1d(np.arange(len(dataset.test)), leaks)
         test = dataset.test
         dataset.test = ImageSet([test.paths[i] for i in keep], test.labels[keep], test.classes)
