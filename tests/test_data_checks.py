@@ -118,3 +118,88 @@ def test_a_resized_recompressed_copy_is_found_from_cached_features(tmp_path, cap
         (str(original), str(data / "train" / "red" / "resized.jpg"))
     ]
     assert json.loads(out)["leaks"] == 0  # not the same bytes: only the features tell
+
+
+def plant_exact_and_near_copies(tmp_path, monkeypatch):
+    """Blocky images under a 256-feature tiny backbone, with one test image copied into train
+    byte for byte and another resized and recompressed as JPEG into train."""
+    model = export_tiny_savedmodel(tmp_path / "wide", feature_dim=256)
+    registry = tmp_path / "registry.toml"
+    registry.write_text(registry_text(str(model), feature_dim=256))
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+    data = blocky_images(tmp_path / "data", {"train": 8, "test": 4})
+    exact = data / "test" / "green" / "green_1.png"
+    shutil.copy(exact, data / "train" / "green" / "copy.png")
+    near = data / "test" / "red" / "red_2.png"
+    with Image.open(near) as image:
+        image.resize((48, 48), Image.BILINEAR).save(
+            data / "train" / "red" / "resized.jpg", quality=85
+        )
+    return (
+        data,
+        (exact, data / "train" / "green" / "copy.png"),
+        (near, data / "train/red/resized.jpg"),
+    )
+
+
+def test_zoo_run_warns_of_near_copies_once_the_features_are_cached(tmp_path, capsys, monkeypatch):
+    data, _, _ = plant_exact_and_near_copies(tmp_path, monkeypatch)
+    args = ["run", "tiny", "--data", str(data), "--epochs", "1"]
+    code, _, err = run_main(args, capsys)
+    assert code == 0, err
+    assert "1 test image is also in train" in err
+    assert "near-cop" not in err  # nothing cached yet, and the warning computes no feature
+    code, _, err = run_main(args, capsys)
+    assert code == 0, err
+    assert (
+        "1 test image is a near-copy of a training image (cosine >= 0.98, tiny features): "
+        f"`zoo inspect {data} --backbone tiny` lists them"
+    ) in err
+    assert get_run(2)["metrics"]["computed_features"] == 0  # all from the cache
+
+
+def test_inspect_report_puts_exact_and_near_pairs_on_the_contact_sheet(
+    tmp_path, capsys, monkeypatch
+):
+    data, exact, near = plant_exact_and_near_copies(tmp_path, monkeypatch)
+    code, _, err = run_main(["run", "tiny", "--data", str(data), "--epochs", "1"], capsys)
+    assert code == 0, err
+    page = tmp_path / "look" / "data.html"
+    args = ["inspect", str(data), "--backbone", "tiny", "--report", str(page), "--json"]
+    code, out, err = run_main(args, capsys)
+    assert code == 0, err
+    assert json.loads(out)["report"] == str(page)
+    text = page.read_text()
+
+    def sheet(name):
+        body = text.split(f'<div class="sheet" id="{name}">', 1)[1].split("</div>\n", 1)[0]
+        return body.split('<div class="pair">')[1:]
+
+    (exact_pair,) = sheet("exact")
+    assert str(exact[0]) in exact_pair and str(exact[1]) in exact_pair
+    assert "same content" in exact_pair
+    (near_pair,) = sheet("near")
+    assert str(near[0]) in near_pair and str(near[1]) in near_pair
+    cosine = float(near_pair.split("cosine ")[1].split("<")[0])
+    assert 0.98 <= cosine <= 1
+    for pair in (exact_pair, near_pair):  # both thumbnails inlined, nothing linked
+        assert pair.count('src="data:image/png;base64,') == 2
+    assert "http" not in text.replace("http-equiv", "")
+    assert "<td>red</td><td>9</td><td>4</td>" in text  # the class counts, train and test
+
+    code, _, err = run_main(["inspect", str(data), "--report", str(tmp_path)], capsys)
+    assert code == 2 and "is a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_inspect_hint_names_the_manifest_and_the_carved_fraction(tmp_path):
+    from zoo.data.layouts import find_layout
+    from zoo.runs.inspection import inspect_command
+
+    images = write_image_folders(tmp_path / "images", {"all": 2})
+    manifest = tmp_path / "labels.csv"
+    rows = [f"{p.relative_to(tmp_path)},{p.parent.name}" for p in sorted(images.rglob("*.png"))]
+    manifest.write_text("\n".join(rows) + "\n")
+    layout = find_layout(None, manifest=manifest)
+    assert inspect_command(layout, 0.3) == f"zoo inspect --manifest {manifest} --test-fraction 0.3"
+    given = find_layout(write_image_folders(tmp_path / "split", {"train": 2, "test": 1}))
+    assert inspect_command(given, 0.3) == f"zoo inspect {tmp_path / 'split'}"

@@ -731,6 +731,9 @@ def inspect_command(
     threshold: float = typer.Option(
         0.98, "--threshold", help="Cosine similarity at which two images are near-duplicates."
     ),
+    report_file: Path | None = typer.Option(
+        None, "--report", help="Also write an HTML page with a contact sheet of the duplicates."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Class counts per split, image sizes and modes, unreadable files, exact duplicates and
@@ -745,8 +748,16 @@ def inspect_command(
         raise UsageError("--test-fraction must be in (0, 1), e.g. 0.2")
     if not 0 < threshold <= 1:
         raise UsageError("--threshold must be in (0, 1], e.g. 0.98")
+    if report_file is not None and report_file.is_dir():
+        raise UsageError(f"--report {report_file} is a folder; give a file name, e.g. data.html")
     facts = inspect_data(data, manifest, test_fraction, backbone, threshold, RichReporter(err))
+    if report_file is not None:
+        from zoo.runs.inspect_report import write_inspect_report
+
+        facts["report"] = str(write_inspect_report(facts, report_file.absolute()))
     emit(facts, as_json, inspect_report)
+    if report_file is not None and not as_json:
+        err.print(f"report: {escape(facts['report'])}", highlight=False)
 
 
 @app.command()
