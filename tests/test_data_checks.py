@@ -203,3 +203,49 @@ def test_the_inspect_hint_names_the_manifest_and_the_carved_fraction(tmp_path):
     assert inspect_command(layout, 0.3) == f"zoo inspect --manifest {manifest} --test-fraction 0.3"
     given = find_layout(write_image_folders(tmp_path / "split", {"train": 2, "test": 1}))
     assert inspect_command(given, 0.3) == f"zoo inspect {tmp_path / 'split'}"
+
+
+def png_header_only(path, width, height):
+    """A small file whose PNG header declares width x height (no real pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def test_inspect_keys_every_file_as_zoo_run_does_and_survives_a_huge_header(tmp_path):
+    """A carved split puts an unreadable file where the run puts it only if both key it alike;
+    a header of 400 megapixels is listed, not a crash (Pillow's own check raises past 179)."""
+    from zoo.data.inspect import scan_files
+    from zoo.reporting import Reporter
+    from zoo.runs.runner import _digests
+
+    data = write_image_folders(tmp_path / "flowers", {".": 3})
+    (data / "red" / "notes.png").write_text("not an image")
+    png_header_only(data / "green" / "huge.png", 20000, 20000)
+    paths = sorted(data.rglob("*.png"))
+    scan = scan_files(paths)
+    assert scan.digests == _digests(paths, Reporter())
+    reasons = {path.name: reason for path, reason in scan.unreadable}
+    assert set(reasons) == {"notes.png", "huge.png"}
+    assert reasons["huge.png"] == "20000x20000 pixels is over zoo's limit of 250 megapixels"
+    assert scan.sizes == {"32x32": 9}
+    # A process of its own: where nothing else has imported zoo's decoder first.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ZOO_HOME": str(tmp_path / "home")}
+    command = [sys.executable, "-m", "zoo", "inspect", str(data), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["unreadable"]) == 2
