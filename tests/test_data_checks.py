@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from conftest import export_tiny_savedmodel, registry_text, run_main, write_image_folders
 from PIL import Image
 
@@ -249,3 +250,38 @@ def test_inspect_keys_every_file_as_zoo_run_does_and_survives_a_huge_header(tmp_
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["unreadable"]) == 2
+
+
+def brute_force_near_duplicates(test, train, threshold):
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    similarity = unit(test) @ unit(train).T
+    best = similarity.argmax(axis=1)
+    scores = similarity[np.arange(len(test)), best]
+    return {(i, int(best[i])) for i in np.flatnonzero(scores >= threshold)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_bounded_search_finds_what_comparing_every_pair_finds(seed):
+    """Features like a CNN's (non-negative, a shared mean direction, so every pair is fairly
+    alike) with copies planted on both sides of the threshold, in more than one block of rows."""
+    rng = np.random.default_rng(seed)
+    mean = rng.uniform(0.5, 1.5, size=256)
+    train = (np.abs(rng.normal(size=(700, 256))) * mean).astype(np.float32)
+    test = (np.abs(rng.normal(size=(600, 256))) * mean).astype(np.float32)
+    for row in range(0, 600, 7):  # noisy copies: cosines from about 0.95 to 1
+        noise = rng.normal(scale=rng.uniform(0.0, 0.4), size=256) * mean
+        test[row] = np.abs(train[(row * 3) % 700] + noise)
+    found = near_duplicates(test, train, threshold=0.98)
+    expected = brute_force_near_duplicates(test, train, 0.98)
+    assert 10 < len(expected) < 86  # some copies fall short of the threshold, some reach it
+    assert {(i, j) for i, j, _ in found} == expected
+
+
+def test_a_crowd_of_look_alikes_is_compared_in_full_with_the_same_answer():
+    rng = np.random.default_rng(3)
+    base = np.abs(rng.normal(size=128)) + 1
+    train = (base + rng.normal(scale=0.05, size=(300, 128))).astype(np.float32)
+    test = (base + rng.normal(scale=0.05, size=(50, 128))).astype(np.float32)
+    found = near_duplicates(test, train, threshold=0.98)
+    assert len(found) == 50  # every pair is alike: the bound prunes nothing
+    assert {(i, j) for i, j, _ in found} == brute_force_near_duplicates(test, train, 0.98)
