@@ -84,3 +84,15 @@ def test_screen_only_reads_any_layout_and_finds_the_run_on_its_split(
     assert row["computed_features"] == 0  # the run cached every training image's vector
     train_images = 24 - trained["metrics"]["test_images"]
     assert facts["images"] <= train_images  # screened from the training split only
+
+
+def test_deploy_measures_a_carved_test_split(tiny_registry, tmp_path, capsys):
+    data, _ = make_layout(tmp_path, "class folders")
+    args = ["run", "tiny", *data, "--epochs", "1", "--deploy", "tflite-float16", "--json"]
+    code, out, err = run_main(args, capsys)
+    assert code == 0, err
+    (run,) = json.loads(out)["runs"]
+    figures = run["metrics"]["deploy"]["tflite-float16"]
+    assert "error" not in figures, figures
+    # Every test image the run held out, and only those: the deployed model is judged on them.
+    assert figures["test_images"] == run["metrics"]["test_images"] > 0
