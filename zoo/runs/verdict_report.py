@@ -147,8 +147,13 @@ def thumbnail_uri(path: str | Path, size: int = THUMBNAIL) -> str | None:
     read (moved since, or not an image)."""
     from PIL import Image
 
+    from zoo.data.decode import PIXEL_LIMIT
+
     try:
         with Image.open(path) as image:
+            if image.width * image.height > PIXEL_LIMIT:  # as zoo run, never decoded
+                return None
+            image.draft("RGB", (size, size))  # a big JPEG is decoded at 1/2 to 1/8 scale
             image = image.convert("RGB")
             image.thumbnail((size, size))
             buffer = io.BytesIO()
