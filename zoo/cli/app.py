@@ -375,7 +375,7 @@ def run(
         load_tensorflow()
         screening = _screen(
             loaded.select(names or [], all_backbones, combine=True),
-            (data, train, test),
+            (data, train, test, manifest),
             screen_method or "knn",
             screen_fraction,
             settings,
@@ -551,17 +551,17 @@ def _print_budget(budget, budget_ms, budget_mb, prefer) -> None:
         out.print(escape(line), highlight=False)
 
 
-def _screen(backbones, folders, method, fraction, settings, reporter, engines):
-    """The screen of these backbones on the run's data (the demo unless folders are given)."""
+def _screen(backbones, sources, method, fraction, settings, reporter, engines):
+    """The screen of these backbones on the run's data, any layout (the demo unless given)."""
     from zoo.data.demo import demo_data_dir
-    from zoo.data.folders import find_splits
+    from zoo.data.layouts import find_layout
     from zoo.runs.screening import screen
 
-    data, train, test = folders
-    if data is None and train is None and test is None:
+    data, train, test, manifest = sources
+    if data is None and train is None and test is None and manifest is None:
         data = demo_data_dir()
-    train_dir, test_dir = find_splits(data, train, test)
-    return screen(backbones, train_dir, test_dir, method, fraction, settings, reporter, engines)
+    layout = find_layout(data, train, test, manifest)
+    return screen(backbones, layout, method, fraction, settings, reporter, engines)
 
 
 def check_verdict_options(alpha: float, prefer: str, metric: str) -> None:
@@ -659,6 +659,9 @@ def inspect_command(
     threshold: float = typer.Option(
         0.98, "--threshold", help="Cosine similarity at which two images are near-duplicates."
     ),
+    report_file: Path | None = typer.Option(
+        None, "--report", help="Also write an HTML page with a contact sheet of the duplicates."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Class counts per split, image sizes and modes, unreadable files, exact duplicates and
@@ -673,8 +676,16 @@ def inspect_command(
         raise UsageError("--test-fraction must be in (0, 1), e.g. 0.2")
     if not 0 < threshold <= 1:
         raise UsageError("--threshold must be in (0, 1], e.g. 0.98")
+    if report_file is not None and report_file.is_dir():
+        raise UsageError(f"--report {report_file} is a folder; give a file name, e.g. data.html")
     facts = inspect_data(data, manifest, test_fraction, backbone, threshold, RichReporter(err))
+    if report_file is not None:
+        from zoo.runs.inspect_report import write_inspect_report
+
+        facts["report"] = str(write_inspect_report(facts, report_file.absolute()))
     emit(facts, as_json, inspect_report)
+    if report_file is not None and not as_json:
+        err.print(f"report: {escape(facts['report'])}", highlight=False)
 
 
 @app.command()
@@ -896,14 +907,14 @@ def export(
         None, "--out", help="Folder to create (default: the run's folder/export-FORMAT-QUANTIZE)."
     ),
     data: Path | None = typer.Option(
-        None, "--data", help="Folder with train/ and test/ (default: the run's own)."
+        None, "--data", help="The run's data folder, any layout (default: where it was)."
     ),
     limit: int | None = typer.Option(None, "--limit", help="Check at most this many test images."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Export a run's model and labels; a TFLite file is checked against the SavedModel."""
     from zoo.cli.progress import RichReporter
-    from zoo.data.folders import find_splits
+    from zoo.data.layouts import find_layout
     from zoo.runs.artifacts import refuse_ensemble
     from zoo.runs.export import check_options, export_run
     from zoo.runs.store import get_run
@@ -911,7 +922,7 @@ def export(
     check_options(fmt, quantize)
     record = get_run(run_id)
     refuse_ensemble(record, "export")
-    folders = dict(zip(("train", "test"), find_splits(data, None, None))) if data else None
+    folders = find_layout(data).folders if data else None  # any layout `zoo run` reads
     folder = out_dir or Path(record["artifacts"]["run_folder"]) / f"export-{fmt}-{quantize}"
     load_tensorflow()
     report = export_run(record, folder, fmt, quantize, folders, limit, RichReporter(err))

@@ -16,10 +16,13 @@ from typing import Any
 from PIL import Image
 
 from zoo.data.checks import imbalance_ratio
+from zoo.data.decode import PIXEL_LIMIT  # and Pillow's own pixel check off, as for `zoo run`
 from zoo.data.folders import Dataset, file_digest
 from zoo.data.layouts import Layout, build_dataset
 
 SHOWN_SIZES = 10  # the most common image sizes listed
+# How `zoo run` keys a file it cannot hash as an image (with its path: never a duplicate).
+NOT_AN_IMAGE, UNREADABLE = "not-an-image-", "unreadable-"
 
 
 @dataclass
@@ -37,18 +40,38 @@ def scan_files(paths: list[Path], advance: Callable[[int], None] = lambda n: Non
     """Hash every file and read its image header."""
     scan = Scan()
     for path in paths:
-        try:
-            with Image.open(path) as image:  # lazy: the header only
-                scan.sizes[f"{image.width}x{image.height}"] += 1
-                scan.modes[image.mode] += 1
-                scan.formats[image.format or "?"] += 1
-            scan.digests[path] = file_digest(path)
-        except OSError as error:  # Pillow's UnidentifiedImageError is an OSError too
-            reason = str(error).split(" '", 1)[0] if str(error) else type(error).__name__
-            scan.unreadable.append((path, reason))
-            scan.digests[path] = f"unreadable-{path}"
+        scan.digests[path] = _scan_one(path, scan)
         advance(1)
     return scan
+
+
+def _scan_one(path: Path, scan: Scan) -> str:
+    """One file's tallies; its digest keyed as `zoo run` keys it (runner._digests), so that a
+    carved split puts every file, unreadable ones too, where the run puts it."""
+    try:
+        with Image.open(path) as image:  # lazy: the header only
+            width, height, mode, kind = image.width, image.height, image.mode, image.format
+    except Exception as error:  # Pillow raises many types for what it cannot identify
+        reason = str(error).split(" '", 1)[0] if str(error) else type(error).__name__
+        scan.unreadable.append((path, reason))
+        return f"{NOT_AN_IMAGE}{path}"
+    try:
+        digest = file_digest(path)
+    except OSError as error:
+        scan.unreadable.append((path, error.strerror or str(error)))
+        return f"{UNREADABLE}{error.errno}-{path}"
+    if width * height > PIXEL_LIMIT:  # `zoo run` skips it before decoding a pixel
+        scan.unreadable.append(
+            (
+                path,
+                f"{width}x{height} pixels is over zoo's limit of {PIXEL_LIMIT // 10**6} megapixels",
+            )
+        )
+    else:
+        scan.sizes[f"{width}x{height}"] += 1
+        scan.modes[mode] += 1
+        scan.formats[kind or "?"] += 1
+    return digest
 
 
 def split_names(dataset: Dataset) -> dict[str, list[Path]]:
@@ -70,7 +93,7 @@ def exact_duplicates(splits: dict[str, list[Path]], digests: dict[Path, str]) ->
     where: dict[str, list[tuple[str, Path]]] = {}
     for split, paths in splits.items():
         for path in paths:
-            if not digests[path].startswith("unreadable-"):
+            if not digests[path].startswith((NOT_AN_IMAGE, UNREADABLE)):
                 where.setdefault(digests[path], []).append((split, path))
     within, across = [], []
     for places in where.values():

@@ -40,7 +40,9 @@ class Layout:
     train: ImageSet
     test: ImageSet | None = None  # None: carved from train
     validation: ImageSet | None = None  # None: carved from train by --val-fraction
-    folders: dict[str, str] = field(default_factory=dict)  # real split folders, for `zoo export`
+    # What finds these images again (`zoo export`, `--deploy`): the given split folders (train,
+    # test), and `root` or `manifest` where the test split is carved or listed.
+    folders: dict[str, str] = field(default_factory=dict)
 
     @property
     def paths(self) -> list[Path]:
@@ -80,7 +82,12 @@ def find_layout(
             raise DataError(
                 f"{data} has no train/ folder; lay it out as {data}/train/<class>/*.jpg"
             )
-        return Layout("class folders", data, scan_folder(data))
+        return Layout(
+            "class folders",
+            data,
+            scan_folder(data),
+            folders={"train": str(data), "root": str(data)},
+        )
     kind = "train+val+test" if validation and "test" in given else "train+test"
     if "test" not in given:
         kind = "train+val" if validation else "train only"
@@ -96,6 +103,8 @@ def _given(
     folders = {"train": str(train_dir)}
     if test_dir:
         folders["test"] = str(test_dir)
+    else:  # carved from train: the layout is read again from its root
+        folders["root"] = str(root)
     return Layout(kind, root, train, test, validation, folders)
 
 
@@ -145,7 +154,18 @@ def read_manifest(manifest: Path) -> Layout:
             f"{manifest}: class {missing[0]!r} has no training row; add some or drop its rows"
         )
     kind = "manifest" + (" with splits" if has_split else "")
-    return Layout(kind, root, sets["train"], sets.get("test"), sets.get("val"))
+    folders = {"manifest": str(manifest)}
+    return Layout(kind, root, sets["train"], sets.get("test"), sets.get("val"), folders)
+
+
+def recorded_layout(folders: dict[str, str]) -> Layout | None:
+    """The layout a run recorded (`Layout.folders`), scanned again; None where the run recorded
+    given split folders only (or none)."""
+    if "manifest" in folders:
+        return read_manifest(Path(folders["manifest"]))
+    if "root" in folders:
+        return find_layout(Path(folders["root"]))
+    return None
 
 
 def _image_set(rows: list[tuple[Path, str]], classes: list[str]) -> ImageSet:

@@ -28,11 +28,10 @@ import numpy as np
 
 from zoo.analysis.evaluation import evaluate
 from zoo.data.decode import decoded_batches
-from zoo.data.folders import scan_folder
 from zoo.errors import UsageError
 from zoo.home import atomic_dir, atomic_write_bytes
 from zoo.reporting import Reporter
-from zoo.runs.export import geometry_of, saved_model_of, size_on_disk
+from zoo.runs.export import geometry_of, run_images, saved_model_of, size_on_disk
 from zoo.runs.store import update_run
 from zoo.runs.targets import DeployTarget
 
@@ -50,7 +49,7 @@ def check_deployable(record: dict[str, Any]) -> None:
             "has no single model to deploy; deploy its members' runs"
         )
     saved_model_of(record)  # failed, combined a+b or model not saved: refused with the reason
-    if not record["settings"].get("data", {}).get("test"):
+    if not {"test", "root", "manifest"} & set(record["settings"].get("data", {})):
         raise UsageError(f"run {record['id']} does not record its test images; run it again")
     geometry_of(record)
 
@@ -178,7 +177,7 @@ def _test_pass(
     cores, shared) two 1-thread TFLite interpreters ran Lite0 int8 at 10.2 ms an image, one
     2-thread interpreter at 17.9 ms, and batches of 16 were slower per image than batch 1.
     """
-    test = scan_folder(Path(record["settings"]["data"]["test"]), record["metrics"]["classes"])
+    _, test = run_images(record, reporter=reporter)  # a carved test split is made again
     parts, labels, first = [], [], None
 
     def predict(job: tuple[int, np.ndarray]) -> list[np.ndarray]:

@@ -28,11 +28,13 @@ import numpy as np
 
 from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import BadImage, load_pixels
-from zoo.data.folders import control_characters, scan_folder
+from zoo.data.folders import ImageSet, control_characters, scan_folder
+from zoo.data.layouts import recorded_layout
 from zoo.errors import DataError, UsageError
 from zoo.home import atomic_dir
 from zoo.reporting import Reporter
 from zoo.runs.artifacts import load_serving, readable_saved_model, saved_model_folder
+from zoo.runs.runner import prepared
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -84,14 +86,14 @@ def export_run(
     out: Path,
     fmt: str,
     quantize: str = "none",
-    data: dict[str, Path] | None = None,
+    data: dict[str, str] | None = None,
     limit: int | None = None,
     reporter: Reporter | None = None,
 ) -> ExportReport:
     """Write the run's model and labels.txt into `out` (atomically); check a TFLite file.
 
-    `data` ({"train": dir, "test": dir}) overrides the folders the run recorded; `limit` caps
-    the test images checked.
+    `data` (a `Layout.folders`: train and test folders, or a root or manifest) overrides the
+    folders the run recorded; `limit` caps the test images checked.
     """
     check_options(fmt, quantize)
     _check_classes(record)
@@ -99,14 +101,9 @@ def export_run(
     if out.exists():
         raise UsageError(f"{out} already exists; remove it or give another --out")
     reporter = reporter or Reporter()
-    folders = data or {k: Path(v) for k, v in record["settings"].get("data", {}).items()}
-    if fmt == "tflite" and not {"train", "test"} <= set(folders):
-        raise UsageError(
-            f"run {record['id']} does not record its image folders; give them with --data DIR"
-        )
-    if fmt == "tflite" and not data:
-        _check_recorded_folders(record, folders)
     preprocessing = _geometry(record)
+    if fmt == "tflite":
+        train, test = run_images(record, data, reporter)
     with atomic_dir(out) as scratch:
         labels = scratch / "labels.txt"
         labels.write_text("".join(f"{name}\n" for name in record["metrics"]["classes"]))
@@ -116,7 +113,7 @@ def export_run(
         else:
             calibration = None
             if quantize == "int8":
-                calibration = _sample(folders["train"], preprocessing, record["settings"]["seed"])
+                calibration = _sample(train.paths, preprocessing, record["settings"]["seed"])
             with readable_saved_model(record, "export") as readable:
                 converted = _convert(readable, quantize, calibration)
             (scratch / "model.tflite").write_bytes(converted)
@@ -126,7 +123,7 @@ def export_run(
     size = _size(model)
     report = ExportReport(out, model, out / "labels.txt", size)
     if fmt == "tflite":
-        test = scan_folder(folders["test"]).paths[:limit]
+        test = test.paths[:limit]
         with reporter.task("checking against the SavedModel", len(test)) as advance:
             report.agreement, report.checked = top1_agreement(
                 load_serving(record, "export"), model, test, preprocessing, advance
@@ -141,13 +138,44 @@ def _readable_by_all(out: Path) -> None:
         folder.chmod(0o755)
 
 
-def _check_recorded_folders(record: dict[str, Any], folders: dict[str, Path]) -> None:
+def run_images(
+    record: dict[str, Any], data: dict[str, str] | None = None, reporter: Reporter | None = None
+) -> tuple[ImageSet, ImageSet]:
+    """The run's training and test images, found again where the run recorded them (or in
+    `data`, a `Layout.folders`): given split folders are scanned; a carved or listed test split
+    is made again from the layout's root or manifest, by content digest as the run made it."""
+    folders = data or record["settings"].get("data", {})
+    if not ({"train", "test"} <= set(folders) or {"root", "manifest"} & set(folders)):
+        raise UsageError(
+            f"run {record['id']} does not record its image folders; give them with --data DIR"
+        )
+    if not data:
+        _check_recorded_folders(record, folders)
+    classes = record["metrics"]["classes"]
+    layout = recorded_layout(folders)
+    if layout is None:
+        train = scan_folder(Path(folders["train"]))
+        return train, scan_folder(Path(folders["test"]), classes=classes)
+    split = record["settings"].get("split", {})
+    fraction, drop_leaks = split.get("test_fraction", 0.2), bool(split.get("dropped_leaks"))
+    dataset, _ = prepared(layout, reporter or Reporter(), fraction, drop_leaks)
+    if dataset.classes != classes:
+        raise UsageError(
+            f"run {record['id']} had classes {', '.join(classes)}; {layout.root} now has "
+            f"{', '.join(dataset.classes)}; give the run's data with --data DIR"
+        )
+    return dataset.train, dataset.test
+
+
+def _check_recorded_folders(record: dict[str, Any], folders: dict[str, str]) -> None:
     """The images a run recorded may have moved since: name the folder, and --data."""
-    for split, folder in folders.items():
-        if not folder.is_dir():
+    for split, where in folders.items():
+        there = Path(where).is_file() if split == "manifest" else Path(where).is_dir()
+        if not there:
+            name = "manifest" if split == "manifest" else f"{split} images"
             raise UsageError(
-                f"run {record['id']}'s {split} images are no longer at {folder}; give the data "
-                "folder (holding train/ and test/) with --data DIR"
+                f"run {record['id']}'s {name} {'is' if split == 'manifest' else 'are'} no "
+                f"longer at {where}; give the run's data folder with --data DIR"
             )
 
 
@@ -177,12 +205,12 @@ def _pixels(paths: list[Path], preprocessing: Preprocessing) -> Iterator[np.ndar
             continue
 
 
-def _sample(train_dir: Path, preprocessing: Preprocessing, seed: int) -> list[np.ndarray]:
-    paths = scan_folder(train_dir).paths
+def _sample(paths: list[Path], preprocessing: Preprocessing, seed: int) -> list[np.ndarray]:
     chosen = random.Random(seed).sample(paths, min(CALIBRATION_IMAGES, len(paths)))
     pixels = list(_pixels(chosen, preprocessing))
     if not pixels:
-        raise DataError(f"no readable training image in {train_dir} to calibrate int8 with")
+        where = paths[0].parent if paths else "the run's data"
+        raise DataError(f"no readable training image in {where} to calibrate int8 with")
     return pixels
 
 
@@ -256,10 +284,8 @@ def geometry_of(record: dict[str, Any]) -> Preprocessing:
 
 def calibration_sample(record: dict[str, Any]) -> list[np.ndarray]:
     """The seeded sample of the run's training images that int8 calibrates on, [1, h, w, 3] each."""
-    train = record["settings"].get("data", {}).get("train")
-    if not train:
-        raise UsageError(f"run {record['id']} does not record its training images to calibrate on")
-    return _sample(Path(train), _geometry(record), record["settings"]["seed"])
+    train, _ = run_images(record)
+    return _sample(train.paths, _geometry(record), record["settings"]["seed"])
 
 
 def tflite_bytes(

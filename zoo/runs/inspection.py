@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from zoo.analysis.duplicates import NEAR_DUPLICATE_COSINE, near_duplicates
+from zoo.data.folders import Dataset
 from zoo.data.inspect import describe, scan_files, split_names
-from zoo.data.layouts import find_layout
+from zoo.data.layouts import Layout, find_layout
 from zoo.extraction.cache import FeatureCache
 from zoo.home import features_dir
 from zoo.reporting import Reporter
@@ -37,6 +38,47 @@ def inspect_data(
         splits["test"], training, scan.digests, backbone, threshold
     )
     return facts
+
+
+def inspect_command(layout: Layout, test_fraction: float) -> str:
+    """The `zoo inspect` command that splits this layout as `zoo run` did."""
+    manifest = layout.folders.get("manifest")
+    command = f"zoo inspect --manifest {manifest}" if manifest else f"zoo inspect {layout.root}"
+    return command + (f" --test-fraction {test_fraction:g}" if layout.test is None else "")
+
+
+def near_copies_warning(
+    dataset: Dataset,
+    digests: dict[Path, str],
+    backbones: list[str],
+    inspect_command: str,
+    threshold: float = NEAR_DUPLICATE_COSINE,
+) -> str | None:
+    """The line `zoo run` warns with when cached features show test images that are near-copies
+    of training images (exact copies are warned about apart); None when there are none or no
+    cache of `backbones` (then the default backbone) holds these images. Computes no feature."""
+    for backbone in dict.fromkeys([*backbones, DEFAULT_BACKBONE]):
+        near = cached_near_duplicates(
+            dataset.test.paths, dataset.train.paths, digests, backbone, threshold
+        )
+        if near["status"] == "ok":
+            break
+    else:
+        return None
+    count = len(near["pairs"])
+    if not count:
+        return None
+    if backbone != DEFAULT_BACKBONE:
+        inspect_command += f" --backbone {backbone}"
+    copies = (
+        "s are near-copies of training images"
+        if count != 1
+        else " is a near-copy of a training image"
+    )
+    return (
+        f"{count} test image{copies} (cosine >= {threshold:g}, {backbone} features): "
+        f"`{inspect_command}` lists them"
+    )
 
 
 def cached_near_duplicates(

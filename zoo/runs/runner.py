@@ -34,6 +34,7 @@ from zoo.home import atomic_write_bytes, runs_dir
 from zoo.reporting import Reporter
 from zoo.runs.announce import announce
 from zoo.runs.artifacts import load_head, new_run_folder, save_artifacts
+from zoo.runs.inspection import inspect_command, near_copies_warning
 from zoo.runs.settings import RunSettings
 from zoo.runs.store import (
     get_run,
@@ -152,14 +153,14 @@ def run(
     if any(settings.mode_for(backbone) != "feature-extraction" for backbone in backbones):
         make_strategy(settings.strategy)  # a cluster's collectives are set up before any TF op
     _remove_orphan_run_folders()
-    digests = _digests(layout.paths, reporter)
-    dataset = _checked(build_dataset(layout, digests, settings.test_fraction), digests, settings)
+    dataset, digests = prepared(layout, reporter, settings.test_fraction, settings.drop_leaks)
     if len(dataset.classes) < 2:
         raise DataError(
             f"{layout.root} has one class folder ({dataset.classes[0]}); a classifier needs at "
             "least two: add a folder per class"
         )
     _say_how_split(dataset, layout, settings, reporter)
+    _warn_near_copies(backbones, dataset, digests, layout, settings, reporter)
     data = str(layout.root)
     context = _Context(
         dataset, digests, fingerprint(dataset, digests), data, settings, reporter, engines
@@ -194,11 +195,21 @@ class _Context:
     )  # train and test: what `zoo export` checks on
 
 
-def _checked(dataset: Dataset, digests: dict[Path, str], settings: RunSettings) -> Dataset:
+def prepared(
+    layout: Layout, reporter: Reporter, test_fraction: float = 0.2, drop_leaks: bool = False
+) -> tuple[Dataset, dict[Path, str]]:
+    """The splits `zoo run` trains and tests on, and each image's digest: what the screen and
+    `zoo export` read again to see the run's own images."""
+    digests = _digests(layout.paths, reporter)
+    dataset = build_dataset(layout, digests, test_fraction)
+    return _checked(dataset, digests, drop_leaks), digests
+
+
+def _checked(dataset: Dataset, digests: dict[Path, str], drop_leaks: bool) -> Dataset:
     """The dataset with test images that duplicate training ones removed (--drop-leaks)."""
     leaks = exact_leaks(dataset, digests)
     dataset.split["leaks"] = len(leaks)
-    if settings.drop_leaks and len(leaks):
+    if drop_leaks and len(leaks):
         keep = np.setdiff1d(np.arange(len(dataset.test)), leaks)
         test = dataset.test
         dataset.test = ImageSet([test.paths[i] for i in keep], test.labels[keep], test.classes)
@@ -212,7 +223,7 @@ def _say_how_split(
     dataset: Dataset, layout: Layout, settings: RunSettings, reporter: Reporter
 ) -> None:
     """One line each: a given validation split, a carved test split, leaks, a small class."""
-    split, where = dataset.split, layout.root
+    split, inspect = dataset.split, inspect_command(layout, settings.test_fraction)
     if split["validation"] == "given":
         reporter.warning(
             f"using the given validation split ({int(dataset.given_validation.sum())} images) "
@@ -232,7 +243,7 @@ def _say_how_split(
         )
         reporter.warning(
             f"{leaks} test image{'s are' if leaks != 1 else ' is'} also in train (same content): "
-            f"`zoo inspect {where}` lists them; {action}"
+            f"`{inspect}` lists them; {action}"
         )
     small = class_imbalance(dataset.train)
     if small is not None:
@@ -241,6 +252,27 @@ def _say_how_split(
             f"class {least!r} has {fewest} training image{'s' if fewest != 1 else ''}, under 10% of {most!r}'s {largest}: "
             "watch balanced accuracy, or add --class-weight balanced"
         )
+
+
+def _warn_near_copies(
+    backbones: list[Backbone | Combination],
+    dataset: Dataset,
+    digests: dict[Path, str],
+    layout: Layout,
+    settings: RunSettings,
+    reporter: Reporter,
+) -> None:
+    """One line when cached features (of the first frozen backbone, else the default one) show
+    test images that are near-copies of training images; nothing is extracted for it."""
+    frozen = [
+        backbone.name
+        for backbone in backbones
+        if isinstance(backbone, Backbone) and settings.mode_for(backbone) == "feature-extraction"
+    ]
+    command = inspect_command(layout, settings.test_fraction)
+    line = near_copies_warning(dataset, digests, frozen[:1], command)
+    if line:
+        reporter.warning(line)
 
 
 def _digests(paths: list[Path], reporter: Reporter) -> dict[Path, str]:

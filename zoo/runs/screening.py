@@ -12,16 +12,19 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+
+import numpy as np
 
 from zoo.analysis.screen import SCREENS, kendall_tau, ranking, screen_score
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.combination import Combination
-from zoo.data.folders import file_digest, fingerprint, load_dataset, stratified_split
+from zoo.data.folders import Dataset, ImageSet, fingerprint, stratified_split
+from zoo.data.layouts import Layout
 from zoo.errors import UsageError
 from zoo.extraction.engines import Engines
 from zoo.reporting import Reporter
 from zoo.runs.pipelines import frozen_features
+from zoo.runs.runner import prepared
 from zoo.runs.store import list_runs
 
 DEFAULT_FRACTION = 1 / 8  # the first round of a race: 1/8, 1/4, 1/2, all
@@ -86,8 +89,7 @@ def check_screen(method: str | None, fraction: float) -> None:
 
 def screen(
     backbones: list[Backbone | Combination],
-    train_dir: Path,
-    test_dir: Path,
+    layout: Layout,
     method: str,
     fraction: float,
     settings,
@@ -95,16 +97,13 @@ def screen(
     engines: Engines,
 ) -> Screening:
     """Score each frozen backbone on the subset's features; backbones trained end to end and
-    combinations (a+b) have no features of their own to score and are listed as not screened."""
+    combinations (a+b) have no features of their own to score and are listed as not screened.
+
+    `layout` is any layout `zoo run` reads; its splits are the run's (test carved the same way),
+    and only training images are screened (not a given validation split)."""
     check_screen(method, fraction)
-    dataset = load_dataset(train_dir, test_dir)
-    train = dataset.train
-    everything = [*train.paths, *dataset.test.paths]
-    with reporter.task("hashing images", len(everything)) as advance:
-        digests = {}
-        for path in everything:
-            digests[path] = file_digest(path)
-            advance(1)
+    dataset, digests = prepared(layout, reporter, settings.test_fraction, settings.drop_leaks)
+    train = _training_only(dataset)
     names = [path.name for path in train.paths]
     subset = stratified_split(train.labels, names, fraction, settings.seed)[1]
     if fraction == 1:
@@ -131,6 +130,15 @@ def screen(
         result.computed[backbone.name] = computed
     _add_trained(result, fingerprint(dataset, digests))
     return result
+
+
+def _training_only(dataset: Dataset) -> ImageSet:
+    given = dataset.given_validation
+    if given is None:
+        return dataset.train
+    keep = np.flatnonzero(~given)
+    train = dataset.train
+    return ImageSet([train.paths[i] for i in keep], train.labels[keep], train.classes)
 
 
 def _add_trained(result: Screening, data_fingerprint: str) -> None:

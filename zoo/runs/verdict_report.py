@@ -142,9 +142,28 @@ def _test_images(record: dict[str, Any]) -> list[str] | None:
         return None
 
 
-def _tile(path: str, classes: list[str], true: int, best: int, other: int) -> str:
+def thumbnail_uri(path: str | Path, size: int = THUMBNAIL) -> str | None:
+    """The image as a small PNG `data:` URI (longer side `size` pixels); None when it cannot be
+    read (moved since, or not an image)."""
     from PIL import Image
 
+    from zoo.data.decode import PIXEL_LIMIT
+
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > PIXEL_LIMIT:  # as zoo run, never decoded
+                return None
+            image.draft("RGB", (size, size))  # a big JPEG is decoded at 1/2 to 1/8 scale
+            image = image.convert("RGB")
+            image.thumbnail((size, size))
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+    except (OSError, ValueError):
+        return None
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _tile(path: str, classes: list[str], true: int, best: int, other: int) -> str:
     caption = "<br>".join(
         html.escape(line)
         for line in (
@@ -153,17 +172,11 @@ def _tile(path: str, classes: list[str], true: int, best: int, other: int) -> st
             f"rival says {classes[other]}",
         )
     )
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((THUMBNAIL, THUMBNAIL))
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-    except (OSError, ValueError):  # the image moved since the run: its caption still says why
+    uri = thumbnail_uri(path)
+    if uri is None:  # the image moved since the run: its caption still says why
         return f'<figure class="tile"><figcaption>{caption}</figcaption></figure>'
-    data = base64.b64encode(buffer.getvalue()).decode()
     return (
-        f'<figure class="tile"><img alt="test image" src="data:image/png;base64,{data}">'
+        f'<figure class="tile"><img alt="test image" src="{uri}">'
         f"<figcaption>{caption}</figcaption></figure>"
     )
 
