@@ -177,9 +177,11 @@ def _pixels(paths: list[Path], preprocessing: Preprocessing) -> Iterator[np.ndar
             continue
 
 
-def _sample(train_dir: Path, preprocessing: Preprocessing, seed: int) -> list[np.ndarray]:
+def _sample(
+    train_dir: Path, preprocessing: Preprocessing, seed: int, images: int = CALIBRATION_IMAGES
+) -> list[np.ndarray]:
     paths = scan_folder(train_dir).paths
-    chosen = random.Random(seed).sample(paths, min(CALIBRATION_IMAGES, len(paths)))
+    chosen = random.Random(seed).sample(paths, min(images, len(paths)))
     pixels = list(_pixels(chosen, preprocessing))
     if not pixels:
         raise DataError(f"no readable training image in {train_dir} to calibrate int8 with")
@@ -254,12 +256,14 @@ def geometry_of(record: dict[str, Any]) -> Preprocessing:
     return _geometry(record)
 
 
-def calibration_sample(record: dict[str, Any]) -> list[np.ndarray]:
+def calibration_sample(
+    record: dict[str, Any], images: int = CALIBRATION_IMAGES
+) -> list[np.ndarray]:
     """The seeded sample of the run's training images that int8 calibrates on, [1, h, w, 3] each."""
     train = record["settings"].get("data", {}).get("train")
     if not train:
         raise UsageError(f"run {record['id']} does not record its training images to calibrate on")
-    return _sample(Path(train), _geometry(record), record["settings"]["seed"])
+    return _sample(Path(train), _geometry(record), record["settings"]["seed"], images)
 
 
 def tflite_bytes(
