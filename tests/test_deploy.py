@@ -514,9 +514,21 @@ def test_the_api_refuses_bad_deploy_input_before_training(
     assert list_runs() == []  # nothing trained
 
 
-def test_a_combined_selection_is_refused_by_the_api(tiny_registry, tiny_images):
-    with pytest.raises(UsageError, match="no single model to deploy"):
-        zoo.run(["tiny+tiny"], data=tiny_images, epochs=1, deploy="tflite-int8")
+def test_a_combined_selection_is_refused_by_the_api(
+    tmp_path, tiny_savedmodel, tiny_images, monkeypatch
+):
+    from conftest import export_tiny_savedmodel, registry_text
+
+    other = export_tiny_savedmodel(tmp_path / "wide", seed=1)
+    registry = tmp_path / "two.toml"
+    registry.write_text(
+        registry_text(str(tiny_savedmodel)) + registry_text(str(other), name="wide")
+    )
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+    with pytest.raises(
+        UsageError, match="tiny\\+wide trains one head .* no single model to deploy"
+    ):
+        zoo.run(["tiny+wide"], data=tiny_images, epochs=1, deploy="tflite-int8")
 
 
 @pytest.mark.parametrize(
