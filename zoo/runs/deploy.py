@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,7 @@ def _involuntary_switches() -> int:
     """How often the scheduler has taken a core from this process (-1 where it cannot say)."""
     try:
         import resource
-    except ImportError:  # not on Windows
+    except ImportError:  # Windows has no `resource` module
         return -1
     return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
 
@@ -401,9 +401,5 @@ def deploy_summary(
         result.artifacts = get_run(result.run_id)["artifacts"]  # with the deployed files
     stored = [get_run(result.run_id) for result in deployable]
     names = [target.name for target in targets]
-    return DeployedRunSummary(
-        summary.results,
-        summary.data,
-        summary.skipped,
-        budget=within_budget(stored, names, budget_ms, budget_mb),
-    )
+    facts = {field.name: getattr(summary, field.name) for field in fields(summary)}
+    return DeployedRunSummary(**facts, budget=within_budget(stored, names, budget_ms, budget_mb))
