@@ -9,7 +9,10 @@ command `zoo run <backbones> --deploy TARGET --json`
 trains new runs and deploys each of them afresh: export, the test set through the interpreter,
 the timed calls). Prints, per backbone: the deployed accuracy against the float model's (points),
 the size the run records against the file on disk, the 1-thread and all-thread median latency
-of each repeat and its spread ((max - min) / median), and the cost of one deploy measurement.
+of each repeat and its spread ((max - min) / median), the 1-thread calls' median CPU time and
+its spread, how many timed calls another process interrupted and the load average then, and the
+cost of one deploy measurement in wall and CPU seconds (stage by stage in the JSON). On a shared
+machine run it with `nice`.
 Writes benchmarks/results/<date>-deploy.json.
 """
 
@@ -34,8 +37,7 @@ def loadavg() -> str:
 
 
 def one_command(backbones: list[str], target: str, home: str) -> tuple[dict, float]:
-    zoo = Path(sys.executable).with_name("zoo")
-    command = [str(zoo), "run", *backbones, "--deploy", target, "--json"]
+    command = [sys.executable, "-m", "zoo", "run", *backbones, "--deploy", target, "--json"]
     start = time.perf_counter()
     done = subprocess.run(
         command, env={**os.environ, "ZOO_HOME": home}, capture_output=True, text=True
@@ -70,7 +72,18 @@ def summary(name: str, repeats: list[dict], target: str) -> dict:
         "threads": figures[-1]["threads"],
         "spread_1_thread": spread(one_thread),
         "spread_all_threads": spread(all_threads),
+        "cpu_ms_1_thread": [f["latency"]["1_thread"]["cpu_median_ms"] for f in figures],
+        "spread_cpu_1_thread": spread([f["latency"]["1_thread"]["cpu_median_ms"] for f in figures]),
+        "preempted_calls": [
+            [f["latency"][key]["preempted_calls"] for key in ("1_thread", "all_threads")]
+            for f in figures
+        ],
+        "load_while_timed": [f["latency"]["1_thread"]["load_average"] for f in figures],
         "deploy_seconds": [f["seconds"] for f in figures],
+        "deploy_cpu_seconds": [
+            sum(stage["cpu_s"] for stage in f["cost"].values()) for f in figures
+        ],
+        "cost": [f["cost"] for f in figures],
         "export_seconds": [f["export_seconds"] for f in figures],
         "test_images": figures[-1]["test_images"],
     }
@@ -113,7 +126,11 @@ def main() -> None:
             f"(spread {row['spread_1_thread']:.1%}), "
             f"{row['threads']} threads {', '.join(f'{m:.2f}' for m in row['ms_all_threads'])} "
             f"(spread {row['spread_all_threads']:.1%}); "
-            f"deploy {', '.join(f'{s:.1f}' for s in row['deploy_seconds'])} s "
+            f"1-thread CPU ms {', '.join(f'{m:.2f}' for m in row['cpu_ms_1_thread'])} "
+            f"(spread {row['spread_cpu_1_thread']:.1%}); preempted calls "
+            f"{row['preempted_calls']} at load {row['load_while_timed']}; "
+            f"deploy {', '.join(f'{s:.1f}' for s in row['deploy_seconds'])} s wall, "
+            f"{', '.join(f'{s:.1f}' for s in row['deploy_cpu_seconds'])} s CPU "
             f"(export {', '.join(f'{s:.1f}' for s in row['export_seconds'])} s)",
             flush=True,
         )

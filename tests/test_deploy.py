@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,13 @@ import zoo
 from zoo.analysis.budget import check_budget, pareto_front, within_budget
 from zoo.catalog.plugins import load_plugins
 from zoo.errors import UsageError
-from zoo.runs.deploy import deploy_runs, latency_figures, time_calls
+from zoo.runs.deploy import (
+    deploy_runs,
+    latency_figures,
+    series_figures,
+    time_calls,
+    time_in_turns,
+)
 from zoo.runs.store import get_run, update_run
 from zoo.runs.targets import load_targets, parse_target_names
 
@@ -64,6 +71,7 @@ def test_each_target_exports_once_and_measures_through_its_runtime(tiny_run, nam
     for threads in ("1_thread", "all_threads"):
         timing = figures["latency"][threads]
         assert timing["calls"] == 50 and 0 < timing["median_ms"] <= timing["p90_ms"]
+        assert timing["cpu_median_ms"] > 0 and 0 <= timing["preempted_calls"] <= 50
     assert figures["export_seconds"] > 0
     # A second measurement on this machine reuses the stored one; a new one reuses the export.
     again = deploy_runs([stored], [target])[tiny_run["id"]][name]
@@ -135,6 +143,23 @@ def test_latency_figures_and_timed_calls():
     assert timed == [1, 1, 1] and len(calls) == 5
     with pytest.raises(ValueError):
         latency_figures([])
+
+
+def test_series_take_turns_after_their_warm_up_and_record_cpu_and_preemption():
+    order = []
+    timed = time_in_turns(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, calls=3, warmup=2
+    )
+    assert order == ["a", "a", "b", "b"] + ["a", "b", "b", "a", "a", "b"]
+    assert [len(calls) for calls in timed.values()] == [3, 3]
+    spin = time_in_turns({"busy": lambda: sum(range(200_000))}, calls=5, warmup=0)["busy"]
+    figures = series_figures(spin)
+    assert figures["calls"] == 5 and 0 < figures["median_ms"] <= figures["p90_ms"]
+    # The calling thread's CPU time: all of a busy call, none of a sleeping one.
+    assert 0 < figures["cpu_median_ms"] <= figures["median_ms"] * 1.05
+    (asleep,) = time_in_turns({"sleep": lambda: time.sleep(0.02)}, calls=1, warmup=0).values()
+    assert asleep[0].wall >= 0.02 and asleep[0].cpu < 0.01
+    assert 0 <= figures["preempted_calls"] <= 5
 
 
 def _measured(run_id, backbone, accuracy, ms, mb, target="tflite-int8", status="ok"):
@@ -447,3 +472,93 @@ def test_the_verdict_judges_deployed_models_within_the_budget(
     )
     assert code == 0, err
     assert "no verdict: it needs two or more runs whose deployed models fit the budget" in out
+
+
+def test_the_api_deploys_and_applies_the_budget(tiny_registry, tiny_images):
+    summary = zoo.run(["tiny"], data=tiny_images, epochs=3, deploy="tflite-float16")
+    (result,) = summary.results
+    stored = get_run(result.run_id)
+    figures = result.metrics["deploy"]["tflite-float16"]
+    assert figures == stored["metrics"]["deploy"]["tflite-float16"]
+    assert figures["test_images"] == 15 and figures["latency"]["1_thread"]["calls"] == 50
+    assert Path(result.artifacts["deploy_tflite-float16"]).is_file()
+    (fit,) = summary.budget.fits  # no budget: every measured model fits
+    assert (fit.run_id, fit.target) == (result.run_id, "tflite-float16")
+    # A budget below the measured latency leaves it out, and says why; the export is reused.
+    tight = figures["latency"]["1_thread"]["median_ms"] / 2
+    again = zoo.run(
+        ["tiny"], data=tiny_images, epochs=3, deploy=["tflite-float16"], budget_ms=tight
+    )
+    (other,) = again.results
+    assert other.run_id != result.run_id and again.budget.fits == []
+    ((run_id, target, why),) = again.budget.left_out
+    assert (run_id, target) == (other.run_id, "tflite-float16") and " ms > " in why
+    assert zoo.run(["tiny"], data=tiny_images, epochs=1).__class__.__name__ == "RunSummary"
+
+
+@pytest.mark.parametrize(
+    "keywords, message",
+    [
+        ({"deploy": "tflite-int4"}, "unknown deploy target 'tflite-int4'"),
+        ({"budget_ms": 5}, "--budget-ms is a budget for the deployed model"),
+        ({"deploy": "tflite-int8", "budget_mb": 0}, "--budget-mb must be a positive number"),
+    ],
+)
+def test_the_api_refuses_bad_deploy_input_before_training(
+    tiny_registry, tiny_images, keywords, message
+):
+    with pytest.raises(UsageError, match=message):
+        zoo.run(["tiny"], data=tiny_images, epochs=1, **keywords)
+    from zoo.runs.store import list_runs
+
+    assert list_runs() == []  # nothing trained
+
+
+def test_a_combined_selection_is_refused_by_the_api(
+    tmp_path, tiny_savedmodel, tiny_images, monkeypatch
+):
+    from conftest import export_tiny_savedmodel, registry_text
+
+    other = export_tiny_savedmodel(tmp_path / "wide", seed=1)
+    registry = tmp_path / "two.toml"
+    registry.write_text(
+        registry_text(str(tiny_savedmodel)) + registry_text(str(other), name="wide")
+    )
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+    with pytest.raises(
+        UsageError, match="tiny\\+wide trains one head .* no single model to deploy"
+    ):
+        zoo.run(["tiny+wide"], data=tiny_images, epochs=1, deploy="tflite-int8")
+
+
+@pytest.mark.parametrize(
+    "name, home",
+    [(name, "home [1] *?{a,b}") for name in TARGETS] + [("openvino-fp32", "home a,b")],
+)
+def test_targets_export_under_a_home_named_like_a_pattern(
+    tiny_registry, tiny_images, tmp_path, monkeypatch, name, home
+):
+    """TensorFlow's SavedModel reader and the TFLite converter glob the path they are given;
+    OpenVINO reads a comma in it as a list of files."""
+    target = _target(name)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / home))
+    (result,) = zoo.run(["tiny"], data=tiny_images, epochs=3).results
+    figures = deploy_runs([get_run(result.run_id)], [target])[result.run_id][name]
+    assert "error" not in figures, figures.get("error")
+    assert figures["test_images"] == 15 and figures["size_bytes"] > 0
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_the_test_pass_at_the_targets_batch_equals_one_image_a_call(tiny_run, name):
+    from zoo.reporting import Reporter
+    from zoo.runs.deploy import _test_pass, exported
+
+    target = _target(name)
+    shipped, _ = exported(tiny_run, target)
+    passes = {}
+    for batch in sorted({1, target.test_batch}):
+        workers = [target.predictor(shipped, 1) for _ in range(2)]
+        passes[batch] = _test_pass(tiny_run, workers, Reporter(), name, batch)
+    one, batched = passes[1], passes[target.test_batch]
+    assert one[0].shape == (15, 3) and np.array_equal(one[1], batched[1])
+    assert np.array_equal(one[0], batched[0])  # the very same probabilities

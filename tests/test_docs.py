@@ -75,6 +75,8 @@ def test_notebook_example_runs_end_to_end_on_the_real_demo_path(zoo_home, capsys
     )
     output = capsys.readouterr().out
     assert "efficientnet_lite0 ok" in output
+    (deployed,) = namespace["deployed"].results  # the `deploy=` example: measured, int8
+    assert deployed.metrics["deploy"]["tflite-int8"]["test_images"] == 40
 
 
 def test_converted_backbone_example_builds_from_its_weights_file_and_runs(monkeypatch, tiny_images):

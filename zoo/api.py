@@ -18,8 +18,10 @@ from zoo.reporting import Reporter
 
 if TYPE_CHECKING:  # imported where used: `zoo list` must not pay for NumPy and the runner
     from zoo.extraction.engines import Engines
+    from zoo.runs.deploy import DeployedRunSummary
     from zoo.runs.runner import RunSummary
     from zoo.runs.settings import RunSettings
+    from zoo.runs.targets import DeployTarget
 
 
 def list_backbones(
@@ -100,12 +102,17 @@ def run(
     manifest: str | Path | None = None,
     registry: str | Path | None = None,
     reporter: Reporter | None = None,
+    deploy: str | list[str] | None = None,
+    budget_ms: float | None = None,
+    budget_mb: float | None = None,
     **settings: Any,
-) -> RunSummary:
+) -> RunSummary | DeployedRunSummary:
     """Train, evaluate and store runs; settings as on the command line (epochs=5, ...).
 
     `data` is a folder of train/ and test/ (val/ too), of train/ alone, or of class folders;
-    `manifest` a CSV of path,label[,split] rows."""
+    `manifest` a CSV of path,label[,split] rows. `deploy` ("tflite-int8", or a list) exports
+    and measures each run as `--deploy` does: each result's `metrics["deploy"][target]`, and
+    the summary's `budget`, the deployed models within `budget_ms` and `budget_mb`."""
     from zoo.runs.settings import RunSettings
 
     run_settings = RunSettings(**settings)  # usage errors first
@@ -113,7 +120,12 @@ def run(
     reporter = reporter or Reporter()
     for problem in catalog.problems:  # a broken plugin is reported in a notebook too
         reporter.warning(problem)
-    return run_backbones(
+    targets = deploy_targets(catalog, deploy, budget_ms, budget_mb, reporter)
+    if targets:
+        from zoo.runs.deploy import refuse_combined_selection
+
+        refuse_combined_selection(catalog.select(names or [], all_backbones, combine=True))
+    summary = run_backbones(
         names or [],
         all_backbones=all_backbones,
         data=_path(data),
@@ -124,6 +136,32 @@ def run(
         catalog=catalog,
         reporter=reporter,
     )
+    if not targets:
+        return summary
+    from zoo.runs.deploy import deploy_summary
+
+    return deploy_summary(summary, targets, budget_ms, budget_mb, reporter)
+
+
+def deploy_targets(
+    catalog: Catalog,
+    deploy: str | list[str] | None,
+    budget_ms: float | None = None,
+    budget_mb: float | None = None,
+    reporter: Reporter | None = None,
+) -> list[DeployTarget]:
+    """The named deployment targets, checked with the budget before any work starts."""
+    from zoo.analysis.budget import check_budget
+    from zoo.runs.targets import load_targets, parse_target_names
+
+    names = parse_target_names([deploy] if isinstance(deploy, str) else deploy)
+    check_budget(budget_ms, budget_mb, "speed", names)
+    if not names:
+        return []
+    found = load_targets(catalog.plugins)
+    for problem in found.problems:
+        (reporter or Reporter()).warning(problem)
+    return found.chosen(names)
 
 
 def run_backbones(

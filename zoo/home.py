@@ -86,9 +86,10 @@ def atomic_write_bytes(final: Path, data: bytes) -> None:
         raise
 
 
-# Characters TensorFlow's checkpoint reader takes for a glob ('[1]' matches '1', not '[1]') and
-# Keras's ModelCheckpoint for a format field ('{a,b}' raises).
-PATTERN_CHARACTERS = frozenset("*?[]{}")
+# Characters TensorFlow's checkpoint reader takes for a glob ('[1]' matches '1', not '[1]'),
+# Keras's ModelCheckpoint for a format field ('{a,b}' raises) and OpenVINO's convert_model for
+# a list of model files ('a,b' is 'a' and 'b').
+PATTERN_CHARACTERS = frozenset("*?[]{},")
 
 
 @contextlib.contextmanager

@@ -470,14 +470,10 @@ def _deploy_targets(loaded, deploy, budget_ms, budget_mb, prefer) -> list:
 
 
 def _refuse_combined_deploy(selection, targets) -> None:
-    from zoo.catalog.combination import Combination
+    if targets:
+        from zoo.runs.deploy import refuse_combined_selection
 
-    for chosen in selection:
-        if targets and isinstance(chosen, Combination):
-            raise UsageError(
-                f"{chosen.name} trains one head on several backbones' features, so it has no "
-                f"single model to deploy; drop --deploy, or run the members one by one"
-            )
+        refuse_combined_selection(selection)
 
 
 def _deploy_after_run(summary, rows: list[dict], targets, reporter) -> list[dict]:

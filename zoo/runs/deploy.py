@@ -21,18 +21,24 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from zoo.analysis.budget import BudgetFit, within_budget
 from zoo.analysis.evaluation import evaluate
+from zoo.catalog.backbone import Backbone
+from zoo.catalog.combination import Combination
 from zoo.data.decode import decoded_batches
 from zoo.errors import UsageError
 from zoo.home import atomic_dir, atomic_write_bytes
 from zoo.reporting import Reporter
 from zoo.runs.export import geometry_of, run_images, saved_model_of, size_on_disk
-from zoo.runs.store import update_run
+from zoo.runs.runner import RunSummary
+from zoo.runs.store import get_run, update_run
 from zoo.runs.targets import DeployTarget
 
 TIMED_CALLS = 50
@@ -52,6 +58,16 @@ def check_deployable(record: dict[str, Any]) -> None:
     if not {"test", "root", "manifest"} & set(record["settings"].get("data", {})):
         raise UsageError(f"run {record['id']} does not record its test images; run it again")
     geometry_of(record)
+
+
+def refuse_combined_selection(selection: list[Backbone | Combination]) -> None:
+    """`a+b` trains one head on several backbones' features: refused before it trains."""
+    for chosen in selection:
+        if isinstance(chosen, Combination):
+            raise UsageError(
+                f"{chosen.name} trains one head on several backbones' features, so it has no "
+                f"single model to deploy; drop --deploy, or run the members one by one"
+            )
 
 
 def this_machine() -> str:
@@ -95,6 +111,58 @@ def time_calls(
     return timed
 
 
+@dataclass(frozen=True)
+class TimedCall:
+    wall: float  # seconds
+    cpu: float  # seconds of CPU the calling thread spent in the call
+    preempted: bool  # the process was switched out (another process took a core) during it
+
+
+def time_in_turns(
+    series: dict[str, Callable[[], Any]], calls: int = TIMED_CALLS, warmup: int = WARMUP_CALLS
+) -> dict[str, list[TimedCall]]:
+    """`calls` timed calls of each series after `warmup` untimed ones, the series taking turns
+    (a, b, b, a, a, b, ...): load from another process falls on every series alike instead of
+    on whichever ran while it lasted."""
+    for call in series.values():
+        for _ in range(warmup):
+            call()
+    timed: dict[str, list[TimedCall]] = {name: [] for name in series}
+    names = list(series)
+    for turn in range(calls):
+        for name in names if turn % 2 == 0 else names[::-1]:
+            timed[name].append(timed_call(series[name]))
+    return timed
+
+
+def timed_call(call: Callable[[], Any]) -> TimedCall:
+    switches = _involuntary_switches()
+    cpu, start = time.thread_time(), time.perf_counter()
+    call()
+    wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
+    return TimedCall(wall, cpu, _involuntary_switches() != switches)
+
+
+def _involuntary_switches() -> int:
+    """How often the scheduler has taken a core from this process (-1 where it cannot say)."""
+    try:
+        import resource
+    except ImportError:  # Windows has no `resource` module
+        return -1
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+
+
+def series_figures(timed: list[TimedCall]) -> dict[str, Any]:
+    """Median and p90 of the wall time; beside them, the calling thread's median CPU time (at
+    1 thread, the compute a call needs, whatever else the machine runs) and how many calls
+    another process interrupted (wall time counts the wait for a core)."""
+    figures = latency_figures([call.wall for call in timed])
+    figures["cpu_median_ms"] = float(np.median([call.cpu for call in timed]) * 1000.0)
+    figures["preempted_calls"] = sum(call.preempted for call in timed)
+    figures["load_average"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return figures
+
+
 @contextlib.contextmanager
 def converters_quiet() -> Iterator[None]:
     """Hide what converters and runtimes print on their own while they load: TFLite's C++ log
@@ -136,19 +204,24 @@ def measure(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Export (once) and measure one run on one target: (the figures, the artifact paths)."""
     reporter = reporter or Reporter()
-    start = time.perf_counter()
-    shipped, export_seconds = exported(record, target)
+    start, cost = time.perf_counter(), {}
+    with _stage(cost, "export"):
+        shipped, export_seconds = exported(record, target)
     threads = all_threads()
-    with converters_quiet():  # one 1-thread runtime a thread: see _test_pass
-        workers = [target.predictor(shipped, 1) for _ in range(threads)]
-    probabilities, labels, first = _test_pass(record, workers, reporter, target.name)
+    with _stage(cost, "test_pass"):
+        with converters_quiet():  # one 1-thread runtime a thread: see _test_pass
+            workers = [target.predictor(shipped, 1) for _ in range(threads)]
+        probabilities, labels, first = _test_pass(
+            record, workers, reporter, target.name, target.test_batch
+        )
     metrics = evaluate(probabilities, labels, record["metrics"]["classes"])
     kept = _keep_probabilities(record, target, probabilities, labels)
-    latency = {}
-    for name, count in (("1_thread", 1), ("all_threads", threads)):
+    with _stage(cost, "timed_calls"):
         with converters_quiet():
-            predict = target.predictor(shipped, count)
-        latency[name] = latency_figures(time_calls(lambda p=predict: p(first)))
+            predictors = {"1_thread": target.predictor(shipped, 1)}
+            predictors["all_threads"] = target.predictor(shipped, threads)
+        timed = time_in_turns({name: partial(p, first) for name, p in predictors.items()})
+    latency = {name: series_figures(calls) for name, calls in timed.items()}
     figures = {
         "accuracy": metrics["accuracy"],
         "float_accuracy": record["metrics"].get("accuracy"),
@@ -159,6 +232,7 @@ def measure(
         "threads": threads,
         "export_seconds": export_seconds,
         "seconds": time.perf_counter() - start,
+        "cost": cost,
         "machine": this_machine(),
     }
     return figures, {
@@ -167,34 +241,55 @@ def measure(
     }
 
 
+@contextlib.contextmanager
+def _stage(cost: dict[str, dict[str, float]], name: str) -> Iterator[None]:
+    """Wall and CPU seconds (this process, every thread) of one stage, with the load average
+    after it: on a shared machine the wall clock alone says more about the others' work."""
+    wall, cpu = time.perf_counter(), os.times()
+    yield
+    after = os.times()
+    cost[name] = {
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": after.user + after.system - cpu.user - cpu.system,
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
 def _test_pass(
-    record: dict[str, Any], workers: list, reporter: Reporter, name: str
+    record: dict[str, Any], workers: list, reporter: Reporter, name: str, batch: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The deployed model's probabilities on every readable test image, in the run's order.
 
-    One image a call, as deployed, each worker (a 1-thread runtime) in a thread of its own on a
-    share of each batch: TFLite and OpenVINO let go of the GIL while they compute. Here (2
-    cores, shared) two 1-thread TFLite interpreters ran Lite0 int8 at 10.2 ms an image, one
-    2-thread interpreter at 17.9 ms, and batches of 16 were slower per image than batch 1.
+    Each worker (a 1-thread runtime) runs in a thread of its own on a share of each decoded
+    batch, `batch` images a call (a target's `test_batch`: 1, as deployed, unless its runtime
+    gives the same predictions at any batch): TFLite and OpenVINO let go of the GIL while they
+    compute. Here (2 cores, shared) two 1-thread TFLite interpreters ran Lite0 int8 at 10.2 ms
+    an image, one 2-thread interpreter at 17.9 ms; one 1-thread interpreter spent 25.8 s of CPU
+    on the demo's 2,500 test images at batch 8, 29.9 s at batch 1 (equal predictions).
     """
     _, test = run_images(record, reporter=reporter)  # a carved test split is made again
     parts, labels, first = [], [], None
 
     def predict(job: tuple[int, np.ndarray]) -> list[np.ndarray]:
         worker, images = job
-        return [np.asarray(workers[worker](image[np.newaxis]), np.float32) for image in images]
+        return [
+            np.asarray(workers[worker](images[start : start + batch]), np.float32)
+            for start in range(0, len(images), batch)
+        ]
 
     with (
         reporter.task(f"{name}: test images", len(test)) as advance,
         ThreadPoolExecutor(len(workers)) as pool,
     ):
-        for indices, pixels, _ in decoded_batches(test.paths, geometry_of(record), DECODE_BATCH):
+        for indices, pixels, _ in decoded_batches(
+            test.paths, geometry_of(record), max(DECODE_BATCH, batch * len(workers))
+        ):
             if not len(indices):
                 continue
-            batch = pixels.astype(np.float32)
-            first = batch[:1] if first is None else first
-            shares = enumerate(np.array_split(batch, len(workers)))
-            parts += [row for share in pool.map(predict, shares) for row in share]
+            decoded = pixels.astype(np.float32)
+            first = decoded[:1] if first is None else first
+            shares = enumerate(np.array_split(decoded, len(workers)))
+            parts += [rows for share in pool.map(predict, shares) for rows in share]
             labels.append(test.labels[indices])
             advance(len(indices))
     if first is None:
@@ -276,3 +371,34 @@ def _measure_and_store(
 
     update_run(record["id"], change)
     return figures
+
+
+@dataclass
+class DeployedRunSummary(RunSummary):
+    """`zoo.run(..., deploy=...)`: the runs, each result's `metrics["deploy"][target]` filled
+    in, and which deployed models fit the budget (every measured one without a budget)."""
+
+    budget: BudgetFit | None = None
+
+
+def deploy_summary(
+    summary: RunSummary,
+    targets: list[DeployTarget],
+    budget_ms: float | None = None,
+    budget_mb: float | None = None,
+    reporter: Reporter | None = None,
+) -> DeployedRunSummary:
+    """Deploy and measure every successful run of `summary` that saved its model."""
+    deployable = [
+        result
+        for result in summary.results
+        if result.ok and result.run_id is not None and "error" not in result.artifacts
+    ]
+    measured = deploy_runs([get_run(result.run_id) for result in deployable], targets, reporter)
+    for result in deployable:
+        result.metrics["deploy"] = measured[result.run_id]
+        result.artifacts = get_run(result.run_id)["artifacts"]  # with the deployed files
+    stored = [get_run(result.run_id) for result in deployable]
+    names = [target.name for target in targets]
+    facts = {field.name: getattr(summary, field.name) for field in fields(summary)}
+    return DeployedRunSummary(**facts, budget=within_budget(stored, names, budget_ms, budget_mb))

@@ -205,8 +205,10 @@ def _pixels(paths: list[Path], preprocessing: Preprocessing) -> Iterator[np.ndar
             continue
 
 
-def _sample(paths: list[Path], preprocessing: Preprocessing, seed: int) -> list[np.ndarray]:
-    chosen = random.Random(seed).sample(paths, min(CALIBRATION_IMAGES, len(paths)))
+def _sample(
+    paths: list[Path], preprocessing: Preprocessing, seed: int, images: int = CALIBRATION_IMAGES
+) -> list[np.ndarray]:
+    chosen = random.Random(seed).sample(paths, min(images, len(paths)))
     pixels = list(_pixels(chosen, preprocessing))
     if not pixels:
         where = paths[0].parent if paths else "the run's data"
@@ -282,10 +284,12 @@ def geometry_of(record: dict[str, Any]) -> Preprocessing:
     return _geometry(record)
 
 
-def calibration_sample(record: dict[str, Any]) -> list[np.ndarray]:
+def calibration_sample(
+    record: dict[str, Any], images: int = CALIBRATION_IMAGES
+) -> list[np.ndarray]:
     """The seeded sample of the run's training images that int8 calibrates on, [1, h, w, 3] each."""
     train, _ = run_images(record)
-    return _sample(train.paths, _geometry(record), record["settings"]["seed"])
+    return _sample(train.paths, _geometry(record), record["settings"]["seed"], images)
 
 
 def tflite_bytes(

@@ -31,6 +31,9 @@ class DeployTarget:
     `predictor`; `available()` says in one line why this machine cannot use the target."""
 
     name: ClassVar[str] = ""
+    # Images a call in the accuracy pass over the test set; above 1 only where the runtime gives
+    # the same predictions at that batch as one image a call (the latency is timed at batch 1).
+    test_batch: ClassVar[int] = 1
 
     def available(self) -> str | None:
         """None when the target can run here; else one line saying why not and how to fix it.
