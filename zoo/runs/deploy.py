@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from zoo.analysis.evaluation import evaluate
+from zoo.analysis.record import RunRecord
 from zoo.data.decode import decoded_batches
 from zoo.data.folders import scan_folder
 from zoo.errors import UsageError
@@ -42,16 +43,16 @@ DECODE_BATCH = 32  # test images decoded ahead of the accuracy pass
 EXPORT_FACTS = "export.json"  # in each cached export: which file or folder is the shipped model
 
 
-def check_deployable(record: dict[str, Any]) -> None:
+def check_deployable(record: RunRecord) -> None:
     """A usage error (one line) for a run that has no single saved model to deploy."""
-    if record.get("mode") == "ensemble":
+    if record.mode == "ensemble":
         raise UsageError(
-            f"run {record['id']} is an ensemble of runs {record['settings'].get('members')}: it "
+            f"run {record.id} is an ensemble of runs {record.members}: it "
             "has no single model to deploy; deploy its members' runs"
         )
     saved_model_of(record)  # failed, combined a+b or model not saved: refused with the reason
-    if not record["settings"].get("data", {}).get("test"):
-        raise UsageError(f"run {record['id']} does not record its test images; run it again")
+    if not record.settings.get("data", {}).get("test"):
+        raise UsageError(f"run {record.id} does not record its test images; run it again")
     geometry_of(record)
 
 
@@ -115,11 +116,11 @@ def converters_quiet() -> Iterator[None]:
         os.close(saved)
 
 
-def export_folder(record: dict[str, Any], target: DeployTarget) -> Path:
-    return Path(record["artifacts"]["run_folder"]) / "deploy" / target.name
+def export_folder(record: RunRecord, target: DeployTarget) -> Path:
+    return record.run_folder / "deploy" / target.name
 
 
-def exported(record: dict[str, Any], target: DeployTarget) -> tuple[Path, float]:
+def exported(record: RunRecord, target: DeployTarget) -> tuple[Path, float]:
     """(the shipped file or folder, seconds spent exporting: 0 when cached)."""
     folder = export_folder(record, target)
     facts = folder / EXPORT_FACTS
@@ -133,7 +134,7 @@ def exported(record: dict[str, Any], target: DeployTarget) -> tuple[Path, float]
 
 
 def measure(
-    record: dict[str, Any], target: DeployTarget, reporter: Reporter | None = None
+    record: RunRecord, target: DeployTarget, reporter: Reporter | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Export (once) and measure one run on one target: (the figures, the artifact paths)."""
     reporter = reporter or Reporter()
@@ -143,7 +144,7 @@ def measure(
     with converters_quiet():  # one 1-thread runtime a thread: see _test_pass
         workers = [target.predictor(shipped, 1) for _ in range(threads)]
     probabilities, labels, first = _test_pass(record, workers, reporter, target.name)
-    metrics = evaluate(probabilities, labels, record["metrics"]["classes"])
+    metrics = evaluate(probabilities, labels, record.classes)
     kept = _keep_probabilities(record, target, probabilities, labels)
     latency = {}
     for name, count in (("1_thread", 1), ("all_threads", threads)):
@@ -152,7 +153,7 @@ def measure(
         latency[name] = latency_figures(time_calls(lambda p=predict: p(first)))
     figures = {
         "accuracy": metrics["accuracy"],
-        "float_accuracy": record["metrics"].get("accuracy"),
+        "float_accuracy": record.accuracy,
         "test_images": metrics["test_images"],
         "paired": _same_test_images(record, labels),
         "size_bytes": size_on_disk(shipped),
@@ -169,7 +170,7 @@ def measure(
 
 
 def _test_pass(
-    record: dict[str, Any], workers: list, reporter: Reporter, name: str
+    record: RunRecord, workers: list, reporter: Reporter, name: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The deployed model's probabilities on every readable test image, in the run's order.
 
@@ -178,7 +179,7 @@ def _test_pass(
     cores, shared) two 1-thread TFLite interpreters ran Lite0 int8 at 10.2 ms an image, one
     2-thread interpreter at 17.9 ms, and batches of 16 were slower per image than batch 1.
     """
-    test = scan_folder(Path(record["settings"]["data"]["test"]), record["metrics"]["classes"])
+    test = scan_folder(Path(record.settings["data"]["test"]), record.classes)
     parts, labels, first = [], [], None
 
     def predict(job: tuple[int, np.ndarray]) -> list[np.ndarray]:
@@ -199,23 +200,23 @@ def _test_pass(
             labels.append(test.labels[indices])
             advance(len(indices))
     if first is None:
-        raise UsageError(f"run {record['id']}: no readable test image to measure on")
+        raise UsageError(f"run {record.id}: no readable test image to measure on")
     return np.concatenate(parts), np.concatenate(labels), first
 
 
 def _keep_probabilities(
-    record: dict[str, Any], target: DeployTarget, probabilities: np.ndarray, labels: np.ndarray
+    record: RunRecord, target: DeployTarget, probabilities: np.ndarray, labels: np.ndarray
 ) -> Path:
-    path = Path(record["artifacts"]["run_folder"]) / f"test_probabilities-{target.name}.npz"
+    path = record.run_folder / f"test_probabilities-{target.name}.npz"
     buffer = io.BytesIO()
     np.savez(buffer, probabilities=probabilities, labels=labels)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
-def _same_test_images(record: dict[str, Any], labels: np.ndarray) -> bool:
+def _same_test_images(record: RunRecord, labels: np.ndarray) -> bool:
     """Do the deployed predictions line up with the run's own, image by image (a paired test)?"""
-    own = record["artifacts"].get("test_probabilities")
+    own = record.probabilities_path
     if not own or not Path(own).is_file():
         return False
     with np.load(own) as stored:
@@ -223,7 +224,7 @@ def _same_test_images(record: dict[str, Any], labels: np.ndarray) -> bool:
 
 
 def deploy_runs(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     targets: list[DeployTarget],
     reporter: Reporter | None = None,
 ) -> dict[int, dict[str, dict[str, Any]]]:
@@ -237,7 +238,7 @@ def deploy_runs(
         check_deployable(record)
     measured: dict[int, dict[str, dict[str, Any]]] = {}
     for record in records:
-        mine = measured.setdefault(record["id"], {})
+        mine = measured.setdefault(record.id, {})
         for target in targets:
             mine[target.name] = _reusable(record, target) or _measure_and_store(
                 record, target, reporter
@@ -245,20 +246,20 @@ def deploy_runs(
     return measured
 
 
-def needs_measuring(records: list[dict[str, Any]], targets: list[DeployTarget]) -> bool:
+def needs_measuring(records: list[RunRecord], targets: list[DeployTarget]) -> bool:
     """Will deploy_runs export or time anything (and so load a runtime)?"""
     return any(_reusable(record, target) is None for record in records for target in targets)
 
 
-def _reusable(record: dict[str, Any], target: DeployTarget) -> dict[str, Any] | None:
-    earlier = (record["metrics"].get("deploy") or {}).get(target.name)
+def _reusable(record: RunRecord, target: DeployTarget) -> dict[str, Any] | None:
+    earlier = record.deployed.get(target.name)
     if earlier and "error" not in earlier and earlier.get("machine") == this_machine():
         return earlier
     return None
 
 
 def _measure_and_store(
-    record: dict[str, Any], target: DeployTarget, reporter: Reporter
+    record: RunRecord, target: DeployTarget, reporter: Reporter
 ) -> dict[str, Any]:
     try:
         figures, paths = measure(record, target, reporter)
@@ -266,14 +267,12 @@ def _measure_and_store(
         raise
     except Exception as error:  # a conversion or runtime failure: this target only
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-        reporter.warning(
-            f"run {record['id']} ({record['backbone']}): {target.name} failed: {reason}"
-        )
+        reporter.warning(f"run {record.id} ({record.backbone}): {target.name} failed: {reason}")
         figures, paths = {"error": reason, "machine": this_machine()}, {}
 
-    def change(stored: dict[str, Any]) -> None:
-        stored["metrics"].setdefault("deploy", {})[target.name] = figures
-        stored["artifacts"].update(paths)
+    def change(stored: RunRecord) -> None:
+        stored.metrics.setdefault("deploy", {})[target.name] = figures
+        stored.artifacts.update(paths)
 
-    update_run(record["id"], change)
+    update_run(record.id, change)
     return figures

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.analysis.record import RunRecord
 from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import BadImage, load_pixels
 from zoo.data.folders import control_characters, scan_folder
@@ -68,19 +69,19 @@ def check_options(fmt: str, quantize: str) -> None:
         raise UsageError("--quantize applies to --format tflite; a SavedModel is exported as is")
 
 
-def _check_classes(record: dict[str, Any]) -> None:
+def _check_classes(record: RunRecord) -> None:
     """labels.txt holds one class a line: a name that breaks a line would shift every label after it
     (runs stored before zoo refused such class folders may hold one)."""
-    for name in record["metrics"]["classes"]:
+    for name in record.classes:
         if control_characters(name):
             raise UsageError(
-                f"run {record['id']}'s class {name!r} holds a control character, so "
+                f"run {record.id}'s class {name!r} holds a control character, so "
                 "labels.txt cannot list one class a line; rename the class folder and run again"
             )
 
 
 def export_run(
-    record: dict[str, Any],
+    record: RunRecord,
     out: Path,
     fmt: str,
     quantize: str = "none",
@@ -99,24 +100,24 @@ def export_run(
     if out.exists():
         raise UsageError(f"{out} already exists; remove it or give another --out")
     reporter = reporter or Reporter()
-    folders = data or {k: Path(v) for k, v in record["settings"].get("data", {}).items()}
+    folders = data or {k: Path(v) for k, v in record.settings.get("data", {}).items()}
     if fmt == "tflite" and not {"train", "test"} <= set(folders):
         raise UsageError(
-            f"run {record['id']} does not record its image folders; give them with --data DIR"
+            f"run {record.id} does not record its image folders; give them with --data DIR"
         )
     if fmt == "tflite" and not data:
         _check_recorded_folders(record, folders)
     preprocessing = _geometry(record)
     with atomic_dir(out) as scratch:
         labels = scratch / "labels.txt"
-        labels.write_text("".join(f"{name}\n" for name in record["metrics"]["classes"]))
+        labels.write_text("".join(f"{name}\n" for name in record.classes))
         if fmt == "savedmodel":
             shutil.copytree(model_dir, scratch / "saved_model")
             name = "saved_model"
         else:
             calibration = None
             if quantize == "int8":
-                calibration = _sample(folders["train"], preprocessing, record["settings"]["seed"])
+                calibration = _sample(folders["train"], preprocessing, record.settings["seed"])
             with readable_saved_model(record, "export") as readable:
                 converted = _convert(readable, quantize, calibration)
             (scratch / "model.tflite").write_bytes(converted)
@@ -141,20 +142,20 @@ def _readable_by_all(out: Path) -> None:
         folder.chmod(0o755)
 
 
-def _check_recorded_folders(record: dict[str, Any], folders: dict[str, Path]) -> None:
+def _check_recorded_folders(record: RunRecord, folders: dict[str, Path]) -> None:
     """The images a run recorded may have moved since: name the folder, and --data."""
     for split, folder in folders.items():
         if not folder.is_dir():
             raise UsageError(
-                f"run {record['id']}'s {split} images are no longer at {folder}; give the data "
+                f"run {record.id}'s {split} images are no longer at {folder}; give the data "
                 "folder (holding train/ and test/) with --data DIR"
             )
 
 
-def _geometry(record: dict[str, Any]) -> Preprocessing:
-    facts = record["settings"].get("preprocessing")
+def _geometry(record: RunRecord) -> Preprocessing:
+    facts = record.preprocessing
     if not facts:
-        raise UsageError(f"run {record['id']} predates recorded preprocessing; run it again")
+        raise UsageError(f"run {record.id} predates recorded preprocessing; run it again")
     return Preprocessing(
         input_size=tuple(facts["input_size"]),
         interpolation=facts["interpolation"],
@@ -244,22 +245,22 @@ def _library_notes_hidden() -> Iterator[None]:
 
 # The steps above, for deployment targets (zoo.runs.deploy and the target plugins): one
 # conversion, one calibration sample and one geometry for `zoo export` and `--deploy`.
-def saved_model_of(record: dict[str, Any]) -> Path:
+def saved_model_of(record: RunRecord) -> Path:
     """The run's SavedModel folder; a usage error for a run without one (failed, ensemble, a+b)."""
     return saved_model_folder(record, "deploy")
 
 
-def geometry_of(record: dict[str, Any]) -> Preprocessing:
+def geometry_of(record: RunRecord) -> Preprocessing:
     """The resize and crop the run's images went through (the value scaling is in the model)."""
     return _geometry(record)
 
 
-def calibration_sample(record: dict[str, Any]) -> list[np.ndarray]:
+def calibration_sample(record: RunRecord) -> list[np.ndarray]:
     """The seeded sample of the run's training images that int8 calibrates on, [1, h, w, 3] each."""
-    train = record["settings"].get("data", {}).get("train")
+    train = record.settings.get("data", {}).get("train")
     if not train:
-        raise UsageError(f"run {record['id']} does not record its training images to calibrate on")
-    return _sample(Path(train), _geometry(record), record["settings"]["seed"])
+        raise UsageError(f"run {record.id} does not record its training images to calibrate on")
+    return _sample(Path(train), _geometry(record), record.settings["seed"])
 
 
 def tflite_bytes(

@@ -791,13 +791,13 @@ def _head_stage(
         facts = {
             "stage": "head",
             "from_run": settings.head_from,
-            "epochs_run": len(record["history"].get("loss", [])),
-            "lr": record["settings"].get("lr"),
-            **_best_validation(record["history"]),
-            "test_accuracy": record["metrics"].get("accuracy"),
+            "epochs_run": len(record.history.get("loss", [])),
+            "lr": record.settings.get("lr"),
+            **_best_validation(record.history),
+            "test_accuracy": record.accuracy,
         }
         weights = artifacts.load_head(record)
-        return {**facts, "weights": weights, "history": record["history"]}, None
+        return {**facts, "weights": weights, "history": record.history}, None
     first = feature_extraction(
         backbone,
         dataset,
