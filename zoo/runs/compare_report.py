@@ -23,7 +23,7 @@ from zoo.home import atomic_write_bytes, reports_dir
 from zoo.runs.comparison import Judgement, judge
 from zoo.runs.report import pyplot, tight_layout
 from zoo.runs.speeds import SpeedKey, measured_speeds, speed_of
-from zoo.runs.store import data_name, get_run, list_runs
+from zoo.runs.store import get_run, list_runs
 from zoo.runs.verdict_report import STYLE as VERDICT_STYLE
 from zoo.runs.verdict_report import (
     class_differences_html,
@@ -254,7 +254,7 @@ def _row(record: RunRecord, speeds: dict) -> str:
         speed_text = f"{speed[0]:.0f}"
     else:
         speed_text = f"{speed[0]:.0f} (run {speed[1]})"
-    data = data_name(record) or "-"
+    data = record.data_name or "-"
     cells = [
         str(record.id),
         record.backbone,

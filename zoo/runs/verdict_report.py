@@ -36,7 +36,7 @@ def intervals_figure(records: list[RunRecord], verdict: Verdict):
             color=colour,
             capsize=4,
         )
-    axis.set_yticks(range(len(shown)), [f"#{r['id']} {r['backbone']}" for r in shown])
+    axis.set_yticks(range(len(shown)), [f"#{r.id} {r.backbone}" for r in shown])
     axis.set_xlabel("test accuracy, 95% Wilson interval")
     axis.set_title("Accuracy with intervals (green: tied for best, star: recommended)")
     return figure
@@ -103,7 +103,7 @@ def gallery_html(records: list[RunRecord], judgement: Judgement) -> str:
     paths = _test_images(by_id[verdict.best])
     if paths is None or labels is None or len(paths) != len(labels):
         return ""
-    classes = by_id[verdict.best]["metrics"]["classes"]
+    classes = by_id[verdict.best].classes
     best = judgement.predicted[verdict.best]
     rivals = sorted(
         (run for run in judgement.predicted if run != verdict.best),
