@@ -9,10 +9,6 @@ the analysis reads finished runs: a pure value, no store, no TensorFlow.
 The row's shape follows the store's MIGRATIONS (zoo/runs/store.py): SCHEMA_VERSION is their
 count, and `from_row` reads a row of every earlier version (before version 2 there is no `data`).
 A migration that changes the row adds a field here and one to SCHEMA_VERSION.
-
-A new status (e.g. `raced-out`, a run the race stopped early): add it to WRITTEN_STATUSES, then
-its writer builds `RunRecord(status=..., reason=...)` like any other and calls `save_run`
-(`keep_pending` where the store refuses it); readers that need a usable model test `is_ok`.
 """
 
 from __future__ import annotations
@@ -56,6 +52,15 @@ def _now() -> str:
 
 @dataclass
 class RunRecord:
+    """One stored run. Writers build it and hand it to `store.save_run` (or `keep_pending`);
+    readers use its fields and accessors, never the JSON form's string keys.
+
+    A new status (e.g. `raced-out`, a run a race stopped early): add it to WRITTEN_STATUSES and
+    write `RunRecord(status="raced-out", reason="...", metrics=..., ...)` through `save_run`
+    like any run; `zoo runs --status` takes it at once, and readers that need a finished model
+    keep asking `is_ok`, so they leave it out without a change.
+    """
+
     backbone: str  # a backbone's name, `a+b` for a combination or an ensemble
     mode: str  # feature-extraction, fine-tune, from-scratch or ensemble
     status: str  # one of STATUSES
