@@ -111,8 +111,8 @@ def test_update_run_changes_only_what_it_is_given(tiny_run):
     assert get_run(tiny_run.id) == after
     assert after.metrics == {**before.metrics, "extra": 1}
     assert after.artifacts["thing"].endswith("/thing")
-    assert {k: v for k, v in after.items() if k not in ("metrics", "artifacts")} == {
-        k: v for k, v in before.items() if k not in ("metrics", "artifacts")
+    assert {k: v for k, v in after.to_json().items() if k not in ("metrics", "artifacts")} == {
+        k: v for k, v in before.to_json().items() if k not in ("metrics", "artifacts")
     }
 
     def failing(record):
@@ -161,13 +161,14 @@ def test_budget_keeps_what_fits_and_says_why_the_others_do_not():
         _measured(3, "lite2", 0.85, 11.0, 6.8),
         _measured(4, "big", 0.86, 3.0, 90.0),
         _measured(5, "broken", 0.0, 0.0, 0.0, status="failed"),
-        {
-            "id": 6,
-            "backbone": "x",
-            "status": "ok",
-            "metrics": {"deploy": {"tflite-int8": {"error": "boom"}}},
-        },
-        {"id": 7, "backbone": "y", "status": "ok", "metrics": {}},
+        RunRecord(
+            id=6,
+            backbone="x",
+            mode="feature-extraction",
+            status="ok",
+            metrics={"deploy": {"tflite-int8": {"error": "boom"}}},
+        ),
+        RunRecord(id=7, backbone="y", mode="feature-extraction", status="ok"),
     ]
     fit = within_budget(runs, ["tflite-int8"], budget_ms=8, budget_mb=10)
     assert [c.run_id for c in fit.fits] == [2, 1]  # most accurate first
@@ -247,7 +248,7 @@ def test_run_with_deploy_shows_the_columns_and_the_budget(tiny_registry, tiny_im
     code, out, err = run_main([*compare, "--json", "--prefer", "latency"], capsys)
     assert code == 0, err
     (stored,) = json.loads(out)["runs"]
-    assert stored.metrics["deploy"]["tflite-float16"] == figures
+    assert stored["metrics"]["deploy"]["tflite-float16"] == figures
     # Measured on this machine already: compare answers without TensorFlow, and for bad input
     # before it too.
     script = (
