@@ -91,7 +91,7 @@ def main() -> None:
             result, wall, cpu = timed(lambda n=name, k=settings, s=seed: one(n, seed=s, **k))
             row[kind] = measured(result, wall, cpu)
         members = [row["plain"]["run_id"], row["second"]["run_id"]]
-        row["ensemble"] = {"accuracy": ensemble(members)["metrics"]["accuracy"], "members": members}
+        row["ensemble"] = {"accuracy": ensemble(members).accuracy, "members": members}
         runs.append(row)
         print(json.dumps(row), flush=True)
         save({**out, "seeds": runs})  # what is done so far, should a later step fail
@@ -116,7 +116,7 @@ def main() -> None:
         print(quantize, json.dumps(exports[quantize]), flush=True)
     sizes = {
         "saved_model_bytes": sum(
-            f.stat().st_size for f in Path(record["artifacts"]["model"]).rglob("*") if f.is_file()
+            f.stat().st_size for f in Path(record.artifacts["model"]).rglob("*") if f.is_file()
         )
     }
     out["exports"] = {**exports, **sizes}

@@ -111,7 +111,7 @@ def main() -> None:
         print(f"repeat {repeat + 1}: {wall:.1f} s (load {loadavg()})", flush=True)
         for run in report["runs"]:
             stored = get_run(run["run_id"])
-            run["artifacts_deployed"] = stored["artifacts"][f"deploy_{args.target}"]
+            run["artifacts_deployed"] = stored.artifacts[f"deploy_{args.target}"]
             per_backbone[run["backbone"]].append(run)
     out["backbones"] = [summary(name, runs, args.target) for name, runs in per_backbone.items()]
     for row in out["backbones"]:

@@ -74,9 +74,9 @@ def main() -> None:
     stages.timed("import tensorflow", lambda: __import__("tensorflow"))
     results: dict = {
         "run": args.run,
-        "backbone": record["backbone"],
+        "backbone": record.backbone,
         "target": args.target,
-        "float_accuracy": record["metrics"]["accuracy"],
+        "float_accuracy": record.metrics["accuracy"],
         "threads": deploy.all_threads(),
         "load_before": loadavg(),
         "calibration": [],
@@ -98,7 +98,7 @@ def main() -> None:
                 record, w, deploy.Reporter(), args.target, target.test_batch
             ),
         )
-        accuracy = evaluate(probabilities, labels, record["metrics"]["classes"])["accuracy"]
+        accuracy = evaluate(probabilities, labels, record.metrics["classes"])["accuracy"]
         print(
             f"  {count} calibration images: accuracy {accuracy:.4f} "
             f"(float {results['float_accuracy']:.4f})",
@@ -162,7 +162,7 @@ def _batched(record, predict, batch: int) -> np.ndarray:
     from zoo.data.folders import scan_folder
     from zoo.runs.export import geometry_of
 
-    test = scan_folder(Path(record["settings"]["data"]["test"]), record["metrics"]["classes"])
+    test = scan_folder(Path(record.settings["data"]["test"]), record.metrics["classes"])
     parts = []
     for _, pixels, _ in decoded_batches(test.paths, geometry_of(record), 32):
         pixels = pixels.astype(np.float32)

@@ -78,7 +78,7 @@ def test_a_failed_export_still_stores_the_evaluated_run(
     err = capsys.readouterr().err
     assert "model was not saved" in err and "disk says no" in err and "Traceback" not in err
     record = get_run(1)
-    assert record["status"] == "ok" and record["metrics"]["test_images"] == 15
-    assert record["artifacts"]["error"] == "RuntimeError: disk says no"
-    assert "model" not in record["artifacts"]
-    assert np.isfinite(record["metrics"]["accuracy"])
+    assert record.status == "ok" and record.metrics["test_images"] == 15
+    assert record.artifacts["error"] == "RuntimeError: disk says no"
+    assert "model" not in record.artifacts
+    assert np.isfinite(record.metrics["accuracy"])

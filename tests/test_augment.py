@@ -90,13 +90,13 @@ def test_views_of_the_fit_images_only_are_cached_and_reused(tiny_registry, tiny_
         assert rows == fit and not rows & validation and not rows & test
     assert len(originals) == 45  # views never mix with the originals
     record = get_run(first.run_id)
-    assert record["settings"]["augmentation"]["views"] == 2
-    assert record["settings"]["augmentation"]["ops"] == list(OPERATIONS)
+    assert record.settings["augmentation"]["views"] == 2
+    assert record.settings["augmentation"]["ops"] == list(OPERATIONS)
     assert zoo.run(["tiny"], augment=2, **settings).results[0].computed_features == 0
     assert zoo.run(["tiny"], augment=3, **settings).results[0].computed_features == len(fit)
     plain = zoo.run(["tiny"], **settings).results[0]
-    assert plain.computed_features == 0 and "augmentation" not in get_run(plain.run_id)["settings"]
-    assert get_run(plain.run_id)["settings"]["augment"] == 0
+    assert plain.computed_features == 0 and "augmentation" not in get_run(plain.run_id).settings
+    assert get_run(plain.run_id).settings["augment"] == 0
 
 
 def test_another_set_of_operations_is_cached_apart(tiny_registry, tiny_images):
@@ -158,7 +158,7 @@ def test_tune_also_chooses_whether_the_views_help(tiny_registry, tiny_images, ca
     args = ["run", "tiny", "--data", str(tiny_images), "--tune", "--augment", "1"]
     code, out, err = run_main([*args, "--val-fraction", "0.34"], capsys)
     assert code == 0, err
-    chosen = get_run(1)["settings"]["tuned"]
+    chosen = get_run(1).settings["tuned"]
     trials = chosen["trials"]
     assert [trial["augmented"] for trial in trials] == [False] * 8 + [True] * 8
     assert chosen["val_accuracy"] == max(trial["val_accuracy"] for trial in trials)

@@ -163,9 +163,9 @@ def test_awkward_images_are_used_and_unreadable_ones_skipped(tiny_registry, awkw
         "warning: 5 unreadable files skipped: [bold]notes.txt, broken.jpg, cut short.jpg and 2 more"
     ]
     (record,) = list_runs()
-    assert record["status"] == "ok"
-    assert record["metrics"]["computed_features"] == good  # odd modes, huge and non-ASCII: used
-    assert record["metrics"]["test_images"] == 3 * 2 + len(odd_modes()) + 1
+    assert record.status == "ok"
+    assert record.metrics["computed_features"] == good  # odd modes, huge and non-ASCII: used
+    assert record.metrics["test_images"] == 3 * 2 + len(odd_modes()) + 1
     assert "zoo run on" in out
 
 
@@ -323,7 +323,7 @@ def test_all_with_only_an_unloadable_backbone_is_a_failed_row_exit_1(
     assert line.startswith("ghost failed: ghost: cannot load /nowhere/model")
     assert "zoo pull ghost" in line and "Traceback" not in err
     assert "ghost" in out and "failed" in out
-    assert [(r["backbone"], r["status"]) for r in list_runs()] == [("ghost", "failed")]
+    assert [(r.backbone, r.status) for r in list_runs()] == [("ghost", "failed")]
 
 
 def test_all_with_no_backbone_at_all_is_one_line_exit_2(tmp_path, tiny_images, capsys):

@@ -35,14 +35,14 @@ def test_export_finds_a_carved_test_split_without_data(tiny_registry, tmp_path, 
     code, _, err = run_main(["run", "tiny", *data, "--epochs", "1"], capsys)
     assert code == 0, err
     record = get_run(1)
-    assert record["settings"]["split"]["layout"] == kind
+    assert record.settings["split"]["layout"] == kind
     out = tmp_path / "export"
     args = ["export", "1", "--format", "tflite", "--out", str(out), "--json"]
     code, stdout, err = run_main(args, capsys)
     assert code == 0, err
     facts = json.loads(stdout)
     # The same test images the run held out, found again by content digest.
-    assert facts["test_images_checked"] == record["metrics"]["test_images"] > 0
+    assert facts["test_images_checked"] == record.metrics["test_images"] > 0
     assert facts["top1_agreement"] >= 0.99
 
 
@@ -59,7 +59,7 @@ def test_export_of_a_moved_class_folder_names_it_and_takes_data(tiny_registry, t
     args = ["export", "1", "--format", "tflite", "--out", str(tmp_path / "b"), "--json"]
     code, stdout, err = run_main([*args, "--data", str(moved)], capsys)
     assert code == 0, err
-    assert json.loads(stdout)["test_images_checked"] == get_run(1)["metrics"]["test_images"]
+    assert json.loads(stdout)["test_images_checked"] == get_run(1).metrics["test_images"]
 
 
 @pytest.mark.parametrize("kind", ["class folders", "manifest"])
@@ -80,9 +80,9 @@ def test_screen_only_reads_any_layout_and_finds_the_run_on_its_split(
     assert code == 0, err
     (row,) = json.loads(out)["ranking"]
     # The screen split the data as the run did: same fingerprint, so the run is found.
-    assert row["trained_run"] == 1 and row["trained_accuracy"] == trained["metrics"]["accuracy"]
+    assert row["trained_run"] == 1 and row["trained_accuracy"] == trained.metrics["accuracy"]
     assert row["computed_features"] == 0  # the run cached every training image's vector
-    train_images = 24 - trained["metrics"]["test_images"]
+    train_images = 24 - trained.metrics["test_images"]
     assert facts["images"] <= train_images  # screened from the training split only
 
 

@@ -42,22 +42,22 @@ def test_a_combined_run_trains_one_head_on_both_caches(two_tiny, tiny_images):
     with np.load(first.artifacts["head"]) as head:
         assert head["kernel"].shape == (TINY_FEATURES + OTHER_WIDTH, 3)  # the widths, summed
     record = get_run(first.run_id)
-    members = record["settings"]["combination"]
+    members = record.settings["combination"]
     assert [m["backbone"] for m in members] == ["tiny", "tiny2"]  # the name's order
-    assert all(m["engine"] for m in members) and record["mode"] == "feature-extraction"
-    assert "model" not in record["artifacts"] and Path(record["artifacts"]["test_probabilities"])
+    assert all(m["engine"] for m in members) and record.mode == "feature-extraction"
+    assert "model" not in record.artifacts and Path(record.artifacts["test_probabilities"])
     # Each member read its own cache: the same run again, or a member alone, computes nothing.
     again = zoo.run(["tiny+tiny2"], data=tiny_images, epochs=2).results[0]
     alone = zoo.run(["tiny2"], data=tiny_images, epochs=2).results[0]
     assert (again.computed_features, alone.computed_features) == (0, 0)
     assert again.metrics["accuracy"] == first.metrics["accuracy"]  # same seed, same features
     ensembled = ensemble([first.run_id, alone.run_id])
-    assert ensembled["metrics"]["test_images"] == 15
+    assert ensembled.metrics["test_images"] == 15
 
 
 def test_the_order_of_the_name_is_the_order_of_the_features(two_tiny, tiny_images):
     result = zoo.run(["tiny2+tiny"], data=tiny_images, epochs=1).results[0]
-    members = get_run(result.run_id)["settings"]["combination"]
+    members = get_run(result.run_id).settings["combination"]
     assert [m["feature_dim"] for m in members] == [OTHER_WIDTH, TINY_FEATURES]
 
 
@@ -85,7 +85,7 @@ def test_export_and_predict_of_a_combined_run_say_why_not(two_tiny, tiny_images,
 
 def test_tune_works_on_combined_features(two_tiny, tiny_images):
     result = zoo.run(["tiny+tiny2"], data=tiny_images, tune=True, val_fraction=0.34).results[0]
-    assert result.ok and result.tuned and get_run(result.run_id)["settings"]["tuned"]
+    assert result.ok and result.tuned and get_run(result.run_id).settings["tuned"]
 
 
 @pytest.mark.parametrize(

@@ -28,16 +28,16 @@ def test_ten_test_images_in_train_are_warned_about_dropped_and_listed(
     code, out, err = run_main(["run", "tiny", "--data", str(tiny_images), "--epochs", "1"], capsys)
     assert code == 0, err
     assert "10 test images are also in train" in err and f"zoo inspect {tiny_images}" in err
-    assert get_run(1)["metrics"]["test_images"] == 15
+    assert get_run(1).metrics["test_images"] == 15
 
     code, _, err = run_main(
         ["run", "tiny", "--data", str(tiny_images), "--epochs", "1", "--drop-leaks"], capsys
     )
     assert code == 0 and "dropped from test (--drop-leaks)" in err
     dropped = get_run(2)
-    assert dropped["metrics"]["test_images"] == 5
-    assert dropped["settings"]["split"]["dropped_leaks"] == 10
-    assert dropped["data_fingerprint"] != get_run(1)["data_fingerprint"]  # another test set
+    assert dropped.metrics["test_images"] == 5
+    assert dropped.settings["split"]["dropped_leaks"] == 10
+    assert dropped.data_fingerprint != get_run(1).data_fingerprint  # another test set
 
     code, out, _ = run_main(["inspect", str(tiny_images), "--json"], capsys)
     facts = json.loads(out)
@@ -156,7 +156,7 @@ def test_zoo_run_warns_of_near_copies_once_the_features_are_cached(tmp_path, cap
         "1 test image is a near-copy of a training image (cosine >= 0.98, tiny features): "
         f"`zoo inspect {data} --backbone tiny` lists them"
     ) in err
-    assert get_run(2)["metrics"]["computed_features"] == 0  # all from the cache
+    assert get_run(2).metrics["computed_features"] == 0  # all from the cache
 
 
 def test_inspect_report_puts_exact_and_near_pairs_on_the_contact_sheet(

@@ -15,6 +15,7 @@ from conftest import run_main
 
 import zoo
 from zoo.analysis.budget import check_budget, pareto_front, within_budget
+from zoo.analysis.record import RunRecord
 from zoo.catalog.plugins import load_plugins
 from zoo.errors import UsageError
 from zoo.runs.deploy import (
@@ -47,11 +48,11 @@ def _target(name: str):
 @pytest.mark.parametrize("name", TARGETS)
 def test_each_target_exports_once_and_measures_through_its_runtime(tiny_run, name):
     target = _target(name)
-    (figures,) = deploy_runs([tiny_run], [target])[tiny_run["id"]].values()
-    stored = get_run(tiny_run["id"])
-    assert stored["metrics"]["deploy"][name] == figures  # stored with the run
-    assert stored["metrics"]["accuracy"] == tiny_run["metrics"]["accuracy"]  # nothing else moved
-    shipped = Path(stored["artifacts"][f"deploy_{name}"])
+    (figures,) = deploy_runs([tiny_run], [target])[tiny_run.id].values()
+    stored = get_run(tiny_run.id)
+    assert stored.metrics["deploy"][name] == figures  # stored with the run
+    assert stored.metrics["accuracy"] == tiny_run.metrics["accuracy"]  # nothing else moved
+    shipped = Path(stored.artifacts[f"deploy_{name}"])
     on_disk = (
         shipped.stat().st_size
         if shipped.is_file()
@@ -60,9 +61,9 @@ def test_each_target_exports_once_and_measures_through_its_runtime(tiny_run, nam
     assert figures["size_bytes"] == on_disk > 0
     assert figures["test_images"] == 15 and figures["paired"] is True
     # The deployed model's probabilities, beside the run's own, in the run's test order.
-    with np.load(stored["artifacts"][f"deploy_{name}_probabilities"]) as deployed:
+    with np.load(stored.artifacts[f"deploy_{name}_probabilities"]) as deployed:
         probabilities, labels = deployed["probabilities"], deployed["labels"]
-    with np.load(stored["artifacts"]["test_probabilities"]) as own:
+    with np.load(stored.artifacts["test_probabilities"]) as own:
         assert np.array_equal(own["labels"], labels)
         agreement = (own["probabilities"].argmax(1) == probabilities.argmax(1)).mean()
     assert figures["accuracy"] == pytest.approx((probabilities.argmax(1) == labels).mean())
@@ -74,7 +75,7 @@ def test_each_target_exports_once_and_measures_through_its_runtime(tiny_run, nam
         assert timing["cpu_median_ms"] > 0 and 0 <= timing["preempted_calls"] <= 50
     assert figures["export_seconds"] > 0
     # A second measurement on this machine reuses the stored one; a new one reuses the export.
-    again = deploy_runs([stored], [target])[tiny_run["id"]][name]
+    again = deploy_runs([stored], [target])[tiny_run.id][name]
     assert again == figures
     from zoo.runs.deploy import exported
 
@@ -86,7 +87,7 @@ def test_int8_files_really_hold_int8(tiny_run):
 
     target = _target("tflite-int8")
     deploy_runs([tiny_run], [target])
-    path = get_run(tiny_run["id"])["artifacts"]["deploy_tflite-int8"]
+    path = get_run(tiny_run.id).artifacts["deploy_tflite-int8"]
     interpreter = tf.lite.Interpreter(model_path=path)
     assert np.int8 in {detail["dtype"] for detail in interpreter.get_tensor_details()}
 
@@ -100,35 +101,35 @@ def test_a_failed_export_leaves_no_half_folder(tiny_run, monkeypatch):
 
     monkeypatch.setattr(target, "export", broken)
     with pytest.warns(UserWarning, match="tflite-float16 failed: RuntimeError: converter crashed"):
-        figures = deploy_runs([tiny_run], [target])[tiny_run["id"]]["tflite-float16"]
+        figures = deploy_runs([tiny_run], [target])[tiny_run.id]["tflite-float16"]
     assert figures["error"] == "RuntimeError: converter crashed"
-    deploy_folder = Path(tiny_run["artifacts"]["run_folder"]) / "deploy"
+    deploy_folder = Path(tiny_run.artifacts["run_folder"]) / "deploy"
     assert deploy_folder.is_dir() and list(deploy_folder.iterdir()) == []  # no half export
-    assert get_run(tiny_run["id"])["metrics"]["deploy"]["tflite-float16"] == figures
+    assert get_run(tiny_run.id).metrics["deploy"]["tflite-float16"] == figures
 
 
 def test_update_run_changes_only_what_it_is_given(tiny_run):
-    before = get_run(tiny_run["id"])
+    before = get_run(tiny_run.id)
 
     def change(record):
-        record["metrics"]["extra"] = 1
-        record["artifacts"]["thing"] = before["artifacts"]["run_folder"] + "/thing"
+        record.metrics["extra"] = 1
+        record.artifacts["thing"] = before.artifacts["run_folder"] + "/thing"
 
-    after = update_run(tiny_run["id"], change)
-    assert get_run(tiny_run["id"]) == after
-    assert after["metrics"] == {**before["metrics"], "extra": 1}
-    assert after["artifacts"]["thing"].endswith("/thing")
-    assert {k: v for k, v in after.items() if k not in ("metrics", "artifacts")} == {
-        k: v for k, v in before.items() if k not in ("metrics", "artifacts")
+    after = update_run(tiny_run.id, change)
+    assert get_run(tiny_run.id) == after
+    assert after.metrics == {**before.metrics, "extra": 1}
+    assert after.artifacts["thing"].endswith("/thing")
+    assert {k: v for k, v in after.to_json().items() if k not in ("metrics", "artifacts")} == {
+        k: v for k, v in before.to_json().items() if k not in ("metrics", "artifacts")
     }
 
     def failing(record):
-        record["metrics"]["extra"] = 2
+        record.metrics["extra"] = 2
         raise RuntimeError("stop")
 
     with pytest.raises(RuntimeError):
-        update_run(tiny_run["id"], failing)
-    assert get_run(tiny_run["id"])["metrics"]["extra"] == 1  # rolled back
+        update_run(tiny_run.id, failing)
+    assert get_run(tiny_run.id).metrics["extra"] == 1  # rolled back
     with pytest.raises(UsageError, match="no run with id 99"):
         update_run(99, change)
 
@@ -168,13 +169,14 @@ def _measured(run_id, backbone, accuracy, ms, mb, target="tflite-int8", status="
         "latency": {"1_thread": {"median_ms": ms}},
         "size_bytes": mb * 1e6,
     }
-    return {
-        "id": run_id,
-        "backbone": backbone,
-        "status": status,
-        "reason": None if status == "ok" else "out of memory",
-        "metrics": {"deploy": {target: figures}},
-    }
+    return RunRecord(
+        id=run_id,
+        backbone=backbone,
+        mode="feature-extraction",
+        status=status,
+        reason=None if status == "ok" else "out of memory",
+        metrics={"deploy": {target: figures}},
+    )
 
 
 def test_budget_keeps_what_fits_and_says_why_the_others_do_not():
@@ -184,13 +186,14 @@ def test_budget_keeps_what_fits_and_says_why_the_others_do_not():
         _measured(3, "lite2", 0.85, 11.0, 6.8),
         _measured(4, "big", 0.86, 3.0, 90.0),
         _measured(5, "broken", 0.0, 0.0, 0.0, status="failed"),
-        {
-            "id": 6,
-            "backbone": "x",
-            "status": "ok",
-            "metrics": {"deploy": {"tflite-int8": {"error": "boom"}}},
-        },
-        {"id": 7, "backbone": "y", "status": "ok", "metrics": {}},
+        RunRecord(
+            id=6,
+            backbone="x",
+            mode="feature-extraction",
+            status="ok",
+            metrics={"deploy": {"tflite-int8": {"error": "boom"}}},
+        ),
+        RunRecord(id=7, backbone="y", mode="feature-extraction", status="ok"),
     ]
     fit = within_budget(runs, ["tflite-int8"], budget_ms=8, budget_mb=10)
     assert [c.run_id for c in fit.fits] == [2, 1]  # most accurate first
@@ -252,12 +255,12 @@ def test_run_with_deploy_shows_the_columns_and_the_budget(tiny_registry, tiny_im
     report = json.loads(out)
     (run,) = report["runs"]
     figures = run["metrics"]["deploy"]["tflite-float16"]
-    assert figures == get_run(run["run_id"])["metrics"]["deploy"]["tflite-float16"]
+    assert figures == get_run(run["run_id"]).metrics["deploy"]["tflite-float16"]
     (fit,) = report["budget"]["fits"]
     assert fit["run_id"] == run["run_id"] and fit["target"] == "tflite-float16"
     assert (
         fit["probabilities"]
-        == get_run(run["run_id"])["artifacts"]["deploy_tflite-float16_probabilities"]
+        == get_run(run["run_id"]).artifacts["deploy_tflite-float16_probabilities"]
     )
     # compare reuses the stored measurement (no new export, no new timing) and applies a budget.
     tight = figures["latency"]["1_thread"]["median_ms"] / 2
@@ -372,7 +375,7 @@ def test_the_comparison_report_draws_deployed_accuracy_against_latency(
 
     def measured(accuracy, ms):
         def change(record):
-            record["metrics"]["deploy"] = {
+            record.metrics["deploy"] = {
                 "tflite-int8": {
                     "accuracy": accuracy,
                     "latency": {"1_thread": {"median_ms": ms}},
@@ -411,7 +414,7 @@ def test_real_lite0_run_deployed_to_tflite_int8(zoo_home, capsys, monkeypatch):
     # One byte a weight, give or take the graph: 3.4 M parameters in int8.
     params = run["metrics"]["params_m"] * 1e6
     assert 0.8 * params < figures["size_bytes"] < 1.6 * params
-    path = get_run(run["run_id"])["artifacts"]["deploy_tflite-int8"]
+    path = get_run(run["run_id"]).artifacts["deploy_tflite-int8"]
     assert Path(path).stat().st_size == figures["size_bytes"]
     interpreter = tf.lite.Interpreter(model_path=path)
     assert np.int8 in {detail["dtype"] for detail in interpreter.get_tensor_details()}
@@ -429,7 +432,7 @@ def test_two_processes_adding_to_one_run_lose_nothing(zoo_home):
     script = (
         "import sys\nfrom zoo.runs.store import update_run\n"
         "for n in range(15):\n"
-        f"    update_run({run_id}, lambda r: r['metrics'].setdefault('deploy', {{}}).update("
+        f"    update_run({run_id}, lambda r: r.metrics.setdefault('deploy', {{}}).update("
         "{f'{sys.argv[1]}-{n}': {'n': n}}))\n"
     )
     workers = [
@@ -438,7 +441,7 @@ def test_two_processes_adding_to_one_run_lose_nothing(zoo_home):
     ]
     for worker in workers:
         assert worker.wait(timeout=120) == 0, worker.stderr.read()
-    deploy = get_run(run_id)["metrics"]["deploy"]
+    deploy = get_run(run_id).metrics["deploy"]
     assert sorted(deploy) == sorted(f"{name}-{n}" for name in "ab" for n in range(15))
 
 
@@ -479,7 +482,7 @@ def test_the_api_deploys_and_applies_the_budget(tiny_registry, tiny_images):
     (result,) = summary.results
     stored = get_run(result.run_id)
     figures = result.metrics["deploy"]["tflite-float16"]
-    assert figures == stored["metrics"]["deploy"]["tflite-float16"]
+    assert figures == stored.metrics["deploy"]["tflite-float16"]
     assert figures["test_images"] == 15 and figures["latency"]["1_thread"]["calls"] == 50
     assert Path(result.artifacts["deploy_tflite-float16"]).is_file()
     (fit,) = summary.budget.fits  # no budget: every measured model fits

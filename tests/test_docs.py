@@ -66,11 +66,9 @@ def test_notebook_example_runs_end_to_end_on_the_real_demo_path(zoo_home, capsys
     # 60 real training images already separate these classes well above chance (0.1).
     assert lite.metrics["accuracy"] >= 0.5
     assert namespace["trainable"] == 1280 * 10 + 10
-    assert (
-        Path(namespace["record"]["artifacts"]["run_folder"]) / "report" / "curves.png"
-    ).is_file()
+    assert (namespace["record"].run_folder / "report" / "curves.png").is_file()
     assert np.isclose(
-        sum(namespace["record"]["metrics"]["per_class_accuracy"].values()) / 10,
+        sum(namespace["record"].metrics["per_class_accuracy"].values()) / 10,
         lite.metrics["accuracy"],
     )
     output = capsys.readouterr().out

@@ -19,12 +19,12 @@ def test_ensemble_averages_members_and_is_stored(tiny_registry, tiny_images, cap
     assert code == 0, err
     assert "ensemble" in out and "tiny+tiny" in out
     record = get_run(max(member.run_id for member in members) + 1)
-    assert record["mode"] == "ensemble" and record["settings"]["members"] == [int(i) for i in ids]
-    stored = [np.load(get_run(m.run_id)["artifacts"]["test_probabilities"]) for m in members]
+    assert record.mode == "ensemble" and record.settings["members"] == [int(i) for i in ids]
+    stored = [np.load(get_run(m.run_id).artifacts["test_probabilities"]) for m in members]
     average = np.mean([s["probabilities"] for s in stored], axis=0)
     expected = float(np.mean(average.argmax(axis=1) == stored[0]["labels"]))
-    assert record["metrics"]["accuracy"] == expected
-    assert record["metrics"]["test_images"] == 15
+    assert record.metrics["accuracy"] == expected
+    assert record.metrics["test_images"] == 15
 
 
 def test_ensemble_refuses_one_run_and_other_data(tiny_registry, tiny_images, tmp_path, capsys):

@@ -37,9 +37,7 @@ def test_tflite_export_agrees_with_the_saved_model(tiny_run, tmp_path, quantize)
 
 def test_export_cli_savedmodel_and_bad_options(tiny_run, tmp_path, capsys):
     out = tmp_path / "sm"
-    code, stdout, err = run_main(
-        ["export", str(tiny_run["id"]), "--out", str(out), "--json"], capsys
-    )
+    code, stdout, err = run_main(["export", str(tiny_run.id), "--out", str(out), "--json"], capsys)
     assert code == 0, err
     facts = json.loads(stdout)
     assert (out / "saved_model" / "saved_model.pb").is_file() and facts["size_bytes"] > 0
@@ -50,7 +48,7 @@ def test_export_cli_savedmodel_and_bad_options(tiny_run, tmp_path, capsys):
         (["--quantize", "int4", "--format", "tflite"], "--quantize must be one of"),
         (["--quantize", "int8"], "--quantize applies to --format tflite"),
     ):
-        code, _, err = run_main(["export", str(tiny_run["id"]), *args], capsys)
+        code, _, err = run_main(["export", str(tiny_run.id), *args], capsys)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     code, _, err = run_main(["export", "999"], capsys)
     assert code == 2 and "no run with id 999" in err
@@ -71,7 +69,7 @@ def test_real_lite0_runs_ensembled_and_exported_to_tflite(zoo_home, capsys, monk
     code, out, err = run_main(["ensemble", *ids], capsys)
     assert code == 0, err
     ensemble = get_run(3)
-    assert ensemble["mode"] == "ensemble" and ensemble["metrics"]["test_images"] == 20
+    assert ensemble.mode == "ensemble" and ensemble.metrics["test_images"] == 20
     out_dir = zoo_home / "deploy"
     args = ["export", "1", "--format", "tflite", "--quantize", "float16", "--out", str(out_dir)]
     code, stdout, err = run_main([*args, "--json"], capsys)

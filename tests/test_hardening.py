@@ -25,6 +25,7 @@ from conftest import TINY_FEATURES, TINY_INPUT, registry_text, write_image_folde
 from PIL import Image
 from test_bad_input import cli, one_line
 
+from zoo.analysis.record import RunRecord
 from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import BadImage, load_pixels
 from zoo.errors import RegistryError, ZooError
@@ -32,9 +33,9 @@ from zoo.runs import store
 from zoo.runs.store import get_run, list_runs, save_run
 
 
-def record(**changes) -> dict:
+def record(**changes) -> RunRecord:
     """A stored run's record, as the runner writes it (no TensorFlow needed)."""
-    return {
+    facts = {
         "created_at": "2026-01-01T00:00:00",
         "backbone": "tiny",
         "mode": "feature-extraction",
@@ -48,6 +49,7 @@ def record(**changes) -> dict:
         "versions": {"zoo": "0.1.0"},
         **changes,
     }
+    return RunRecord(**facts)
 
 
 def run_cli(data: Path, capsys, *extra: str) -> tuple[int, str, str]:
@@ -83,8 +85,8 @@ def test_a_run_finished_while_the_store_is_locked_is_kept_and_stored_by_the_next
     assert "the next zoo command stores it" in line
     assert len(list((zoo_home / "pending-runs").glob("*.json"))) == 1
     (stored,) = list_runs()  # any later command imports the pending record first
-    assert stored["status"] == "ok" and stored["metrics"]["accuracy"] > 0.5
-    assert Path(stored["artifacts"]["model"], "saved_model.pb").is_file()
+    assert stored.status == "ok" and stored.metrics["accuracy"] > 0.5
+    assert Path(stored.artifacts["model"], "saved_model.pb").is_file()
     assert list((zoo_home / "pending-runs").glob("*.json")) == []
 
 
@@ -144,10 +146,10 @@ def test_a_feature_shard_of_the_wrong_width_is_set_aside_and_rebuilt(
     assert code == 0, err
     (line,) = warnings_in(err)
     assert "feature cache" in line and f"{TINY_FEATURES - 1} wide, expected {TINY_FEATURES}" in line
-    assert list_runs()[0]["metrics"]["computed_features"] == len(digests)  # rebuilt
+    assert list_runs()[0].metrics["computed_features"] == len(digests)  # rebuilt
     code, _, err = run_cli(tiny_images, capsys)
     assert code == 0 and warnings_in(err) == []
-    assert list_runs()[0]["metrics"]["computed_features"] == 0
+    assert list_runs()[0].metrics["computed_features"] == 0
 
 
 def test_a_serving_template_missing_its_graph_is_rebuilt(
@@ -161,9 +163,9 @@ def test_a_serving_template_missing_its_graph_is_rebuilt(
     (line,) = warnings_in(err)
     assert "serving template" in line and "saved_model.pb" in line
     newest = list_runs()[0]
-    assert Path(newest["artifacts"]["model"], "saved_model.pb").is_file()
+    assert Path(newest.artifacts["model"], "saved_model.pb").is_file()
     image = tiny_images / "test" / "red" / "red_0.png"
-    code, out, err = cli(["predict", str(image), "--run", str(newest["id"])], capsys)
+    code, out, err = cli(["predict", str(image), "--run", str(newest.id)], capsys)
     assert code == 0 and out.startswith(str(image)), err
 
 
@@ -448,7 +450,7 @@ def test_a_wrong_feature_dim_says_what_was_declared_and_what_the_model_gives(
     code, _, err = run_cli(tiny_images, capsys, "--json")
     assert code == 1
     (stored,) = list_runs()
-    assert stored["reason"] == (
+    assert stored.reason == (
         f"tiny: the registry declares feature_dim = 5, but the model gives {TINY_FEATURES} "
         f"features; set feature_dim = {TINY_FEATURES} in its registry entry"
     )
@@ -496,9 +498,9 @@ def stored_run(tiny_registry, tiny_images, capsys) -> dict:
 def test_a_model_folder_missing_its_variables_is_one_line_in_predict(
     stored_run, tiny_images, capsys
 ):
-    shutil.rmtree(Path(stored_run["artifacts"]["model"]) / "variables")
+    shutil.rmtree(Path(stored_run.artifacts["model"]) / "variables")
     image = tiny_images / "test" / "red" / "red_0.png"
-    code, _, err = cli(["predict", str(image), "--run", str(stored_run["id"])], capsys)
+    code, _, err = cli(["predict", str(image), "--run", str(stored_run.id)], capsys)
     assert code == 1
     line = one_line(err)
     assert "saved model" in line and "cannot be loaded" in line
@@ -514,10 +516,10 @@ def test_a_copied_home_uses_its_own_files(
     shutil.copytree(zoo_home, copy)
     shutil.rmtree(zoo_home)
     monkeypatch.setenv("ZOO_HOME", str(copy))
-    moved = get_run(stored_run["id"])
-    assert Path(moved["artifacts"]["model"]).parent.parent == copy / "runs"
+    moved = get_run(stored_run.id)
+    assert Path(moved.artifacts["model"]).parent.parent == copy / "runs"
     image = tiny_images / "test" / "red" / "red_0.png"
-    code, out, err = cli(["predict", str(image), "--run", str(moved["id"])], capsys)
+    code, out, err = cli(["predict", str(image), "--run", str(moved.id)], capsys)
     assert code == 0, err
 
 
@@ -529,7 +531,7 @@ def test_old_absolute_artifact_paths_are_read_as_they_are(zoo_home):
             "artifacts, versions) VALUES ('t', 'b', 'm', 'ok', '{}', '{}', '{}', ?, '{}')",
             (json.dumps({"model": elsewhere}),),
         )
-    assert get_run(1)["artifacts"]["model"] == elsewhere
+    assert get_run(1).artifacts["model"] == elsewhere
 
 
 def test_a_run_folder_left_by_a_killed_run_is_cleaned_by_the_next_run(
@@ -548,8 +550,8 @@ def test_a_run_folder_left_by_a_killed_run_is_cleaned_by_the_next_run(
     assert code == 0, err
     assert not orphan.exists() and not legacy.exists() and live.is_dir()
     (stored,) = list_runs()
-    assert Path(stored["artifacts"]["run_folder"]).is_dir()
-    assert not (Path(stored["artifacts"]["run_folder"]) / ".running").exists()
+    assert Path(stored.artifacts["run_folder"]).is_dir()
+    assert not (Path(stored.artifacts["run_folder"]) / ".running").exists()
 
 
 def test_folders_of_stored_and_pending_runs_are_never_taken_for_orphans(zoo_home, monkeypatch):

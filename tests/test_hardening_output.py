@@ -21,6 +21,7 @@ from test_bad_input import cli, one_line
 from test_hardening import record
 
 import zoo
+from zoo.analysis.record import RunRecord
 from zoo.runs.store import get_run, list_runs, save_run
 
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # every control character but newline
@@ -103,7 +104,7 @@ def test_3_no_control_characters_reach_the_terminal(tmp_path, tiny_savedmodel, c
 MATH_CLASSES = ["$\\undefinedcmd{x}$", "cost $5 or $6"]
 
 
-def math_record(**changes) -> dict:
+def math_record(**changes) -> RunRecord:
     metrics = {
         "accuracy": 0.5,
         "classes": MATH_CLASSES,
@@ -141,7 +142,7 @@ def test_13_file_and_class_names_that_are_not_utf8_run(tiny_registry, tmp_path, 
     assert code == 0, err
     assert "Traceback" not in err
     run = list_runs()[0]
-    assert run["status"] == "ok" and len(run["metrics"]["classes"]) == 2
+    assert run.status == "ok" and len(run.metrics["classes"]) == 2
     code, out, err = cli(["runs"], capsys)
     assert code == 0 and not CONTROL.search(out), err
 
@@ -149,7 +150,7 @@ def test_13_file_and_class_names_that_are_not_utf8_run(tiny_registry, tmp_path, 
 # --- 14. what an ensemble run cannot do ---------------------------------------------------------
 
 
-def ensemble_record() -> dict:
+def ensemble_record() -> RunRecord:
     return record(
         backbone="tiny+tiny",
         mode="ensemble",
@@ -220,8 +221,8 @@ def test_17_data_is_stored_absolute_and_a_missing_folder_names_data(
     code, _, err = cli(["run", "tiny", "--data", "data", "--epochs", "1"], capsys)
     assert code == 0, err
     run = get_run(1)
-    assert Path(run["data"]).is_absolute()
-    assert all(Path(folder).is_absolute() for folder in run["settings"]["data"].values())
+    assert Path(run.data).is_absolute()
+    assert all(Path(folder).is_absolute() for folder in run.settings["data"].values())
     monkeypatch.chdir(tmp_path)
     shutil.rmtree(tmp_path / "work" / "data")
     code, _, err = cli(["export", "1", "--format", "tflite"], capsys)
@@ -341,7 +342,7 @@ def test_20_long_class_names_draw_without_a_layout_warning(tmp_path):
     metrics = {"accuracy": 0.5, "classes": classes, "confusion_matrix": [[1, 1], [1, 1]]}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        write_report({**record(metrics=metrics), "id": 1}, tmp_path / "report")
+        write_report(record(metrics=metrics, id=1), tmp_path / "report")
 
 
 def test_20_a_tflite_export_prints_no_library_notes(tiny_registry, tiny_images, tmp_path, capfd):

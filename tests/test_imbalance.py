@@ -79,7 +79,7 @@ def test_a_weighted_run_warns_of_the_small_class_and_records_balanced_accuracy(
     assert code == 0, err
     assert "class 'blue' has 1 training image, under 10% of 'red''s 13" in err
     record = get_run(1)
-    assert record["settings"]["class_weight"] == "balanced"
-    assert 0 <= record["metrics"]["balanced_accuracy"] <= 1 and "bal acc" in out
+    assert record.settings["class_weight"] == "balanced"
+    assert 0 <= record.metrics["balanced_accuracy"] <= 1 and "bal acc" in out
     code, _, err = run_main(["run", "tiny", "--class-weight", "inverse"], capsys)
     assert code == 2 and "--class-weight must be one of none, balanced" in err

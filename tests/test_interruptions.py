@@ -22,6 +22,7 @@ from conftest import TINY_FEATURES, registry_text
 
 import zoo
 import zoo.extraction.extract
+from zoo.analysis.record import RunRecord
 from zoo.extraction.cache import FeatureCache
 from zoo.runs import pipelines, store
 from zoo.runs.store import get_run, list_runs, save_run
@@ -42,7 +43,7 @@ def run_tiny(data: Path, names=("tiny",), **settings):
     return zoo.run(list(names), data=data, **{"epochs": 2, "lr": 0.05, **settings})
 
 
-def store_earlier_run() -> dict:
+def store_earlier_run() -> RunRecord:
     """A run from before the interruption, which must come through intact."""
     record = {
         "created_at": "2024-01-01T00:00:00",
@@ -57,13 +58,13 @@ def store_earlier_run() -> dict:
         "artifacts": {},
         "versions": {"zoo": "0.1.0"},
     }
-    return get_run(save_run(record))
+    return get_run(save_run(RunRecord(**record)))
 
 
-def assert_store_intact(*expected: dict) -> None:
+def assert_store_intact(*expected: RunRecord) -> None:
     with sqlite3.connect(store.store_path()) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    assert list_runs() == sorted(expected, key=lambda run: -run["id"])
+    assert list_runs() == sorted(expected, key=lambda run: -run.id)
 
 
 def cached_vectors(home: Path) -> int:
@@ -80,7 +81,7 @@ def assert_no_leftovers(home: Path) -> None:
     """No temp file or folder, and no run folder without its stored row."""
     assert [p for p in home.rglob(".tmp-*")] == []
     runs = home / "runs"
-    stored = {Path(r["artifacts"]["run_folder"]) for r in list_runs() if r["artifacts"]}
+    stored = {Path(r.artifacts["run_folder"]) for r in list_runs() if r.artifacts}
     assert set(runs.iterdir() if runs.exists() else []) <= stored
 
 
@@ -215,8 +216,8 @@ def test_interrupt_during_training_keeps_earlier_runs_and_all_features(
         patch.setattr(pipelines, "fit", fit_interrupted_in_second_backbone)
         with pytest.raises(KeyboardInterrupt):
             run_tiny(tiny_images, all_backbones=True, names=())
-    (first,) = [run for run in list_runs() if run["backbone"] == "first"]
-    assert first["status"] == "ok"
+    (first,) = [run for run in list_runs() if run.backbone == "first"]
+    assert first.status == "ok"
     assert_store_intact(earlier, first)
     assert_no_leftovers(zoo_home)
     assert cached_vectors(zoo_home) == 2 * (TRAIN + VALIDATION + TEST)
@@ -271,7 +272,7 @@ def test_interrupt_during_the_store_write_leaves_no_row_and_no_orphan_artifacts(
     assert not list((zoo_home / "runs").iterdir())  # the model saved for the lost row is gone
 
     result = run_tiny(tiny_images).results[0]
-    assert result.ok and result.computed_features == 0 and result.run_id == earlier["id"] + 1
+    assert result.ok and result.computed_features == 0 and result.run_id == earlier.id + 1
     assert_store_intact(earlier, get_run(result.run_id))
 
 
@@ -392,7 +393,7 @@ def test_two_runs_at_once_on_one_home_both_complete(tiny_registry, tiny_images, 
         assert process.returncode == 0, err
     run_ids = sorted(json.loads(out)["runs"][0]["run_id"] for out, _ in outputs)
     assert run_ids == [1, 2]
-    assert [(r["id"], r["status"]) for r in list_runs()] == [(2, "ok"), (1, "ok")]
+    assert [(r.id, r.status) for r in list_runs()] == [(2, "ok"), (1, "ok")]
     assert cached_vectors(zoo_home) >= TRAIN + VALIDATION + TEST  # both may have written shards
     assert_no_leftovers(zoo_home)
     assert run_tiny(tiny_images).results[0].computed_features == 0

@@ -32,8 +32,8 @@ def run_tiny(reporter=None, **options):
 def test_given_validation_replaces_the_carved_one_and_says_so(tiny_registry, tmp_path):
     data = write_image_folders(tmp_path / "data", {"train": 6, "validation": 3, "test": 2})
     result, record, lines = run_tiny(data=data)
-    assert record["settings"]["split"]["layout"] == "train+val+test"
-    assert record["settings"]["split"]["validation"] == "given"
+    assert record.settings["split"]["layout"] == "train+val+test"
+    assert record.settings["split"]["validation"] == "given"
     assert any("given validation split (9 images)" in line for line in lines)
     assert result.metrics["test_images"] == 6
     # The given split is part of the fingerprint: the same images with val/ moved into train/
@@ -42,8 +42,8 @@ def test_given_validation_replaces_the_carved_one_and_says_so(tiny_registry, tmp
         shutil.move(image, data / "train" / image.parent.name / image.name)
     (data / "validation").rename(tmp_path / "gone")
     _, merged, _ = run_tiny(data=data)
-    assert merged["settings"]["split"]["validation"] == "carved"
-    assert merged["data_fingerprint"] != record["data_fingerprint"]
+    assert merged.settings["split"]["validation"] == "carved"
+    assert merged.data_fingerprint != record.data_fingerprint
 
 
 @pytest.mark.parametrize("layout", ["class folders", "train only"])
@@ -52,13 +52,13 @@ def test_a_folder_without_test_gets_a_carved_test_split(tiny_registry, tmp_path,
     split = "train" if layout == "train only" else "."
     write_image_folders(root, {split: 10})
     result, record, lines = run_tiny(data=root)
-    facts = record["settings"]["split"]
+    facts = record.settings["split"]
     assert facts["layout"] == layout and facts["test_fraction"] == 0.2
     assert 3 <= result.metrics["test_images"] <= 12  # ~20% of each of 3 classes of 10
     assert any("no test split given" in line for line in lines)
     _, other, _ = run_tiny(data=root, test_fraction=0.4)
-    assert other["data_fingerprint"] != record["data_fingerprint"]  # another test set
-    assert other["metrics"]["test_images"] > result.metrics["test_images"]
+    assert other.data_fingerprint != record.data_fingerprint  # another test set
+    assert other.metrics["test_images"] > result.metrics["test_images"]
 
 
 def test_class_folders_end_to_end_from_the_cli(tiny_registry, tmp_path, capsys):
@@ -88,12 +88,12 @@ def test_a_manifest_runs_with_its_splits(tiny_registry, tmp_path):
 
     manifest = write_manifest(tmp_path, rows)
     result, record, _ = run_tiny(manifest=manifest)
-    assert record["settings"]["split"] == {
+    assert record.settings["split"] == {
         "layout": "manifest with splits",
         "validation": "given",
         "leaks": 0,
     }
-    assert result.metrics["test_images"] == 6 and record["data"] == str(tmp_path)
+    assert result.metrics["test_images"] == 6 and record.data == str(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -40,15 +40,15 @@ def test_a_run_is_logged_to_an_mlflow_file_store(tiny_registry, tiny_images, tmp
     params = found.data.params
     assert params["backbone"] == "tiny" and params["mode"] == "feature-extraction"
     assert float(params["settings.lr"]) == 0.05 and params["settings.batch_size"] == "8"
-    assert params["data_fingerprint"] == record["data_fingerprint"]
+    assert params["data_fingerprint"] == record.data_fingerprint
     assert Path(params["data"]).name == "data"
     val_loss = client.get_metric_history(found.info.run_id, "val_loss")
     assert [m.step for m in val_loss] == list(range(result.epochs_run))
-    assert [m.value for m in val_loss] == pytest.approx(record["history"]["val_loss"])
+    assert [m.value for m in val_loss] == pytest.approx(record.history["val_loss"])
     metrics = found.data.metrics
-    assert metrics["test_accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+    assert metrics["test_accuracy"] == pytest.approx(record.metrics["accuracy"])
     assert metrics["test_class_accuracy/red"] == pytest.approx(
-        record["metrics"]["per_class_accuracy"]["red"]
+        record.metrics["per_class_accuracy"]["red"]
     )
     downloaded = Path(
         mlflow.artifacts.download_artifacts(
@@ -56,7 +56,7 @@ def test_a_run_is_logged_to_an_mlflow_file_store(tiny_registry, tiny_images, tmp
         )
     )
     confusion = json.loads((downloaded / "confusion_matrix.json").read_text())
-    assert confusion["rows_true_columns_predicted"] == record["metrics"]["confusion_matrix"]
+    assert confusion["rows_true_columns_predicted"] == record.metrics["confusion_matrix"]
     assert confusion["classes"] == ["blue", "green", "red"]
     assert (downloaded / "model" / "saved_model.pb").is_file()
 
@@ -75,8 +75,8 @@ def test_a_tracking_server_that_is_down_is_one_warning(tiny_registry, tiny_image
     print(warning)
     assert "mlflow_tracker" in warning and "run_finished" in warning
     (stored,) = list_runs()
-    assert stored["id"] == result.run_id and stored["status"] == "ok"
-    assert Path(stored["artifacts"]["model"], "saved_model.pb").is_file()
+    assert stored.id == result.run_id and stored.status == "ok"
+    assert Path(stored.artifacts["model"], "saved_model.pb").is_file()
 
 
 @pytest.mark.skipif(

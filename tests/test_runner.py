@@ -50,11 +50,11 @@ def test_run_trains_evaluates_stores_and_writes_artifacts(tiny_registry, tiny_im
     assert tensorboard.parent == tmp_path / "tb" / "tiny"
     assert list(tensorboard.rglob("events.out.tfevents.*"))
     record = get_run(result.run_id)
-    assert record["status"] == "ok" and record["backbone"] == "tiny"
-    assert record["metrics"]["accuracy"] == result.metrics["accuracy"]
-    assert len(record["history"]["val_loss"]) == result.epochs_run
-    assert record["versions"]["tensorflow"] and record["data_fingerprint"]
-    assert record["settings"]["lr"] == 0.05
+    assert record.status == "ok" and record.backbone == "tiny"
+    assert record.metrics["accuracy"] == result.metrics["accuracy"]
+    assert len(record.history["val_loss"]) == result.epochs_run
+    assert record.versions["tensorflow"] and record.data_fingerprint
+    assert record.settings["lr"] == 0.05
 
 
 def test_default_learning_rates():
@@ -178,7 +178,7 @@ def test_failed_backbone_is_a_row_and_the_rest_still_run(
     assert by_name["tiny"].ok
     assert by_name["ghost"].status == "failed" and "/nowhere/model" in by_name["ghost"].reason
     assert summary.exit_code == 1
-    assert {r["status"] for r in list_runs()} == {"ok", "failed"}
+    assert {r.status for r in list_runs()} == {"ok", "failed"}
 
 
 def test_cli_run_prints_table_and_json(tiny_registry, tiny_images, capsys):
@@ -230,7 +230,7 @@ def test_report_writes_curves_and_confusion_matrix(tiny_registry, tiny_images, t
 def test_fine_tune_mode_trains_the_backbone(tiny_registry, tiny_images):
     result = run_tiny(tiny_images, mode="fine-tune", epochs=1, lr=None).results[0]
     assert result.ok and result.mode == "fine-tune"
-    assert get_run(result.run_id)["settings"]["lr"] == 1e-4
+    assert get_run(result.run_id).settings["lr"] == 1e-4
 
 
 def test_fine_tune_can_start_from_a_feature_extraction_head(tiny_registry, tiny_images):

@@ -12,25 +12,23 @@ import pluggy
 import pytest
 from conftest import run_main
 
+from zoo.analysis.record import RunRecord
 from zoo.catalog import hookspecs
 from zoo.runs.store import get_run, list_runs, save_run
 
 
 def record(backbone, data, status="ok", accuracy=0.5, fingerprint="a1b2c3d4e5f60718"):
-    return {
-        "created_at": "2026-12-01T19:00:00",
-        "backbone": backbone,
-        "mode": "feature-extraction",
-        "status": status,
-        "reason": None if status == "ok" else "offline",
-        "settings": {"epochs": 5, "batch_size": 32, "lr": 0.003, "seed": 42},
-        "data": data,
-        "data_fingerprint": fingerprint,
-        "metrics": {"accuracy": accuracy if status == "ok" else None, "epochs_run": 5},
-        "history": {},
-        "artifacts": {},
-        "versions": {},
-    }
+    return RunRecord(
+        created_at="2026-12-01T19:00:00",
+        backbone=backbone,
+        mode="feature-extraction",
+        status=status,
+        reason=None if status == "ok" else "offline",
+        settings={"epochs": 5, "batch_size": 32, "lr": 0.003, "seed": 42},
+        data=data,
+        data_fingerprint=fingerprint,
+        metrics={"accuracy": accuracy if status == "ok" else None, "epochs_run": 5},
+    )
 
 
 @pytest.fixture
@@ -123,9 +121,9 @@ def test_a_store_from_before_the_data_column_gains_it(zoo_home):
     )
     old.commit()
     old.close()
-    assert get_run(1)["data"] is None  # the old row is intact, its data folder unknown
+    assert get_run(1).data is None  # the old row is intact, its data folder unknown
     new_id = save_run(record("resnet50v2", "/photos/food"))
-    assert [run["id"] for run in list_runs(data="food")] == [new_id]
+    assert [run.id for run in list_runs(data="food")] == [new_id]
 
 
 def load_tracker_module(monkeypatch, mlflow_installed: bool):

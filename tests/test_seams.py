@@ -16,6 +16,7 @@ from test_hardening import record, run_cli
 from test_plugins import write_plugin
 
 import zoo
+from zoo.analysis.record import RunRecord
 from zoo.runs import store
 from zoo.runs.store import get_run, list_runs, save_run
 
@@ -51,8 +52,8 @@ def test_runs_lists_damaged_rows_by_status(capsys):
     code, out, err = cli(["runs", "--status", "ok", "--json", "--last", "1"], capsys)
     assert code == 0, err
     assert [run["id"] for run in json.loads(out)] == [3]
-    assert [r["id"] for r in list_runs(1, status="ok", data=None)] == [3]
-    assert [r["id"] for r in list_runs(5, status="ok")] == [3, 1]  # the damaged one is not ok
+    assert [r.id for r in list_runs(1, status="ok", data=None)] == [3]
+    assert [r.id for r in list_runs(5, status="ok")] == [3, 1]  # the damaged one is not ok
 
 
 def test_an_ensemble_records_its_data_and_trackers_see_it(
@@ -82,7 +83,7 @@ def test_an_ensemble_records_its_data_and_trackers_see_it(
         "2 feature-extraction",
         "3 ensemble",
     ]
-    assert get_run(3)["data"] == str(tiny_images)
+    assert get_run(3).data == str(tiny_images)
     code, out, err = cli(["runs", "--data", tiny_images.name, "--json"], capsys)
     assert code == 0, err
     assert [run["id"] for run in json.loads(out)] == [3, 2, 1]
@@ -130,12 +131,14 @@ def test_ray_workers_of_one_model_share_one_unpacked_copy_per_node(
     assert (first.folder / "saved_model.pb").is_file()
 
 
-def _measured(run_id: int, backbone: str, engine: str, speed: float | None) -> dict:
-    return {
-        "id": run_id,
-        "backbone": backbone,
-        "metrics": {"engine": engine, "images_per_second": speed},
-    }
+def _measured(run_id: int, backbone: str, engine: str, speed: float | None) -> RunRecord:
+    return RunRecord(
+        id=run_id,
+        backbone=backbone,
+        mode="feature-extraction",
+        status="ok",
+        metrics={"engine": engine, "images_per_second": speed},
+    )
 
 
 def test_a_cached_run_borrows_the_speed_of_its_own_engine_and_precision():

@@ -98,17 +98,17 @@ def test_two_workers_store_one_run_equal_to_a_single_workers(
     )
     assert (chief_code, worker_code) == (0, 0), (chief_err[-2000:], worker_err[-2000:])
     (stored,) = list_runs(path=cluster_home / "runs.sqlite")  # the chief's, and only the chief's
-    assert stored["status"] == "ok" and stored["settings"]["strategy"] == "multi-worker"
-    assert json.loads(chief_out)["runs"][0]["run_id"] == stored["id"]
+    assert stored.status == "ok" and stored.settings["strategy"] == "multi-worker"
+    assert json.loads(chief_out)["runs"][0]["run_id"] == stored.id
 
     (alone,) = zoo.run(
         ["small_cnn"], data=tiny_images, epochs=2, seed=3, strategy="default"
     ).results
     assert alone.ok, alone.reason
     # The global batch is split across the workers and their gradients summed: the same steps.
-    assert stored["metrics"]["accuracy"] == pytest.approx(alone.metrics["accuracy"], abs=1e-9)
-    assert stored["metrics"]["loss"] == pytest.approx(alone.metrics["loss"], rel=1e-3)
-    assert stored["history"]["loss"] == pytest.approx(alone.history["loss"], rel=1e-3)
+    assert stored.metrics["accuracy"] == pytest.approx(alone.metrics["accuracy"], abs=1e-9)
+    assert stored.metrics["loss"] == pytest.approx(alone.metrics["loss"], rel=1e-3)
+    assert stored.history["loss"] == pytest.approx(alone.history["loss"], rel=1e-3)
 
 
 def test_a_worker_that_dies_fails_the_run_in_one_line(small_cnn_registry, tiny_images, tmp_path):
@@ -125,7 +125,7 @@ def test_a_worker_that_dies_fails_the_run_in_one_line(small_cnn_registry, tiny_i
     assert row["reason"].startswith("a worker of the cluster stopped or cannot be reached")
     assert "Traceback" not in chief_err
     (stored,) = list_runs(path=home / "runs.sqlite")
-    assert stored["status"] == "failed" and "model" not in stored["artifacts"]
+    assert stored.status == "failed" and "model" not in stored.artifacts
     runs = home / "runs"
     assert not runs.exists() or not any(runs.iterdir())  # no run folder left behind
 

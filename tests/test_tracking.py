@@ -63,15 +63,15 @@ def _value(proto):
 def test_a_run_shows_up_in_tensorboard_hparams(tiny_registry, tiny_images, tmp_path):
     result = run_tiny(tiny_images, logdir=tmp_path / "tb", batch_size=8)
     record = get_run(result.run_id)
-    assert Path(record["data"]) == tiny_images  # kept at run time, for `zoo runs`
-    (session,) = hparams_sessions(Path(record["artifacts"]["tensorboard"]))
+    assert Path(record.data) == tiny_images  # kept at run time, for `zoo runs`
+    (session,) = hparams_sessions(Path(record.artifacts["tensorboard"]))
     hparams, scalars = session
     assert hparams["backbone"] == "tiny" and hparams["mode"] == "feature-extraction"
     assert hparams["lr"] == pytest.approx(0.05) and hparams["batch_size"] == 8
     assert hparams["run_id"] == result.run_id and hparams["data"] == "data"
     assert "logdir" not in hparams  # a place, not a choice
-    assert scalars["test/accuracy"] == pytest.approx(record["metrics"]["accuracy"])
-    assert scalars["test/macro_f1"] == pytest.approx(record["metrics"]["macro_f1"])
+    assert scalars["test/accuracy"] == pytest.approx(record.metrics["accuracy"])
+    assert scalars["test/macro_f1"] == pytest.approx(record.metrics["macro_f1"])
     assert scalars["run/images_per_second"] == pytest.approx(result.images_per_second, rel=1e-6)
 
 
@@ -94,7 +94,7 @@ def test_a_tracker_that_raises_is_one_warning_and_the_run_is_stored(
     result = run_tiny(tiny_images, reporter=reporter, logdir=tmp_path / "tb")
     (warning,) = [text for text in reporter.texts if "broken_tracker" in text]
     assert "refused the connection" in warning and "run_finished" in warning
-    assert [run["id"] for run in list_runs()] == [result.run_id]
-    assert get_run(result.run_id)["status"] == "ok"
+    assert [run.id for run in list_runs()] == [result.run_id]
+    assert get_run(result.run_id).status == "ok"
     # The other trackers still ran: the built-in HParams one wrote its session.
     assert hparams_sessions(Path(result.artifacts["tensorboard"]))

@@ -156,9 +156,9 @@ def test_tune_picks_the_best_validation_trial_refits_and_stores_it(tiny_registry
     # The refit trains on train + validation for the chosen epochs: no validation curve.
     assert result.epochs_run == chosen["epochs"] and "val_loss" not in result.history
     record = get_run(result.run_id)
-    assert record["settings"]["tune"] is True
-    assert record["settings"]["tuned"] == chosen
-    assert record["settings"]["lr"] == chosen["learning_rate"]
+    assert record.settings["tune"] is True
+    assert record.settings["tuned"] == chosen
+    assert record.settings["lr"] == chosen["learning_rate"]
 
 
 def run_main(args, capsys):

@@ -236,14 +236,14 @@ def test_a_staged_run_is_one_stored_run_with_both_stages(layered_registry, tiny_
     assert result.ok, result.reason
     assert result.mode == "fine-tune" and result.epochs_run == 5
     record = get_run(result.run_id)
-    head, tune = record["settings"]["stages"]
+    head, tune = record.settings["stages"]
     assert head["stage"] == "head" and head["epochs_run"] == 3 and head["lr"] == 3e-3
     assert tune["stage"] == "fine-tune" and tune["epochs_run"] == 2 and tune["lr"] == 1e-4
     assert tune["unfreeze"]["layers"] == 1 and tune["unfreeze"]["of_layers"] == 3
     assert tune["unfreeze"]["variables"] == 2
     assert tune["unfreeze"]["lowest"] == "top_kernel:0 [16, 8]"
-    assert record["settings"]["lr"] == 1e-4 and record["settings"]["unfreeze"] == "1"
-    assert len(record["history"]["loss"]) == 5 and len(record["history"]["val_loss"]) == 5
+    assert record.settings["lr"] == 1e-4 and record.settings["unfreeze"] == "1"
+    assert len(record.history["loss"]) == 5 and len(record.history["val_loss"]) == 5
     assert Path(result.artifacts["model"], "saved_model.pb").is_file()
     assert result.computed_features == 45  # stage 1 ran on (newly cached) features
 
@@ -254,7 +254,7 @@ def test_head_from_replaces_stage_one(layered_registry, tiny_images):
         ["tiny"], data=tiny_images, unfreeze="all", head_from=first.run_id, epochs=1
     ).results[0]
     assert staged.ok, staged.reason
-    head, tune = get_run(staged.run_id)["settings"]["stages"]
+    head, tune = get_run(staged.run_id).settings["stages"]
     assert head["from_run"] == first.run_id and head["epochs_run"] == 2
     assert tune["unfreeze"]["layers"] is None and tune["unfreeze"]["variables"] == 7
     assert staged.computed_features is None  # no features were read: the head came from run 1
@@ -328,7 +328,7 @@ def test_efficientnet_lite0_top_layers_train_and_the_rest_stays(zoo_home):
         engine="tensorflow",
     ).results[0]
     assert result.ok, result.reason
-    tune = get_run(result.run_id)["settings"]["stages"][1]
+    tune = get_run(result.run_id).settings["stages"][1]
     assert tune["unfreeze"]["layers"] == 3 and tune["unfreeze"]["of_layers"] == 49
 
     backbone = get_backbone("efficientnet_lite0")

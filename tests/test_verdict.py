@@ -9,6 +9,7 @@ from conftest import run_main
 from scipy import stats
 
 import zoo
+from zoo.analysis.record import RunRecord
 from zoo.analysis.statistics import accuracy_interval, holm, mcnemar_exact, wilson_interval
 from zoo.analysis.verdict import Candidate, decide, sentences
 from zoo.runs.store import get_run
@@ -161,12 +162,12 @@ def test_zoo_compare_ends_with_the_verdict(tiny_registry, tiny_images, capsys, m
     (pair,) = verdict["pairs"]
     assert set(pair) == {"run", "vs", "b", "c", "p", "p_adjusted"}
     # b and c, computed here from the stored probabilities
-    stored = [np.load(get_run(int(i))["artifacts"]["test_probabilities"]) for i in ids]
+    stored = [np.load(get_run(int(i)).artifacts["test_probabilities"]) for i in ids]
     right = {int(i): s["probabilities"].argmax(1) == s["labels"] for i, s in zip(ids, stored)}
     best, other = right[pair["vs"]], right[pair["run"]]
     assert (pair["b"], pair["c"]) == (int((best & ~other).sum()), int((other & ~best).sum()))
     record = get_run(int(ids[0]))
-    assert record["metrics"]["accuracy_ci"] == pytest.approx(
+    assert record.metrics["accuracy_ci"] == pytest.approx(
         list(wilson_interval(int(right[int(ids[0])].sum()), len(right[int(ids[0])])))
     )
 
@@ -186,7 +187,7 @@ def test_runs_on_other_data_or_alone_get_one_line_and_the_table(
     assert code == 0 and "no verdict: it needs two or more finished runs" in out
 
     third = zoo.run(["tiny"], data=tiny_images, epochs=1, seed=3).results[0]
-    path = get_run(third.run_id)["artifacts"]["test_probabilities"]
+    path = get_run(third.run_id).artifacts["test_probabilities"]
     os.remove(path)
     code, out, err = run_main(["compare", str(first.run_id), str(third.run_id)], capsys)
     assert code == 0 and "has no stored test predictions" in err
@@ -246,14 +247,14 @@ def test_seeds_train_several_heads_on_the_cached_features(tiny_registry, tiny_im
     seeded = zoo.run(["tiny"], data=tiny_images, epochs=3, lr=0.05, seed=7, seeds=3).results[0]
     assert seeded.ok, seeded.reason
     assert seeded.computed_features == 0  # the extra heads cost no extraction
-    metrics = get_run(seeded.run_id)["metrics"]
+    metrics = get_run(seeded.run_id).metrics
     assert metrics["accuracy"] == plain.metrics["accuracy"]  # the first head is the plain run's
     accuracies = metrics["seed_accuracies"]
     assert metrics["seeds"] == 3 and len(accuracies) == 3
     assert accuracies[0] == metrics["accuracy"]
     assert metrics["seed_accuracy_mean"] == pytest.approx(np.mean(accuracies))
     assert metrics["seed_accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
-    averaged = np.load(get_run(seeded.run_id)["artifacts"]["seed_averaged_probabilities"])
+    averaged = np.load(get_run(seeded.run_id).artifacts["seed_averaged_probabilities"])
     right = averaged["probabilities"].argmax(1) == averaged["labels"]
     assert metrics["seed_averaged_accuracy"] == pytest.approx(right.mean())
 
@@ -362,12 +363,14 @@ def test_the_report_gallery_shows_the_images_only_one_run_got_right(tmp_path):
     best[20:23] = 1 - labels[20:23]  # the best misses three others
     classes = ["<b>cat</b>", "dog"]
     records = [
-        {
-            "id": run,
-            "backbone": name,
-            "metrics": {"classes": classes},
-            "artifacts": {"test_images": str(tmp_path / "test_images.json")},
-        }
+        RunRecord(
+            id=run,
+            backbone=name,
+            mode="feature-extraction",
+            status="ok",
+            metrics={"classes": classes},
+            artifacts={"test_images": str(tmp_path / "test_images.json")},
+        )
         for run, name in ((1, "best"), (2, "rival"))
     ]
     candidates = [candidate(1, best == labels), candidate(2, rival == labels)]

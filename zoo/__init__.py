@@ -3,7 +3,7 @@
 What a plugin needs is here, and cheap to import (no TensorFlow): `zoo.hookimpl`,
 `zoo.Backbone`, `zoo.Preprocessing`, and for an extraction engine `zoo.Engine`,
 `zoo.EngineUnavailable`, `zoo.ResolvedBackbone`; for a deployment target
-`zoo.DeployTarget`. The notebook API (`zoo.list_backbones`,
+`zoo.DeployTarget` (whose `export` gets a stored run as a `zoo.RunRecord`). The notebook API (`zoo.list_backbones`,
 `zoo.create_model`, `zoo.run`) loads lazily, so that `import zoo` and the fast CLI commands
 never import TensorFlow.
 """
@@ -25,6 +25,7 @@ PLUGIN_NAMES = {
     "EngineUnavailable": "zoo.extraction.engines.base",
     "ResolvedBackbone": "zoo.extraction.engines.base",
     "DeployTarget": "zoo.runs.targets",
+    "RunRecord": "zoo.analysis.record",
 }
 __all__ = [
     "Backbone",
@@ -34,6 +35,7 @@ __all__ = [
     "EngineUnavailable",
     "Preprocessing",
     "ResolvedBackbone",
+    "RunRecord",
     "WeightsError",
     "ZooError",
     "hookimpl",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from zoo.analysis.record import RunRecord
 from zoo.errors import UsageError
 
 PREFERENCES = ("speed", "size", "accuracy", "latency")
@@ -68,28 +69,28 @@ def check_budget(
         raise UsageError("--prefer latency ranks by measured latency: add --deploy TARGET")
 
 
-def candidate(run: dict[str, Any], target: str) -> Candidate | str:
+def candidate(run: RunRecord, target: str) -> Candidate | str:
     """The run on `target` as a candidate, or why it is not one (one line)."""
-    if run.get("status") != "ok":
-        return f"the run {run.get('status')}: {run.get('reason')}"
-    figures = (run.get("metrics") or {}).get("deploy", {}).get(target)
+    if not run.is_ok:
+        return f"the run {run.status}: {run.reason}"
+    figures = run.deployed.get(target)
     if not figures:
         return f"not measured on {target}"
     if "error" in figures:
         return f"{target} failed: {figures['error']}"
     return Candidate(
-        run_id=run["id"],
-        backbone=run["backbone"],
+        run_id=run.id,
+        backbone=run.backbone,
         target=target,
         accuracy=float(figures["accuracy"]),
         ms=float(figures["latency"][LATENCY_KEY]["median_ms"]),
         mb=figures["size_bytes"] / MEGABYTE,
-        probabilities=(run.get("artifacts") or {}).get(f"deploy_{target}_probabilities"),
+        probabilities=run.artifacts.get(f"deploy_{target}_probabilities"),
     )
 
 
 def within_budget(
-    runs: list[dict[str, Any]],
+    runs: list[RunRecord],
     targets: list[str],
     budget_ms: float | None = None,
     budget_mb: float | None = None,
@@ -106,7 +107,7 @@ def within_budget(
             found = candidate(run, target)
             why = found if isinstance(found, str) else _over_budget(found, budget_ms, budget_mb)
             if why:
-                fit.left_out.append((run["id"], target, why))
+                fit.left_out.append((run.id, target, why))
             else:
                 fit.fits.append(found)
     if prefer == "latency":

@@ -33,12 +33,14 @@ def register_deploy_targets(register):
 
 @hookspec
 def run_finished(run):
-    """A run was stored; `run` is its record as `zoo compare --json` lists it (trackers)."""
+    """A run was stored; `run` is its record as `zoo compare --json` lists it (a dict: the
+    RunRecord's `to_json()`), for trackers."""
 
 
 @hookspec
 def verdict_reached(verdict, runs):
-    """`zoo run` of several backbones reached a verdict (as `--json` shows it) over `runs`."""
+    """`zoo run` of several backbones reached a verdict (as `--json` shows it) over `runs` (the
+    runs' records as `zoo compare --json` lists them)."""
 
 
 @hookspec

@@ -476,7 +476,7 @@ def _refuse_combined_deploy(selection, targets) -> None:
         refuse_combined_selection(selection)
 
 
-def _deploy_after_run(summary, rows: list[dict], targets, reporter) -> list[dict]:
+def _deploy_after_run(summary, rows: list[dict], targets, reporter) -> list:
     """Each stored run with a saved model, deployed and measured; its row shows the figures."""
     from zoo.runs.deploy import deploy_runs
     from zoo.runs.store import get_run
@@ -492,10 +492,10 @@ def _deploy_after_run(summary, rows: list[dict], targets, reporter) -> list[dict
     for row in rows:
         if row["run_id"] in measured:
             row["metrics"]["deploy"] = measured[row["run_id"]]
-    return [get_run(record["id"]) for record in records]
+    return [get_run(record.id) for record in records]
 
 
-def _deploy_stored(stored: list[dict], targets) -> list[dict]:
+def _deploy_stored(stored: list, targets) -> list:
     """`zoo compare --deploy`: measure what is not measured yet on this machine, then re-read."""
     from zoo.cli.progress import RichReporter
     from zoo.runs.deploy import check_deployable, deploy_runs, needs_measuring
@@ -506,15 +506,13 @@ def _deploy_stored(stored: list[dict], targets) -> list[dict]:
     if needs_measuring(stored, targets):
         load_tensorflow()
         deploy_runs(stored, targets, RichReporter(err))
-    return [get_run(record["id"]) for record in stored]
+    return [get_run(record.id) for record in stored]
 
 
-def _deploy_exit_code(records: list[dict], targets) -> int:
+def _deploy_exit_code(records: list, targets) -> int:
     """1 when a target failed on some run (the run itself is stored all the same)."""
     failed = any(
-        "error" in (record["metrics"].get("deploy") or {}).get(target.name, {})
-        for record in records
-        for target in targets
+        "error" in record.deployed.get(target.name, {}) for record in records for target in targets
     )
     return 1 if failed else 0
 
@@ -698,7 +696,8 @@ def runs(
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV (for spreadsheets)."),
 ) -> None:
     """Stored runs, newest first: data folder and fingerprint, test accuracy, status."""
-    from zoo.runs.store import STATUSES, list_runs
+    from zoo.analysis.record import STATUSES
+    from zoo.runs.store import list_runs
 
     if not 1 <= last <= LARGEST_LIMIT:
         raise UsageError(f"--last must be between 1 and {LARGEST_LIMIT}")
@@ -712,7 +711,7 @@ def runs(
     if as_csv:
         sys.stdout.write(tables.runs_csv(stored))
     else:
-        emit(stored, as_json, tables.runs_table)
+        emit([record.to_json() for record in stored], as_json, lambda _: tables.runs_table(stored))
 
 
 def _check_filter_values(backbone: str | None, data: str | None) -> None:
@@ -760,15 +759,16 @@ def compare(
     )
     if as_json:
         budgeted = {"budget": budget.facts()} if budget else {}
-        print_json({"runs": stored, "verdict": _verdict_facts(judgement), **budgeted})
+        runs = [record.to_json() for record in stored]
+        print_json({"runs": runs, "verdict": _verdict_facts(judgement), **budgeted})
     else:
-        rows = [{**record, "run_id": record["id"]} for record in stored]
+        rows = [tables.stored_row(record) for record in stored]
         out.print(tables.comparison_table(rows, title="Runs compared", deploy=_names(targets)))
         _print_budget(budget, budget_ms, budget_mb, prefer)
-        for row in rows:
-            if row["status"] != "ok":
+        for record in stored:
+            if not record.is_ok:
                 out.print(
-                    escape(f"run {row['id']} ({row['backbone']}) {row['status']}: {row['reason']}"),
+                    escape(f"run {record.id} ({record.backbone}) {record.status}: {record.reason}"),
                     highlight=False,
                 )
         print_judgement(judgement)
@@ -887,11 +887,11 @@ def ensemble_runs(
 
     record = ensemble(run_ids, RichReporter(err))  # a failing tracker's warning on stderr
     if as_json:
-        print_json(record)
+        print_json(record.to_json())
         return
-    members = [get_run(run_id) for run_id in record["settings"]["members"]]
-    rows = [{**row, "run_id": row["id"]} for row in [*members, record]]
-    out.print(tables.comparison_table(rows, title=f"Ensemble (run {record['id']})"))
+    members = [get_run(run_id) for run_id in record.members]
+    rows = [tables.stored_row(row) for row in [*members, record]]
+    out.print(tables.comparison_table(rows, title=f"Ensemble (run {record.id})"))
 
 
 @app.command()
@@ -919,7 +919,7 @@ def export(
     record = get_run(run_id)
     refuse_ensemble(record, "export")
     folders = find_layout(data).folders if data else None  # any layout `zoo run` reads
-    folder = out_dir or Path(record["artifacts"]["run_folder"]) / f"export-{fmt}-{quantize}"
+    folder = out_dir or record.run_folder / f"export-{fmt}-{quantize}"
     load_tensorflow()
     report = export_run(record, folder, fmt, quantize, folders, limit, RichReporter(err))
     if as_json:

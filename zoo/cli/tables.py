@@ -13,9 +13,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from zoo.analysis.record import RunRecord
 from zoo.analysis.statistics import accuracy_interval
 from zoo.cli.text import printable
-from zoo.runs.store import data_name
 
 
 def _plain(value: Any) -> Text:
@@ -218,8 +218,11 @@ def _mode_label(row: dict[str, Any]) -> str:
 
 
 def _engine_part(row: dict[str, Any]) -> str:
+    return _engine_label((row.get("metrics") or {}).get("engine"))
+
+
+def _engine_label(engine: Any) -> str:
     """`, openvino fp32`: the engine that extracted the features, without its version."""
-    engine = (row.get("metrics") or {}).get("engine")
     if not isinstance(engine, str) or not engine:
         return ""
     return ", " + " ".join(word for word in engine.split() if not word[:1].isdigit())
@@ -324,31 +327,32 @@ def _short(reason: str | None, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _data(run: dict[str, Any]) -> str:
+def _data(run: RunRecord) -> str:
     """The data folder's name beside the start of its fingerprint: `food a1b2c3d4`."""
-    name = data_name(run)
-    fingerprint = (run.get("data_fingerprint") or "")[:8]
-    return " ".join(part for part in (name, fingerprint) if part) or "-"
+    fingerprint = (run.data_fingerprint or "")[:8]
+    return " ".join(part for part in (run.data_name, fingerprint) if part) or "-"
 
 
-def runs_table(runs: list[dict[str, Any]]) -> Table:
+def stored_row(record: RunRecord) -> dict[str, Any]:
+    """A stored run as a row of `comparison_table` (the shape of `zoo run --json`'s rows)."""
+    return {**record.to_json(), "run_id": record.id}
+
+
+def runs_table(runs: list[RunRecord]) -> Table:
     table = Table(title="Runs (newest first)")
     for column in ("run", "when", "backbone", "mode", "test acc", "epochs", "data", "status"):
         table.add_column(column)
     for run in runs:
+        augmented = ", augmented" if run.settings.get("augmentation") else ""
         table.add_row(
-            str(run["id"]),
-            _plain(run["created_at"]),
-            _plain(run["backbone"]),
-            _plain(run["mode"] + (", augmented" if _augmentation(run) else "") + _engine_part(run)),
-            accuracy_text(run["metrics"]),
-            _fmt(run["metrics"].get("epochs_run")),
+            str(run.id),
+            _plain(run.created_at),
+            _plain(run.backbone),
+            _plain(run.mode + augmented + _engine_label(run.engine)),
+            accuracy_text(run.metrics),
+            _fmt(run.metrics.get("epochs_run")),
             _plain(_data(run)),
-            _plain(
-                run["status"]
-                if run["status"] == "ok"
-                else f"{run['status']}: {_short(run['reason'])}"
-            ),
+            _plain(run.status if run.is_ok else f"{run.status}: {_short(run.reason)}"),
         )
     return table
 
@@ -383,13 +387,14 @@ def _dig(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return record
 
 
-def runs_csv(runs: list[dict[str, Any]]) -> str:
+def runs_csv(runs: list[RunRecord]) -> str:
     """The runs as CSV text with a header row; empty cells where a value is missing."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(name for name, _ in CSV_COLUMNS)
     for run in runs:
-        writer.writerow(_csv_cell(_dig(run, keys)) for _, keys in CSV_COLUMNS)
+        facts = run.to_json()
+        writer.writerow(_csv_cell(_dig(facts, keys)) for _, keys in CSV_COLUMNS)
     return buffer.getvalue()
 
 

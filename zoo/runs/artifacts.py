@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.analysis.record import RunRecord
 from zoo.errors import UsageError, ZooError
 from zoo.home import atomic_dir, pattern_free, runs_dir, zoo_home
 from zoo.training.models import head_layer
@@ -40,9 +41,9 @@ def new_run_folder(backbone_name: str) -> Path:
     return runs_dir() / f"{stamp}-{backbone_name}-{uuid.uuid4().hex[:6]}"
 
 
-def report_folder(record: dict[str, Any]) -> Path:
+def report_folder(record: RunRecord) -> Path:
     """Where `zoo report` writes a stored run's pictures by default."""
-    return Path(record["artifacts"]["run_folder"]) / "report"
+    return record.run_folder / "report"
 
 
 def save_artifacts(outcome: Any, run_folder: Path) -> dict[str, str]:
@@ -81,50 +82,48 @@ def save_probabilities(
     return path
 
 
-def refuse_combined(record: dict[str, Any], verb: str) -> None:
+def refuse_combined(record: RunRecord, verb: str) -> None:
     """A combined run (`zoo run a+b`) has no image-to-class model: say why, and what to do."""
-    members = [member["backbone"] for member in record["settings"].get("combination") or []]
+    members = [member["backbone"] for member in record.settings.get("combination") or []]
     if members:
         raise UsageError(
-            f"run {record['id']} ({record['backbone']}) trained one head on the features of "
+            f"run {record.id} ({record.backbone}) trained one head on the features of "
             f"{len(members)} backbones, so it has no single model to {verb}; {verb} a run of "
             f"one member (`zoo run {members[0]}`), or `zoo ensemble` the members' own runs"
         )
 
 
-def refuse_ensemble(record: dict[str, Any], verb: str) -> None:
+def refuse_ensemble(record: RunRecord, verb: str) -> None:
     """An ensemble run (`zoo ensemble`) stores only its test metrics: say so, and what it can do."""
-    if record.get("mode") == "ensemble":
-        members = ", ".join(map(str, record["settings"].get("members") or []))
+    if record.mode == "ensemble":
+        members = ", ".join(map(str, record.members))
         raise UsageError(
-            f"run {record['id']} is an ensemble of runs {members}: it stores test metrics only "
+            f"run {record.id} is an ensemble of runs {members}: it stores test metrics only "
             f"(no model, head or curves), so there is nothing to {verb}; `zoo compare "
-            f"{record['id']}` shows it, `zoo report --compare` draws it beside its members, "
+            f"{record.id}` shows it, `zoo report --compare` draws it beside its members, "
             "and each member run can be exported"
         )
 
 
-def saved_model_folder(record: dict[str, Any], verb: str) -> Path:
+def saved_model_folder(record: RunRecord, verb: str) -> Path:
     """The stored run's SavedModel folder; a one-line usage error when it has none to `verb`."""
     refuse_ensemble(record, verb)
     refuse_combined(record, verb)
-    model_dir = record["artifacts"].get("model")
-    if record["status"] != "ok" or not model_dir or not Path(model_dir).is_dir():
-        raise UsageError(
-            f"run {record['id']} has no saved model; pick a successful run (`zoo runs`)"
-        )
+    model_dir = record.artifacts.get("model")
+    if not record.is_ok or not model_dir or not Path(model_dir).is_dir():
+        raise UsageError(f"run {record.id} has no saved model; pick a successful run (`zoo runs`)")
     return Path(model_dir)
 
 
 @contextlib.contextmanager
-def readable_saved_model(record: dict[str, Any], verb: str) -> Iterator[Path]:
+def readable_saved_model(record: RunRecord, verb: str) -> Iterator[Path]:
     """The run's SavedModel folder under a name TensorFlow never reads as a pattern: its
     SavedModel reader and the TFLite converter glob the path (a ZOO_HOME named `a [1]`)."""
     with pattern_free(saved_model_folder(record, verb)) as readable:
         yield readable
 
 
-def load_serving(record: dict[str, Any], verb: str) -> Any:
+def load_serving(record: RunRecord, verb: str) -> Any:
     """The stored run's `serving_default(pixels) -> probabilities`, what predict and export run.
 
     A folder TensorFlow cannot load (missing variables, a damaged graph) is one line.
@@ -137,23 +136,21 @@ def load_serving(record: dict[str, Any], verb: str) -> Any:
             return tf.saved_model.load(str(readable)).signatures["serving_default"]
         except Exception as error:  # whatever TensorFlow raises for a damaged folder
             raise ZooError(
-                f"run {record['id']}'s saved model {record['artifacts']['model']} cannot be "
+                f"run {record.id}'s saved model {record.artifacts['model']} cannot be "
                 f"loaded ({type(error).__name__}); run that backbone again to get a new one"
             ) from None
 
 
-def load_head(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def load_head(record: RunRecord) -> tuple[np.ndarray, np.ndarray]:
     """The (kernel, bias) a stored run trained, for `--head-from`."""
-    head_path = record["artifacts"].get("head")
-    if record["status"] != "ok" or not head_path or not Path(head_path).is_file():
-        raise UsageError(
-            f"run {record['id']} has no saved head to start from; pick a successful run"
-        )
+    head_path = record.artifacts.get("head")
+    if not record.is_ok or not head_path or not Path(head_path).is_file():
+        raise UsageError(f"run {record.id} has no saved head to start from; pick a successful run")
     kernel, bias = read_arrays(Path(head_path), ("kernel", "bias"), record)
     return kernel, bias
 
 
-def read_arrays(path: Path, names: tuple[str, ...], record: dict[str, Any]) -> list[np.ndarray]:
+def read_arrays(path: Path, names: tuple[str, ...], record: RunRecord) -> list[np.ndarray]:
     """The named arrays of a run's .npz file; a damaged file is a one-line usage error naming it.
 
     A zero-byte file raises EOFError, which the command line would take for Ctrl-D.
@@ -164,7 +161,7 @@ def read_arrays(path: Path, names: tuple[str, ...], record: dict[str, Any]) -> l
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
         reason = str(error).splitlines()[0] if str(error) else "empty or cut short"
         raise UsageError(
-            f"run {record['id']}'s {path} is damaged ({type(error).__name__}: {reason}); "
+            f"run {record.id}'s {path} is damaged ({type(error).__name__}: {reason}); "
             "run that backbone again"
         ) from None
 

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from zoo.analysis.budget import LATENCY_KEY, pareto_front
+from zoo.analysis.record import RunRecord
 from zoo.errors import UsageError
 from zoo.home import atomic_write_bytes, reports_dir
 from zoo.runs.comparison import Judgement, judge
 from zoo.runs.report import pyplot, tight_layout
 from zoo.runs.speeds import SpeedKey, measured_speeds, speed_of
-from zoo.runs.store import data_name, get_run, list_runs
+from zoo.runs.store import get_run, list_runs
 from zoo.runs.verdict_report import STYLE as VERDICT_STYLE
 from zoo.runs.verdict_report import (
     class_differences_html,
@@ -48,8 +49,8 @@ def compare_runs(
 ) -> Comparison:
     """The comparison of stored runs, into `folder` or $ZOO_HOME/reports/compare-<ids>/."""
     records = [get_run(run_id) for run_id in run_ids]
-    backbones = {record["backbone"] for record in records}
-    earlier = [run for run in list_runs() if run["backbone"] in backbones]
+    backbones = {record.backbone for record in records}
+    earlier = [run for run in list_runs() if run.backbone in backbones]
     folder = folder or default_folder(run_ids)
     verdict = {"alpha": alpha, "prefer": prefer, "metric": metric}
     return write_comparison(records, folder, measured_speeds(earlier), **verdict)
@@ -66,7 +67,7 @@ def default_folder(run_ids: list[int]) -> Path:
 
 
 def write_comparison(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     folder: Path,
     speeds: dict[SpeedKey, tuple[float, int]] | None = None,
     alpha: float = 0.05,
@@ -77,11 +78,11 @@ def write_comparison(
 
     `speeds` lends each speed key's measured speed to its runs that measured none (all cached).
     """
-    ok = [record for record in records if record["status"] == "ok"]
+    ok = [record for record in records if record.is_ok]
     left_out = [
-        f"run {record['id']} ({record['backbone']}) failed: {record['reason']}"
+        f"run {record.id} ({record.backbone}) failed: {record.reason}"
         for record in records
-        if record["status"] != "ok"
+        if not record.is_ok
     ]
     if not ok:
         raise UsageError("none of these runs succeeded: there is nothing to compare")
@@ -105,8 +106,8 @@ def write_comparison(
     return Comparison(page, pictures, left_out)
 
 
-def _label(record: dict[str, Any]) -> str:
-    return f"#{record['id']} {record['backbone']}"
+def _label(record: RunRecord) -> str:
+    return f"#{record.id} {record.backbone}"
 
 
 def _png(figure) -> bytes:
@@ -117,7 +118,7 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def _accuracy_vs_speed(records: list[dict[str, Any]], speeds: dict) -> bytes:
+def _accuracy_vs_speed(records: list[RunRecord], speeds: dict) -> bytes:
     """Test accuracy against images/s; a marker's area grows with the backbone's parameters."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(8, 5))
@@ -127,17 +128,17 @@ def _accuracy_vs_speed(records: list[dict[str, Any]], speeds: dict) -> bytes:
         if speed is None:
             unmeasured.append(_label(record))
             continue
-        params = record["metrics"].get("params_m")
+        params = record.metrics.get("params_m")
         axis.scatter(
             speed[0],
-            record["metrics"]["accuracy"],
+            record.accuracy,
             s=40 + 15 * params if params else 40,
             color=f"C{index % 10}",
             alpha=0.7,
             edgecolors="black",
             label=_label(record) + (f" ({params:g}M params)" if params else ""),
         )
-    accuracies = [record["metrics"]["accuracy"] for record in records]
+    accuracies = [record.accuracy for record in records]
     axis.set_ylim(max(0.0, min(accuracies) - 0.05), min(1.0, max(accuracies)) + 0.05)
     axis.set_xlabel("feature extraction, images per second (this machine)")
     axis.set_ylabel("test accuracy")
@@ -153,18 +154,18 @@ def _accuracy_vs_speed(records: list[dict[str, Any]], speeds: dict) -> bytes:
     return _png(figure)
 
 
-def _deployed_points(records: list[dict[str, Any]]) -> list[tuple[float, float, str]]:
+def _deployed_points(records: list[RunRecord]) -> list[tuple[float, float, str]]:
     """(1-thread median ms, deployed accuracy, label) of each measured run and target."""
     points = []
     for record in records:
-        for target, figures in sorted((record["metrics"].get("deploy") or {}).items()):
+        for target, figures in sorted(record.deployed.items()):
             if "error" not in figures:
                 ms = figures["latency"][LATENCY_KEY]["median_ms"]
                 points.append((ms, figures["accuracy"], f"{_label(record)} {target}"))
     return points
 
 
-def _deployed_vs_latency(records: list[dict[str, Any]]) -> bytes:
+def _deployed_vs_latency(records: list[RunRecord]) -> bytes:
     """Deployed accuracy against measured latency (log scale), the Pareto front joined."""
     plt = pyplot()
     from matplotlib.ticker import ScalarFormatter
@@ -194,15 +195,12 @@ def _deployed_vs_latency(records: list[dict[str, Any]]) -> bytes:
     return _png(figure)
 
 
-def _per_class_accuracy(records: list[dict[str, Any]]) -> bytes:
+def _per_class_accuracy(records: list[RunRecord]) -> bytes:
     """Runs (rows) by classes (columns), each cell the class's test accuracy."""
     plt = pyplot()
-    classes = sorted({name for r in records for name in r["metrics"]["per_class_accuracy"]})
+    classes = sorted({name for r in records for name in r.metrics["per_class_accuracy"]})
     table = np.array(
-        [
-            [r["metrics"]["per_class_accuracy"].get(name, np.nan) for name in classes]
-            for r in records
-        ]
+        [[r.metrics["per_class_accuracy"].get(name, np.nan) for name in classes] for r in records]
     )
     figure, axis = plt.subplots(
         figsize=(max(6.0, 1.2 + 0.75 * len(classes)), 1.6 + 0.5 * len(records))
@@ -221,7 +219,7 @@ def _per_class_accuracy(records: list[dict[str, Any]]) -> bytes:
     return _png(figure)
 
 
-def _loss_curves(records: list[dict[str, Any]]) -> bytes:
+def _loss_curves(records: list[RunRecord]) -> bytes:
     """Every run's training (solid) and validation (dashed) loss on one pair of axes."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
@@ -229,7 +227,7 @@ def _loss_curves(records: list[dict[str, Any]]) -> bytes:
     figure, axis = plt.subplots(figsize=(8, 5))
     for index, record in enumerate(records):
         colour = f"C{index % 10}"
-        history = record["history"]
+        history = record.history
         epochs = np.arange(1, len(history.get("loss", [])) + 1)
         axis.plot(epochs, history.get("loss", []), color=colour, marker="o", label=_label(record))
         if "val_loss" in history:
@@ -247,20 +245,20 @@ def _cell(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _row(record: dict[str, Any], speeds: dict) -> str:
-    metrics = record["metrics"]
+def _row(record: RunRecord, speeds: dict) -> str:
+    metrics = record.metrics
     speed = speed_of(record, speeds)
     if speed is None:
         speed_text = "-"
-    elif speed[1] == record["id"]:
+    elif speed[1] == record.id:
         speed_text = f"{speed[0]:.0f}"
     else:
         speed_text = f"{speed[0]:.0f} (run {speed[1]})"
-    data = data_name(record) or "-"
+    data = record.data_name or "-"
     cells = [
-        str(record["id"]),
-        record["backbone"],
-        record["mode"],
+        str(record.id),
+        record.backbone,
+        record.mode,
         data,
         _cell(metrics.get("accuracy"), ".3f"),
         _cell(metrics.get("macro_f1"), ".3f"),
@@ -296,7 +294,7 @@ img { max-width: 100%; display: block; margin: 1em 0 2em; }
 
 
 def _page(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     left_out: list[str],
     speeds: dict,
     drawn: dict,

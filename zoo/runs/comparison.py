@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from zoo.analysis.record import RunRecord
 from zoo.analysis.verdict import Candidate, Verdict, decide
 from zoo.catalog.plugins import load_plugins
 from zoo.errors import UsageError
@@ -33,7 +33,7 @@ class Judgement:
 
 
 def judge(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     alpha: float = 0.05,
     prefer: str = "speed",
     metric: str = "accuracy",
@@ -46,14 +46,14 @@ def judge(
     judgement = Judgement()
     candidates: list[Candidate] = []
     labels_seen: np.ndarray | None = None
-    first: dict[str, Any] | None = None
+    first: RunRecord | None = None
     speeds = _speeds(records)
     for record in records:
-        if record["status"] != "ok":  # failed rows say so in every table; they have no predictions
+        if not record.is_ok:  # failed rows say so in every table; they have no predictions
             continue
-        if deployed is not None and record["id"] not in deployed:
+        if deployed is not None and record.id not in deployed:
             continue  # outside the budget: the budget lines say why
-        predicted = _predictions(record, deployed.get(record["id"]) if deployed else None)
+        predicted = _predictions(record, deployed.get(record.id) if deployed else None)
         if isinstance(predicted, str):
             judgement.left_out.append(predicted)
             continue
@@ -62,16 +62,16 @@ def judge(
             first, labels_seen = record, labels
         elif not _same_test_set(first, record, labels_seen, labels):
             judgement.refused = (
-                f"no verdict: runs {first['id']} and {record['id']} were not evaluated on the same "
+                f"no verdict: runs {first.id} and {record.id} were not evaluated on the same "
                 "test images (different data, split or classes); compare runs of one data set"
             )
             return judgement
         candidate = _candidate(record, probabilities, labels, speeds)
         if deployed:
-            target, _, latency = deployed[record["id"]]
+            target, _, latency = deployed[record.id]
             candidate = replace(candidate, deployed=target, latency_ms=latency)
         candidates.append(candidate)
-        judgement.predicted[record["id"]] = probabilities.argmax(axis=1)
+        judgement.predicted[record.id] = probabilities.argmax(axis=1)
         judgement.labels = labels
     if deployed is not None and len(candidates) < 2:
         judgement.refused = (
@@ -91,14 +91,13 @@ def judge(
 
 
 def _predictions(
-    record: dict[str, Any], deployed: tuple[str, str, float] | None = None
+    record: RunRecord, deployed: tuple[str, str, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray] | str:
     """The run's test probabilities and labels (its deployed model's, given one), or the one
     line saying why it has none."""
-    name = f"run {record['id']} ({record['backbone']})"
-    stored = record.get("artifacts") or {}
+    name = f"run {record.id} ({record.backbone})"
     # seeded runs are compared by their heads' averaged predictions
-    path = stored.get("seed_averaged_probabilities") or stored.get("test_probabilities")
+    path = record.artifacts.get("seed_averaged_probabilities") or record.probabilities_path
     if deployed is not None:
         path = deployed[1]
     if not path or not Path(path).is_file():
@@ -114,21 +113,21 @@ def _predictions(
 
 
 def _same_test_set(
-    first: dict[str, Any], record: dict[str, Any], first_labels: np.ndarray, labels: np.ndarray
+    first: RunRecord, record: RunRecord, first_labels: np.ndarray, labels: np.ndarray
 ) -> bool:
-    same_data = record.get("data_fingerprint") == first.get("data_fingerprint")
-    same_classes = record["metrics"].get("classes") == first["metrics"].get("classes")
+    same_data = record.data_fingerprint == first.data_fingerprint
+    same_classes = record.classes == first.classes
     return same_data and same_classes and np.array_equal(first_labels, labels)
 
 
 def _candidate(
-    record: dict[str, Any], probabilities: np.ndarray, labels: np.ndarray, speeds: dict
+    record: RunRecord, probabilities: np.ndarray, labels: np.ndarray, speeds: dict
 ) -> Candidate:
-    metrics = record["metrics"]
+    metrics = record.metrics
     speed = speed_of(record, speeds)
     return Candidate(
-        run_id=record["id"],
-        name=record["backbone"],
+        run_id=record.id,
+        name=record.backbone,
         correct=probabilities.argmax(axis=1) == labels,
         images_per_second=speed[0] if speed else None,
         params_m=metrics.get("params_m"),
@@ -137,23 +136,24 @@ def _candidate(
     )
 
 
-def _speeds(records: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+def _speeds(records: list[RunRecord]) -> dict[str, tuple[float, int]]:
     """Speeds measured by earlier runs of the same backbones, for runs that found all cached."""
-    backbones = {record["backbone"] for record in records}
+    backbones = {record.backbone for record in records}
     try:
-        earlier = [run for run in list_runs() if run["backbone"] in backbones]
+        earlier = [run for run in list_runs() if run.backbone in backbones]
     except UsageError:  # a store that cannot be read lends no speeds; the verdict still stands
         earlier = []
     return measured_speeds(earlier)
 
 
-def announce(judgement: Judgement, records: list[dict[str, Any]]) -> list[str]:
-    """Hand a verdict to the plugins' verdict_reached hooks (trackers); returns their problems."""
+def announce(judgement: Judgement, records: list[RunRecord]) -> list[str]:
+    """Hand a verdict to the plugins' verdict_reached hooks (trackers), with the runs in their
+    JSON form (as `run_finished` has them); returns their problems."""
     plugins = load_plugins()
     if judgement.verdict is None or not plugins.implementers("verdict_reached"):
         return []
     facts, problems = judgement.verdict.facts(), []
-    arguments = {"verdict": facts, "runs": records}
+    arguments = {"verdict": facts, "runs": [record.to_json() for record in records]}
     for _ in plugins.call_each("verdict_reached", lambda name: arguments, problems):
         pass
     return problems

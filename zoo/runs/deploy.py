@@ -30,6 +30,7 @@ import numpy as np
 
 from zoo.analysis.budget import BudgetFit, within_budget
 from zoo.analysis.evaluation import evaluate
+from zoo.analysis.record import RunRecord
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.combination import Combination
 from zoo.data.decode import decoded_batches
@@ -47,16 +48,16 @@ DECODE_BATCH = 32  # test images decoded ahead of the accuracy pass
 EXPORT_FACTS = "export.json"  # in each cached export: which file or folder is the shipped model
 
 
-def check_deployable(record: dict[str, Any]) -> None:
+def check_deployable(record: RunRecord) -> None:
     """A usage error (one line) for a run that has no single saved model to deploy."""
-    if record.get("mode") == "ensemble":
+    if record.mode == "ensemble":
         raise UsageError(
-            f"run {record['id']} is an ensemble of runs {record['settings'].get('members')}: it "
+            f"run {record.id} is an ensemble of runs {record.members}: it "
             "has no single model to deploy; deploy its members' runs"
         )
     saved_model_of(record)  # failed, combined a+b or model not saved: refused with the reason
-    if not {"test", "root", "manifest"} & set(record["settings"].get("data", {})):
-        raise UsageError(f"run {record['id']} does not record its test images; run it again")
+    if not {"test", "root", "manifest"} & set(record.settings.get("data", {})):
+        raise UsageError(f"run {record.id} does not record its test images; run it again")
     geometry_of(record)
 
 
@@ -182,11 +183,11 @@ def converters_quiet() -> Iterator[None]:
         os.close(saved)
 
 
-def export_folder(record: dict[str, Any], target: DeployTarget) -> Path:
-    return Path(record["artifacts"]["run_folder"]) / "deploy" / target.name
+def export_folder(record: RunRecord, target: DeployTarget) -> Path:
+    return record.run_folder / "deploy" / target.name
 
 
-def exported(record: dict[str, Any], target: DeployTarget) -> tuple[Path, float]:
+def exported(record: RunRecord, target: DeployTarget) -> tuple[Path, float]:
     """(the shipped file or folder, seconds spent exporting: 0 when cached)."""
     folder = export_folder(record, target)
     facts = folder / EXPORT_FACTS
@@ -200,7 +201,7 @@ def exported(record: dict[str, Any], target: DeployTarget) -> tuple[Path, float]
 
 
 def measure(
-    record: dict[str, Any], target: DeployTarget, reporter: Reporter | None = None
+    record: RunRecord, target: DeployTarget, reporter: Reporter | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Export (once) and measure one run on one target: (the figures, the artifact paths)."""
     reporter = reporter or Reporter()
@@ -214,7 +215,7 @@ def measure(
         probabilities, labels, first = _test_pass(
             record, workers, reporter, target.name, target.test_batch
         )
-    metrics = evaluate(probabilities, labels, record["metrics"]["classes"])
+    metrics = evaluate(probabilities, labels, record.classes)
     kept = _keep_probabilities(record, target, probabilities, labels)
     with _stage(cost, "timed_calls"):
         with converters_quiet():
@@ -224,7 +225,7 @@ def measure(
     latency = {name: series_figures(calls) for name, calls in timed.items()}
     figures = {
         "accuracy": metrics["accuracy"],
-        "float_accuracy": record["metrics"].get("accuracy"),
+        "float_accuracy": record.accuracy,
         "test_images": metrics["test_images"],
         "paired": _same_test_images(record, labels),
         "size_bytes": size_on_disk(shipped),
@@ -256,7 +257,7 @@ def _stage(cost: dict[str, dict[str, float]], name: str) -> Iterator[None]:
 
 
 def _test_pass(
-    record: dict[str, Any], workers: list, reporter: Reporter, name: str, batch: int = 1
+    record: RunRecord, workers: list, reporter: Reporter, name: str, batch: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The deployed model's probabilities on every readable test image, in the run's order.
 
@@ -293,23 +294,23 @@ def _test_pass(
             labels.append(test.labels[indices])
             advance(len(indices))
     if first is None:
-        raise UsageError(f"run {record['id']}: no readable test image to measure on")
+        raise UsageError(f"run {record.id}: no readable test image to measure on")
     return np.concatenate(parts), np.concatenate(labels), first
 
 
 def _keep_probabilities(
-    record: dict[str, Any], target: DeployTarget, probabilities: np.ndarray, labels: np.ndarray
+    record: RunRecord, target: DeployTarget, probabilities: np.ndarray, labels: np.ndarray
 ) -> Path:
-    path = Path(record["artifacts"]["run_folder"]) / f"test_probabilities-{target.name}.npz"
+    path = record.run_folder / f"test_probabilities-{target.name}.npz"
     buffer = io.BytesIO()
     np.savez(buffer, probabilities=probabilities, labels=labels)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
-def _same_test_images(record: dict[str, Any], labels: np.ndarray) -> bool:
+def _same_test_images(record: RunRecord, labels: np.ndarray) -> bool:
     """Do the deployed predictions line up with the run's own, image by image (a paired test)?"""
-    own = record["artifacts"].get("test_probabilities")
+    own = record.probabilities_path
     if not own or not Path(own).is_file():
         return False
     with np.load(own) as stored:
@@ -317,7 +318,7 @@ def _same_test_images(record: dict[str, Any], labels: np.ndarray) -> bool:
 
 
 def deploy_runs(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     targets: list[DeployTarget],
     reporter: Reporter | None = None,
 ) -> dict[int, dict[str, dict[str, Any]]]:
@@ -331,7 +332,7 @@ def deploy_runs(
         check_deployable(record)
     measured: dict[int, dict[str, dict[str, Any]]] = {}
     for record in records:
-        mine = measured.setdefault(record["id"], {})
+        mine = measured.setdefault(record.id, {})
         for target in targets:
             mine[target.name] = _reusable(record, target) or _measure_and_store(
                 record, target, reporter
@@ -339,20 +340,20 @@ def deploy_runs(
     return measured
 
 
-def needs_measuring(records: list[dict[str, Any]], targets: list[DeployTarget]) -> bool:
+def needs_measuring(records: list[RunRecord], targets: list[DeployTarget]) -> bool:
     """Will deploy_runs export or time anything (and so load a runtime)?"""
     return any(_reusable(record, target) is None for record in records for target in targets)
 
 
-def _reusable(record: dict[str, Any], target: DeployTarget) -> dict[str, Any] | None:
-    earlier = (record["metrics"].get("deploy") or {}).get(target.name)
+def _reusable(record: RunRecord, target: DeployTarget) -> dict[str, Any] | None:
+    earlier = record.deployed.get(target.name)
     if earlier and "error" not in earlier and earlier.get("machine") == this_machine():
         return earlier
     return None
 
 
 def _measure_and_store(
-    record: dict[str, Any], target: DeployTarget, reporter: Reporter
+    record: RunRecord, target: DeployTarget, reporter: Reporter
 ) -> dict[str, Any]:
     try:
         figures, paths = measure(record, target, reporter)
@@ -360,16 +361,14 @@ def _measure_and_store(
         raise
     except Exception as error:  # a conversion or runtime failure: this target only
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-        reporter.warning(
-            f"run {record['id']} ({record['backbone']}): {target.name} failed: {reason}"
-        )
+        reporter.warning(f"run {record.id} ({record.backbone}): {target.name} failed: {reason}")
         figures, paths = {"error": reason, "machine": this_machine()}, {}
 
-    def change(stored: dict[str, Any]) -> None:
-        stored["metrics"].setdefault("deploy", {})[target.name] = figures
-        stored["artifacts"].update(paths)
+    def change(stored: RunRecord) -> None:
+        stored.metrics.setdefault("deploy", {})[target.name] = figures
+        stored.artifacts.update(paths)
 
-    update_run(record["id"], change)
+    update_run(record.id, change)
     return figures
 
 
@@ -397,7 +396,7 @@ def deploy_summary(
     measured = deploy_runs([get_run(result.run_id) for result in deployable], targets, reporter)
     for result in deployable:
         result.metrics["deploy"] = measured[result.run_id]
-        result.artifacts = get_run(result.run_id)["artifacts"]  # with the deployed files
+        result.artifacts = get_run(result.run_id).artifacts  # with the deployed files
     stored = [get_run(result.run_id) for result in deployable]
     names = [target.name for target in targets]
     facts = {field.name: getattr(summary, field.name) for field in fields(summary)}

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.analysis.record import RunRecord
 from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import BadImage, load_pixels
 from zoo.data.folders import ImageSet, control_characters, scan_folder
@@ -70,19 +71,19 @@ def check_options(fmt: str, quantize: str) -> None:
         raise UsageError("--quantize applies to --format tflite; a SavedModel is exported as is")
 
 
-def _check_classes(record: dict[str, Any]) -> None:
+def _check_classes(record: RunRecord) -> None:
     """labels.txt holds one class a line: a name that breaks a line would shift every label after it
     (runs stored before zoo refused such class folders may hold one)."""
-    for name in record["metrics"]["classes"]:
+    for name in record.classes:
         if control_characters(name):
             raise UsageError(
-                f"run {record['id']}'s class {name!r} holds a control character, so "
+                f"run {record.id}'s class {name!r} holds a control character, so "
                 "labels.txt cannot list one class a line; rename the class folder and run again"
             )
 
 
 def export_run(
-    record: dict[str, Any],
+    record: RunRecord,
     out: Path,
     fmt: str,
     quantize: str = "none",
@@ -106,14 +107,14 @@ def export_run(
         train, test = run_images(record, data, reporter)
     with atomic_dir(out) as scratch:
         labels = scratch / "labels.txt"
-        labels.write_text("".join(f"{name}\n" for name in record["metrics"]["classes"]))
+        labels.write_text("".join(f"{name}\n" for name in record.classes))
         if fmt == "savedmodel":
             shutil.copytree(model_dir, scratch / "saved_model")
             name = "saved_model"
         else:
             calibration = None
             if quantize == "int8":
-                calibration = _sample(train.paths, preprocessing, record["settings"]["seed"])
+                calibration = _sample(train.paths, preprocessing, record.settings["seed"])
             with readable_saved_model(record, "export") as readable:
                 converted = _convert(readable, quantize, calibration)
             (scratch / "model.tflite").write_bytes(converted)
@@ -139,50 +140,50 @@ def _readable_by_all(out: Path) -> None:
 
 
 def run_images(
-    record: dict[str, Any], data: dict[str, str] | None = None, reporter: Reporter | None = None
+    record: RunRecord, data: dict[str, str] | None = None, reporter: Reporter | None = None
 ) -> tuple[ImageSet, ImageSet]:
     """The run's training and test images, found again where the run recorded them (or in
     `data`, a `Layout.folders`): given split folders are scanned; a carved or listed test split
     is made again from the layout's root or manifest, by content digest as the run made it."""
-    folders = data or record["settings"].get("data", {})
+    folders = data or record.settings.get("data", {})
     if not ({"train", "test"} <= set(folders) or {"root", "manifest"} & set(folders)):
         raise UsageError(
-            f"run {record['id']} does not record its image folders; give them with --data DIR"
+            f"run {record.id} does not record its image folders; give them with --data DIR"
         )
     if not data:
         _check_recorded_folders(record, folders)
-    classes = record["metrics"]["classes"]
+    classes = record.classes
     layout = recorded_layout(folders)
     if layout is None:
         train = scan_folder(Path(folders["train"]))
         return train, scan_folder(Path(folders["test"]), classes=classes)
-    split = record["settings"].get("split", {})
+    split = record.settings.get("split", {})
     fraction, drop_leaks = split.get("test_fraction", 0.2), bool(split.get("dropped_leaks"))
     dataset, _ = prepared(layout, reporter or Reporter(), fraction, drop_leaks)
     if dataset.classes != classes:
         raise UsageError(
-            f"run {record['id']} had classes {', '.join(classes)}; {layout.root} now has "
+            f"run {record.id} had classes {', '.join(classes)}; {layout.root} now has "
             f"{', '.join(dataset.classes)}; give the run's data with --data DIR"
         )
     return dataset.train, dataset.test
 
 
-def _check_recorded_folders(record: dict[str, Any], folders: dict[str, str]) -> None:
+def _check_recorded_folders(record: RunRecord, folders: dict[str, str]) -> None:
     """The images a run recorded may have moved since: name the folder, and --data."""
     for split, where in folders.items():
         there = Path(where).is_file() if split == "manifest" else Path(where).is_dir()
         if not there:
             name = "manifest" if split == "manifest" else f"{split} images"
             raise UsageError(
-                f"run {record['id']}'s {name} {'is' if split == 'manifest' else 'are'} no "
+                f"run {record.id}'s {name} {'is' if split == 'manifest' else 'are'} no "
                 f"longer at {where}; give the run's data folder with --data DIR"
             )
 
 
-def _geometry(record: dict[str, Any]) -> Preprocessing:
-    facts = record["settings"].get("preprocessing")
+def _geometry(record: RunRecord) -> Preprocessing:
+    facts = record.preprocessing
     if not facts:
-        raise UsageError(f"run {record['id']} predates recorded preprocessing; run it again")
+        raise UsageError(f"run {record.id} predates recorded preprocessing; run it again")
     return Preprocessing(
         input_size=tuple(facts["input_size"]),
         interpolation=facts["interpolation"],
@@ -274,22 +275,20 @@ def _library_notes_hidden() -> Iterator[None]:
 
 # The steps above, for deployment targets (zoo.runs.deploy and the target plugins): one
 # conversion, one calibration sample and one geometry for `zoo export` and `--deploy`.
-def saved_model_of(record: dict[str, Any]) -> Path:
+def saved_model_of(record: RunRecord) -> Path:
     """The run's SavedModel folder; a usage error for a run without one (failed, ensemble, a+b)."""
     return saved_model_folder(record, "deploy")
 
 
-def geometry_of(record: dict[str, Any]) -> Preprocessing:
+def geometry_of(record: RunRecord) -> Preprocessing:
     """The resize and crop the run's images went through (the value scaling is in the model)."""
     return _geometry(record)
 
 
-def calibration_sample(
-    record: dict[str, Any], images: int = CALIBRATION_IMAGES
-) -> list[np.ndarray]:
+def calibration_sample(record: RunRecord, images: int = CALIBRATION_IMAGES) -> list[np.ndarray]:
     """The seeded sample of the run's training images that int8 calibrates on, [1, h, w, 3] each."""
     train, _ = run_images(record)
-    return _sample(train.paths, _geometry(record), record["settings"]["seed"], images)
+    return _sample(train.paths, _geometry(record), record.settings["seed"], images)
 
 
 def tflite_bytes(

@@ -762,12 +762,12 @@ def _head_stage(backbone: Backbone, job: Job) -> HeadStage:
         facts = {
             "stage": "head",
             "from_run": settings.head_from,
-            "epochs_run": len(record["history"].get("loss", [])),
-            "lr": record["settings"].get("lr"),
-            **_best_validation(record["history"]),
-            "test_accuracy": record["metrics"].get("accuracy"),
+            "epochs_run": len(record.history.get("loss", [])),
+            "lr": record.settings.get("lr"),
+            **_best_validation(record.history),
+            "test_accuracy": record.accuracy,
         }
-        return HeadStage(facts, artifacts.load_head(record), record["history"], None)
+        return HeadStage(facts, artifacts.load_head(record), record.history, None)
     first = feature_extraction(backbone, replace(job, checkpoint=job.checkpoint.with_name("head")))
     right = first.test_probabilities.argmax(axis=1) == first.test_labels
     facts = {

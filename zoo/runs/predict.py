@@ -7,19 +7,20 @@ from typing import Any
 
 import numpy as np
 
+from zoo.analysis.record import RunRecord
 from zoo.catalog.preprocessing import Preprocessing
 from zoo.data.decode import BadImage, load_pixels
 from zoo.errors import DataError
 from zoo.runs.artifacts import load_serving
 
 
-def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[dict[str, Any]]:
+def predict(record: RunRecord, images: list[Path], top_k: int = 3) -> list[dict[str, Any]]:
     """For each image: the top-k classes with probabilities."""
     import tensorflow as tf
 
     serve = load_serving(record, "predict with")
     preprocessing = _geometry(record, serve)
-    classes = record["metrics"]["classes"]
+    classes = record.classes
     results = []
     for path in images:
         try:
@@ -40,10 +41,10 @@ def predict(record: dict[str, Any], images: list[Path], top_k: int = 3) -> list[
     return results
 
 
-def _geometry(record: dict[str, Any], serve: Any) -> Preprocessing:
+def _geometry(record: RunRecord, serve: Any) -> Preprocessing:
     """How the run resized its images; runs stored before preprocessing was recorded resized
     plainly (bilinear) to the model's input size."""
-    facts = record["settings"].get("preprocessing")
+    facts = record.preprocessing
     if facts:
         return Preprocessing(
             input_size=tuple(facts["input_size"]),

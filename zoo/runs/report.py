@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from zoo.analysis.record import RunRecord
 
 
 def pyplot():
@@ -30,17 +31,17 @@ def tight_layout(figure) -> None:
         figure.tight_layout()
 
 
-def write_report(record: dict[str, Any], folder: Path | None = None) -> list[Path]:
+def write_report(record: RunRecord, folder: Path | None = None) -> list[Path]:
     """Write the run's pictures (into its own report/ folder by default); returns the paths.
 
     curves.png and confusion_matrix.png always; with many classes the matrix has no per-cell
     counts, and top_confusions.png shows the commonest mistakes instead.
     """
-    if record["status"] != "ok":
+    if not record.is_ok:
         from zoo.errors import UsageError
 
-        state = "is damaged in the store" if record["status"] == "damaged" else "failed"
-        raise UsageError(f"run {record['id']} {state} ({record['reason']}); it has nothing to plot")
+        state = "is damaged in the store" if record.status == "damaged" else "failed"
+        raise UsageError(f"run {record.id} {state} ({record.reason}); it has nothing to plot")
     from zoo.runs.artifacts import refuse_ensemble
 
     refuse_ensemble(record, "report")
@@ -53,16 +54,16 @@ def write_report(record: dict[str, Any], folder: Path | None = None) -> list[Pat
         _curves(record, folder / "curves.png"),
         _confusion(record, folder / "confusion_matrix.png"),
     ]
-    if len(record["metrics"]["classes"]) > CELL_COUNTS_UP_TO:
+    if len(record.classes) > CELL_COUNTS_UP_TO:
         written.append(_top_confusions(record, folder / "top_confusions.png"))
     return written
 
 
-def _curves(record: dict[str, Any], path: Path) -> Path:
+def _curves(record: RunRecord, path: Path) -> Path:
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    history = record["history"]
+    history = record.history
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for axis, metric in zip(axes, ("loss", "accuracy")):
         for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
@@ -75,7 +76,7 @@ def _curves(record: dict[str, Any], path: Path) -> Path:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axis.lines:
             axis.legend()
-    figure.suptitle(f"run {record['id']}: {record['backbone']} ({record['mode']})")
+    figure.suptitle(f"run {record.id}: {record.backbone} ({record.mode})")
     tight_layout(figure)
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -90,10 +91,10 @@ TOP_CONFUSIONS = 20
 LARGEST_FIGURE_INCHES = 14.0
 
 
-def _confusion(record: dict[str, Any], path: Path) -> Path:
+def _confusion(record: RunRecord, path: Path) -> Path:
     plt = pyplot()
-    matrix = np.array(record["metrics"]["confusion_matrix"])
-    classes = record["metrics"]["classes"]
+    matrix = np.array(record.metrics["confusion_matrix"])
+    classes = record.classes
     side = min(1.0 + 0.7 * len(classes), LARGEST_FIGURE_INCHES)
     figure, axis = plt.subplots(figsize=(side, min(0.6 + 0.6 * len(classes), side)))
     image = axis.imshow(matrix, cmap="Blues", interpolation="nearest")
@@ -107,18 +108,18 @@ def _confusion(record: dict[str, Any], path: Path) -> Path:
             colour = "white" if count > matrix.max() / 2 else "black"
             axis.text(column, row, str(count), ha="center", va="center", color=colour, fontsize=8)
     figure.colorbar(image)
-    axis.set_title(f"run {record['id']}: test accuracy {record['metrics']['accuracy']:.3f}")
+    axis.set_title(f"run {record.id}: test accuracy {record.metrics['accuracy']:.3f}")
     tight_layout(figure)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
 
 
-def _top_confusions(record: dict[str, Any], path: Path) -> Path:
+def _top_confusions(record: RunRecord, path: Path) -> Path:
     """The commonest mistakes as bars: 'true -> predicted', most frequent on top."""
     plt = pyplot()
-    matrix = np.array(record["metrics"]["confusion_matrix"])
-    classes = record["metrics"]["classes"]
+    matrix = np.array(record.metrics["confusion_matrix"])
+    classes = record.classes
     mistakes = matrix.copy()
     np.fill_diagonal(mistakes, 0)
     order = np.argsort(mistakes, axis=None)[::-1][:TOP_CONFUSIONS]
@@ -129,7 +130,7 @@ def _top_confusions(record: dict[str, Any], path: Path) -> Path:
     axis.set_yticks(range(len(pairs)), labels)
     axis.invert_yaxis()
     axis.set_xlabel("test images")
-    axis.set_title(f"run {record['id']}: the {len(pairs)} commonest confusions (true -> predicted)")
+    axis.set_title(f"run {record.id}: the {len(pairs)} commonest confusions (true -> predicted)")
     tight_layout(figure)
     figure.savefig(path, dpi=100)
     plt.close(figure)

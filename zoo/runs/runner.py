@@ -7,7 +7,6 @@ test metrics -> saved model + run record.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import shutil
 import socket
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from zoo import __version__
+from zoo.analysis.record import RunRecord
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.combination import Combination
 from zoo.catalog.plugins import load_plugins
@@ -69,12 +69,12 @@ def preflight(settings: RunSettings, engines: Engines) -> None:
 def _check_head_from(run_id: int) -> None:
     record = get_run(run_id)  # a UsageError if there is no such run
     where = f"--head-from {run_id}: run {run_id}"
-    if record["status"] != "ok":
+    if not record.is_ok:
         raise UsageError(
-            f"{where} {record['status']} ({record['reason']}); pick a successful "
+            f"{where} {record.status} ({record.reason}); pick a successful "
             "feature-extraction run (`zoo runs`)"
         )
-    head = record["artifacts"].get("head")
+    head = record.artifacts.get("head")
     if not head or not Path(head).is_file():
         raise UsageError(f"{where} has no saved head ({head}); pick another run (`zoo runs`)")
     load_head(record)  # a damaged head.npz is a usage error here, before TensorFlow
@@ -382,9 +382,7 @@ def _run_and_store(backbone: Backbone | Combination, context: _Context) -> RunRe
     return result
 
 
-def _keep_pending(
-    record: dict[str, Any], error: StoreError, backbone: Backbone | Combination
-) -> Path:
+def _keep_pending(record: RunRecord, error: StoreError, backbone: Backbone | Combination) -> Path:
     try:
         return keep_pending(record)
     except OSError as also:
@@ -398,9 +396,7 @@ def _keep_pending(
         ) from None
 
 
-def _record(
-    result: RunResult, backbone: Backbone | Combination, context: _Context
-) -> dict[str, Any]:
+def _record(result: RunResult, backbone: Backbone | Combination, context: _Context) -> RunRecord:
     import tensorflow as tf
 
     settings = {
@@ -415,13 +411,12 @@ def _record(
     settings.update(result.recorded)
     settings["split"] = context.dataset.split
     combined = isinstance(backbone, Combination)
-    return {
-        "created_at": datetime.datetime.now().isoformat(timespec="seconds"),
-        "backbone": backbone.name,
-        "mode": result.mode,
-        "status": result.status,
-        "reason": result.reason,
-        "settings": {
+    return RunRecord(
+        backbone=backbone.name,
+        mode=result.mode,
+        status=result.status,
+        reason=result.reason,
+        settings={
             **settings,
             "lr": result.tuned["learning_rate"]
             if result.tuned
@@ -429,18 +424,18 @@ def _record(
             "preprocessing": None if combined else backbone.preprocessing.facts(),
             "data": context.folders,  # the image folders, for `zoo export`'s checks
         },
-        "data": context.data,
-        "data_fingerprint": context.fingerprint,
-        "metrics": {**result.all_metrics(), "classes": context.dataset.classes},
-        "history": result.history,
-        "artifacts": result.artifacts,
-        "versions": {
+        data=context.data,
+        data_fingerprint=context.fingerprint,
+        metrics={**result.all_metrics(), "classes": context.dataset.classes},
+        history=result.history,
+        artifacts=result.artifacts,
+        versions={
             "zoo": __version__,
             "tensorflow": tf.__version__,
             "engine": result.engine,
             "backbone_handle": backbone.handle,
         },
-    }
+    )
 
 
 def _train_and_evaluate(

@@ -146,10 +146,10 @@ def _add_trained(result: Screening, data_fingerprint: str) -> None:
     for name in result.scores:
         for record in list_runs(STORED_RUNS_LOOKED_AT, backbone=name, status="ok"):
             if (
-                record.get("data_fingerprint") == data_fingerprint
-                and record.get("mode") == "feature-extraction"
-                and record["metrics"].get("accuracy") is not None
+                record.data_fingerprint == data_fingerprint
+                and record.mode == "feature-extraction"
+                and record.accuracy is not None
             ):
-                result.trained[name] = float(record["metrics"]["accuracy"])
-                result.trained_runs[name] = int(record["id"])
+                result.trained[name] = float(record.accuracy)
+                result.trained_runs[name] = int(record.id)
                 break

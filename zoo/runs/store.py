@@ -22,6 +22,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from zoo.analysis.record import COLUMNS, DAMAGED, SCHEMA_VERSION, RunRecord, row_problem
 from zoo.errors import StoreError, UsageError
 from zoo.home import atomic_write_bytes, store_path
 
@@ -42,25 +43,6 @@ CREATE TABLE IF NOT EXISTS runs (
     versions TEXT NOT NULL
 )
 """
-JSON_COLUMNS = ("settings", "metrics", "history", "artifacts", "versions")
-# What a run record may set: every column but the id, which the store gives.
-COLUMNS = (
-    "created_at",
-    "backbone",
-    "mode",
-    "status",
-    "reason",
-    "settings",
-    "data_fingerprint",
-    "data",
-    "metrics",
-    "history",
-    "artifacts",
-    "versions",
-)
-REQUIRED_COLUMNS = ("created_at", "backbone", "mode", "status", *JSON_COLUMNS)
-# What a run's status can be: ok and failed are written; damaged is read (a cell zoo cannot decode).
-STATUSES = ("ok", "failed", "damaged")
 # How long a write waits for another process's write transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
 IMPORT_BUSY_TIMEOUT_S = 1.0  # importing pending records is retried by the next command
@@ -69,7 +51,6 @@ PENDING_FOLDER = "pending-runs"
 # Below this much free space, an I/O error from SQLite is taken for a full disk: SQLite reports
 # a failed write to the WAL or its index as "disk I/O error", not as SQLITE_FULL.
 LOW_SPACE_BYTES = 16 * 2**20
-HOME_PREFIX = "$ZOO_HOME/"  # artifact paths inside the store's folder are stored under it
 
 
 def connect(path: Path | None = None) -> sqlite3.Connection:
@@ -109,8 +90,8 @@ def _add_data_column(connection: sqlite3.Connection) -> None:
         connection.execute("ALTER TABLE runs ADD COLUMN data TEXT")
 
 
+# The record's SCHEMA_VERSION counts these: a migration that changes the row changes the record.
 MIGRATIONS = (_create_runs, _add_data_column)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _migrate(connection: sqlite3.Connection) -> int:
@@ -198,10 +179,10 @@ def _opened(path: Path | None) -> Iterator[sqlite3.Connection]:
             raise describe(error, path) from None
 
 
-def save_run(record: dict[str, Any], path: Path | None = None) -> int:
+def save_run(record: RunRecord, path: Path | None = None) -> int:
     """Insert one run atomically; returns its id. Raises StoreError naming the cause."""
     path = path or store_path()
-    row = _encode(record, path.parent)
+    row = record.to_row(path.parent)
     with _opened(path) as connection, connection:
         version = _schema_version(connection)
         if version > SCHEMA_VERSION:  # its rows may need what this zoo does not write
@@ -210,8 +191,8 @@ def save_run(record: dict[str, Any], path: Path | None = None) -> int:
 
 
 def update_run(
-    run_id: int, change: Callable[[dict[str, Any]], None], path: Path | None = None
-) -> dict[str, Any]:
+    run_id: int, change: Callable[[RunRecord], None], path: Path | None = None
+) -> RunRecord:
     """Let `change` edit a stored run's `metrics` and `artifacts` (in place), and write them back
     in one transaction that holds the write lock from the read on: two processes adding facts
     to one run (e.g. `--deploy` measurements of two targets) never lose each other's. Returns
@@ -223,13 +204,11 @@ def update_run(
             row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise UsageError(f"no run with id {run_id}; `zoo runs` lists the stored runs")
-            record = _decode(row, path.parent)
-            if record["status"] == "damaged":  # writing back would replace what is left of it
-                raise UsageError(f"run {run_id}: {record['reason']}")
+            record = RunRecord.from_row(row, path.parent)
+            if record.status == DAMAGED:  # writing back would replace what is left of it
+                raise UsageError(f"run {run_id}: {record.reason}")
             change(record)
-            encoded = _encode(
-                {"metrics": record["metrics"], "artifacts": record["artifacts"]}, path.parent
-            )
+            encoded = record.to_row(path.parent)
             connection.execute(
                 "UPDATE runs SET metrics = ?, artifacts = ? WHERE id = ?",
                 (encoded["metrics"], encoded["artifacts"], run_id),
@@ -241,34 +220,13 @@ def update_run(
     return record
 
 
-def keep_pending(record: dict[str, Any], path: Path | None = None) -> Path:
-    """Write a run the store refused beside it; the next command that opens the store adds it."""
+def keep_pending(record: RunRecord, path: Path | None = None) -> Path:
+    """Write a run the store refused beside it, as its row; the next command that opens the
+    store checks it (`row_problem`) and inserts it."""
     path = path or store_path()
     pending = path.parent / PENDING_FOLDER / f"{uuid.uuid4().hex}.json"
-    atomic_write_bytes(pending, json.dumps(_encode(record, path.parent)).encode())
+    atomic_write_bytes(pending, json.dumps(record.to_row(path.parent)).encode())
     return pending
-
-
-def _encode(record: dict[str, Any], home: Path) -> dict[str, Any]:
-    artifacts = {key: _relative(value, home) for key, value in record.get("artifacts", {}).items()}
-    row = {**record, "artifacts": artifacts}
-    return {key: json.dumps(value) if key in JSON_COLUMNS else value for key, value in row.items()}
-
-
-def _relative(value: Any, home: Path) -> Any:
-    """A path inside the home as `$ZOO_HOME/...`; anything else (--logdir, an error) as it is."""
-    if not isinstance(value, str) or not Path(value).is_absolute():
-        return value
-    try:
-        return HOME_PREFIX + Path(value).relative_to(home).as_posix()
-    except ValueError:
-        return value
-
-
-def _absolute(value: Any, home: Path) -> Any:
-    if isinstance(value, str) and value.startswith(HOME_PREFIX):
-        return str(home / value.removeprefix(HOME_PREFIX))
-    return value  # stored before paths were relative, or not a path
 
 
 def _insert(connection: sqlite3.Connection, row: dict[str, Any]) -> int:
@@ -326,23 +284,6 @@ def _import_each(connection: sqlite3.Connection, folder: Path) -> None:
             return
 
 
-def row_problem(row: Any) -> str | None:
-    """What keeps a pending record from being a run zoo wrote, or None if nothing does."""
-    if not isinstance(row, dict):
-        return f"a JSON {type(row).__name__}, not an object"
-    unknown = sorted(set(row) - set(COLUMNS))
-    if unknown:
-        return f"unknown field(s) {', '.join(map(repr, unknown))[:200]}"
-    missing = [column for column in REQUIRED_COLUMNS if row.get(column) is None]
-    if missing:
-        return f"no {', '.join(missing)}"
-    for column, value in row.items():
-        wanted = str if column in JSON_COLUMNS else (str, int, float, type(None))
-        if isinstance(value, bool) or not isinstance(value, wanted):
-            return f"field {column!r} holds a {type(value).__name__}"
-    return None
-
-
 def _set_aside(claimed: Path, pending: Path, problem: str) -> None:
     damaged = pending.with_suffix(".damaged")
     os.replace(claimed, damaged)
@@ -352,32 +293,6 @@ def _set_aside(claimed: Path, pending: Path, problem: str) -> None:
     )
 
 
-def _decode(row: sqlite3.Row, home: Path) -> dict[str, Any]:
-    """A row as a record; a cell that is not the JSON object zoo wrote marks the run damaged."""
-    record = dict(row)
-    damaged = []
-    for key in JSON_COLUMNS:
-        try:
-            record[key] = json.loads(record[key])
-        except (TypeError, ValueError):
-            record[key] = None
-        if not isinstance(record[key], dict):
-            record[key] = {}
-            damaged.append(key)
-    if damaged:
-        record["status"] = "damaged"
-        record["reason"] = f"its stored {', '.join(damaged)} is not valid; the run cannot be used"
-    record["artifacts"] = {
-        key: _absolute(value, home) for key, value in record["artifacts"].items()
-    }
-    return record
-
-
-def data_name(record: dict[str, Any]) -> str | None:
-    """The data folder's name (`food` for ~/photos/food); None for runs stored before it was kept."""
-    return Path(record["data"]).name if record.get("data") else None
-
-
 def list_runs(
     limit: int | None = None,
     path: Path | None = None,
@@ -385,7 +300,7 @@ def list_runs(
     backbone: str | None = None,
     status: str | None = None,
     data: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[RunRecord]:
     """Stored runs, newest first, optionally only those of one backbone, status or data folder.
 
     `data` matches the data folder's name or path, or the start of the data fingerprint.
@@ -395,7 +310,7 @@ def list_runs(
     if backbone is not None:
         conditions.append("backbone = ?")
         values.append(backbone)
-    if status is not None and status != "damaged":  # damaged is found decoding, not stored
+    if status is not None and status != DAMAGED:  # damaged is found decoding, not stored
         conditions.append("status = ?")
         values.append(status)
     if data is not None:
@@ -412,9 +327,10 @@ def list_runs(
         query += " LIMIT ?"
         values.append(min(limit, LARGEST_RUN_ID))
     with _opened(path) as connection:
-        records = [_decode(row, path.parent) for row in connection.execute(query, values)]
+        rows = connection.execute(query, values)
+        records = [RunRecord.from_row(row, path.parent) for row in rows]
     if status is not None:  # a row stored ok or failed may decode as damaged
-        records = [record for record in records if record["status"] == status][:limit]
+        records = [record for record in records if record.status == status][:limit]
     return records
 
 
@@ -427,7 +343,7 @@ def stored_values(column: str, path: Path | None = None) -> list[str]:
         return [row[0] for row in connection.execute(query)]
 
 
-def get_run(run_id: int, path: Path | None = None) -> dict[str, Any]:
+def get_run(run_id: int, path: Path | None = None) -> RunRecord:
     path = path or store_path()
     missing = UsageError(f"no run with id {run_id}; `zoo runs` lists the stored runs")
     if not 1 <= run_id <= LARGEST_RUN_ID:
@@ -436,7 +352,7 @@ def get_run(run_id: int, path: Path | None = None) -> dict[str, Any]:
         row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise missing
-    return _decode(row, path.parent)
+    return RunRecord.from_row(row, path.parent)
 
 
 def referenced_run_folders(path: Path | None = None) -> set[str]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+from zoo.analysis.record import RunRecord
 from zoo.catalog.plugins import PluginSet
 from zoo.errors import UsageError
 
@@ -42,7 +43,7 @@ class DeployTarget:
         """
         return None
 
-    def export(self, run: dict[str, Any], folder: Path) -> Path:
+    def export(self, run: RunRecord, folder: Path) -> Path:
         """Write what a user ships for stored run `run` into the empty `folder`; return the file
         or folder (inside `folder`) whose size on disk is the deployed size."""
         raise NotImplementedError

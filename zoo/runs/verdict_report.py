@@ -8,43 +8,43 @@ import html
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from zoo.analysis.record import RunRecord
 from zoo.analysis.verdict import Verdict, sentences
 from zoo.runs.comparison import Judgement
 from zoo.runs.report import pyplot
 
 
-def intervals_figure(records: list[dict[str, Any]], verdict: Verdict):
+def intervals_figure(records: list[RunRecord], verdict: Verdict):
     """Each run's test accuracy with its 95% interval; tied runs green, worse grey."""
     plt = pyplot()
-    shown = [record for record in records if record["id"] in verdict.intervals]
+    shown = [record for record in records if record.id in verdict.intervals]
     shown.sort(key=_judged_accuracy)
     figure, axis = plt.subplots(figsize=(8, 1.2 + 0.45 * len(shown)))
     for row, record in enumerate(shown):
-        low, high = verdict.intervals[record["id"]]
+        low, high = verdict.intervals[record.id]
         accuracy = _judged_accuracy(record)
-        colour = "tab:green" if record["id"] in verdict.tied else "tab:gray"
+        colour = "tab:green" if record.id in verdict.tied else "tab:gray"
         axis.errorbar(
             accuracy,
             row,
             xerr=[[max(0.0, accuracy - low)], [max(0.0, high - accuracy)]],  # float rounding
-            fmt="*" if record["id"] == verdict.recommended else "o",
-            markersize=12 if record["id"] == verdict.recommended else 7,
+            fmt="*" if record.id == verdict.recommended else "o",
+            markersize=12 if record.id == verdict.recommended else 7,
             color=colour,
             capsize=4,
         )
-    axis.set_yticks(range(len(shown)), [f"#{r['id']} {r['backbone']}" for r in shown])
+    axis.set_yticks(range(len(shown)), [f"#{r.id} {r.backbone}" for r in shown])
     axis.set_xlabel("test accuracy, 95% Wilson interval")
     axis.set_title("Accuracy with intervals (green: tied for best, star: recommended)")
     return figure
 
 
-def _judged_accuracy(record: dict[str, Any]) -> float:
+def _judged_accuracy(record: RunRecord) -> float:
     """The accuracy the verdict judged: of the seed-averaged predictions where --seeds made them."""
-    metrics = record["metrics"]
+    metrics = record.metrics
     return metrics.get("seed_averaged_accuracy", metrics["accuracy"])
 
 
@@ -58,20 +58,20 @@ def verdict_html(judgement: Judgement) -> str:
     return f'<h2>Verdict</h2>\n<div id="verdict">{body}</div>\n{notes}'
 
 
-def class_differences_html(records: list[dict[str, Any]], verdict: Verdict) -> str:
+def class_differences_html(records: list[RunRecord], verdict: Verdict) -> str:
     """Per class, each run's accuracy minus the recommended run's, in points."""
-    by_id = {record["id"]: record for record in records}
+    by_id = {record.id: record for record in records}
     anchor = by_id[verdict.recommended]
-    others = [record for record in records if record["id"] != verdict.recommended]
+    others = [record for record in records if record.id != verdict.recommended]
     if not others:
         return ""
-    reference = anchor["metrics"]["per_class_accuracy"]
+    reference = anchor.metrics["per_class_accuracy"]
     header = "".join(f"<th>{html.escape(_label(record))}</th>" for record in others)
     rows = []
     for name, base in sorted(reference.items()):
         cells = []
         for record in others:
-            value = record["metrics"]["per_class_accuracy"].get(name)
+            value = record.metrics["per_class_accuracy"].get(name)
             if value is None:
                 cells.append("<td>-</td>")
                 continue
@@ -95,15 +95,15 @@ GALLERY_IMAGES = 8  # per side of each pair: images only the best got right, onl
 THUMBNAIL = 96  # pixels, the longer side
 
 
-def gallery_html(records: list[dict[str, Any]], judgement: Judgement) -> str:
+def gallery_html(records: list[RunRecord], judgement: Judgement) -> str:
     """For the best run against each runner-up, the test images exactly one of them got right,
     as thumbnails with the true and both predicted classes; capped, inlined, no script."""
     verdict, labels = judgement.verdict, judgement.labels
-    by_id = {record["id"]: record for record in records}
+    by_id = {record.id: record for record in records}
     paths = _test_images(by_id[verdict.best])
     if paths is None or labels is None or len(paths) != len(labels):
         return ""
-    classes = by_id[verdict.best]["metrics"]["classes"]
+    classes = by_id[verdict.best].classes
     best = judgement.predicted[verdict.best]
     rivals = sorted(
         (run for run in judgement.predicted if run != verdict.best),
@@ -134,8 +134,8 @@ def gallery_html(records: list[dict[str, Any]], judgement: Judgement) -> str:
     return '<div id="gallery">' + "\n".join(sections) + "</div>" if sections else ""
 
 
-def _test_images(record: dict[str, Any]) -> list[str] | None:
-    path = (record.get("artifacts") or {}).get("test_images")
+def _test_images(record: RunRecord) -> list[str] | None:
+    path = record.artifacts.get("test_images")
     try:
         return json.loads(Path(path).read_text()) if path else None
     except (OSError, ValueError):  # moved or damaged: the report goes without a gallery
@@ -181,8 +181,8 @@ def _tile(path: str, classes: list[str], true: int, best: int, other: int) -> st
     )
 
 
-def _label(record: dict[str, Any]) -> str:
-    return f"#{record['id']} {record['backbone']}"
+def _label(record: RunRecord) -> str:
+    return f"#{record.id} {record.backbone}"
 
 
 STYLE = """
