@@ -34,9 +34,11 @@ from zoo.data.augment import Augmentation
 from zoo.data.decoded import DecodedImages, decode_to_disk
 from zoo.data.folders import Dataset, ImageSet, check_readable, stratified_split
 from zoo.errors import BackboneUnavailable, UsageError
+from zoo.extraction import process as extraction_process
 from zoo.extraction.cache import FeatureCache, backbone_key, features_key
 from zoo.extraction.engines import Engines, ResolvedBackbone
 from zoo.extraction.extract import Compute, Extraction, extract, local_compute
+from zoo.extraction.process import ChildEngine
 from zoo.home import tensorboard_root
 from zoo.reporting import Reporter
 from zoo.runs import artifacts
@@ -228,8 +230,9 @@ def _predict_features(head: Any, features: np.ndarray) -> np.ndarray:
 
 class _Extractor:
     """One frozen backbone's features: through its planned engine, cached under its key (plus a
-    view's suffix for augmented views). The engine starts only when some vector is missing: here,
-    or as workers on the Ray cluster (--ray), which `close()` stops."""
+    view's suffix for augmented views). The engine starts only when some vector is missing: in a
+    child process of its own (zoo.extraction.process), here (ZOO_EXTRACT_HERE=1), or as workers
+    on the Ray cluster (--ray); `close()` stops the child or the workers."""
 
     def __init__(
         self, backbone: Backbone, settings: RunSettings, reporter: Reporter, engines: Engines
@@ -243,6 +246,7 @@ class _Extractor:
         )
         self.started, self.computed, self.seconds = False, 0, 0.0
         self.cluster = None  # the Ray workers, once started
+        self.child: ChildEngine | None = None  # the engine's own process, once started
         self.workers = contextlib.ExitStack()
 
     def features(
@@ -261,6 +265,8 @@ class _Extractor:
 
     def close(self) -> None:
         self.workers.close()
+        if self.child is not None:  # its memory is gone with it; a later call starts another
+            self.child, self.started = None, False
 
     def _start(self) -> None:
         if self.settings.ray:
@@ -276,6 +282,16 @@ class _Extractor:
                 )
             )
             self.engine = self.cluster.engine
+        elif extraction_process.wanted(self.engines):
+            self.child = ChildEngine(
+                self.resolved,
+                self.engine.name,
+                self.engine.precision,
+                INFERENCE_BATCH,
+                self.reporter.warning,
+            )
+            self.workers.callback(self.child.close)
+            self.engine = self.child.facts
         else:
             self.engine = self.engines.start(self.engine, self.resolved, self.reporter.warning)
         self.started = True
@@ -283,6 +299,8 @@ class _Extractor:
     def _compute(self, transform) -> Compute:
         if self.cluster is not None:  # RunSettings refuses --augment with --ray
             return self.cluster.compute
+        if self.child is not None:
+            return functools.partial(self.child.compute, transform=transform)
         steps = self.backbone.preprocessing
         return local_compute(steps, self.engine, INFERENCE_BATCH, transform)
 
@@ -307,6 +325,8 @@ class _Extractor:
             return int(self.resolved.uint8_function()(blank).shape[-1])
         if not self.started:
             self._start()
+        if self.child is not None:  # the child asked its engine when it started
+            return self.engine.width
         return int(self.engine(blank).shape[-1])
 
 
