@@ -51,6 +51,9 @@ def zoo_home(tmp_path, monkeypatch) -> Path:
     # never to an mlflow.db in the folder pytest was started from.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    # Engines run in this process (a child per backbone starts a fresh TensorFlow: seconds a
+    # run); tests/test_extraction_process.py takes the child path, as `zoo run` does.
+    monkeypatch.setenv("ZOO_EXTRACT_HERE", os.environ.get("ZOO_TEST_EXTRACT_HERE", "1"))
     return home
 
 

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -42,12 +42,24 @@ POLL_SECONDS = 0.5  # how often a parent waiting for a batch checks that its chi
 STOP_SECONDS = 10.0  # how long an idle child is given to exit on its own before it is ended
 
 
-def wanted(engines: Engines) -> bool:
-    """Extract in a child? Yes, unless the user keeps engines here, or `engines` holds
-    factories the child, which loads the plugins afresh, would not find."""
+def wanted(engines: Engines, backbone: Backbone) -> bool:
+    """Extract in a child? Yes, unless the user keeps engines here, or the child, which loads
+    the plugins afresh, would not find `engines`' factories or could not be sent `backbone`
+    (a plugin's `make_layer` closure)."""
     if os.environ.get(IN_PROCESS_VARIABLE, "") not in ("", "0"):
         return False
-    return engines.factories == load_engines(load_plugins()).factories
+    if engines.factories != load_engines(load_plugins()).factories:
+        return False
+    try:
+        pickle.dumps(_sendable(backbone))
+    except Exception:  # pickle raises PicklingError, AttributeError, TypeError...
+        return False
+    return True
+
+
+def _sendable(backbone: Backbone) -> Backbone:
+    """The backbone as the child gets it: its SavedModel is on disk, nothing to build."""
+    return replace(backbone, build_savedmodel=None)
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,7 @@ class ChildEngine:
         self.backbone, self.warn = resolved.backbone, warn
         self._process, self._connection = _spawn()
         self._connection.send(
-            (resolved.backbone, resolved.folder, engine_name, precision, batch_size)
+            (_sendable(resolved.backbone), resolved.folder, engine_name, precision, batch_size)
         )
         self._busy = True  # until the child says it started
         try:
@@ -103,7 +115,10 @@ class ChildEngine:
     ) -> Iterator[Batch]:
         """The batches of `paths`, as the child computes them (a `Compute`)."""
         self._busy = True
-        self._connection.send(("extract", paths, digests, transform))
+        try:
+            self._connection.send(("extract", paths, digests, transform))
+        except OSError:  # BrokenPipeError: the child is gone
+            raise self._died() from None
         while True:
             message = self._receive("batch", "done")
             if message[0] == "done":

@@ -282,7 +282,7 @@ class _Extractor:
                 )
             )
             self.engine = self.cluster.engine
-        elif extraction_process.wanted(self.engines):
+        elif extraction_process.wanted(self.engines, self.backbone):
             self.child = ChildEngine(
                 self.resolved,
                 self.engine.name,
