@@ -57,6 +57,16 @@ def zoo_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+def serving_model(run) -> Path:
+    """A stored run's SavedModel folder (a RunResult or a record), written now if this is its
+    first use, as `zoo export` and `zoo predict` write it."""
+    from zoo.runs.artifacts import saved_model_folder
+    from zoo.runs.store import get_run
+
+    run_id = run["id"] if isinstance(run, dict) else run.run_id
+    return saved_model_folder(get_run(run_id), "export")
+
+
 def export_tiny_savedmodel(folder: Path, feature_dim: int = TINY_FEATURES, seed: int = 0) -> Path:
     """A hub-format SavedModel: images -> a fixed random projection of their 4x4 thumbnails."""
     import tensorflow as tf

@@ -95,10 +95,10 @@ def export_run(
     """
     check_options(fmt, quantize)
     _check_classes(record)
-    model_dir = saved_model_folder(record, "export")
+    reporter = reporter or Reporter()
+    model_dir = saved_model_folder(record, "export", reporter.warning)  # written on first use
     if out.exists():
         raise UsageError(f"{out} already exists; remove it or give another --out")
-    reporter = reporter or Reporter()
     folders = data or {k: Path(v) for k, v in record["settings"].get("data", {}).items()}
     if fmt == "tflite" and not {"train", "test"} <= set(folders):
         raise UsageError(

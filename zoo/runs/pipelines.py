@@ -81,6 +81,8 @@ class Outcome:
     )  # settings the record keeps (augmentation, members)
     # --seeds N: test probabilities of the N - 1 heads trained beside the saved one
     other_seeds: list[np.ndarray] = field(default_factory=list)
+    # a frozen run: what its SavedModel is written from on first use (artifacts.SERVING_RECIPE)
+    serving: dict | None = None
 
 
 def _fit_settings(settings: RunSettings, mode: str, epochs: int | None = None) -> FitSettings:
@@ -560,22 +562,13 @@ def feature_extraction(
     checkpoint: Path,
     engines: Engines,
 ) -> Outcome:
-    from zoo.training.models import create_model
 
     extractor = _Extractor(backbone, settings, reporter, engines)
-    outcome, (kernel, bias) = _frozen_outcome(
+    outcome, _ = _frozen_outcome(
         [extractor], dataset, digests, settings, reporter, checkpoint, backbone
     )
-    num_classes = len(dataset.classes)
-
-    def build_model():  # only for a new template; loads the backbone if extraction did not
-        model = create_model(backbone, num_classes, layer=extractor.resolved.loaded_layer)
-        head_layer(model).set_weights([kernel, bias])
-        return model
-
-    outcome.save_model = lambda folder: artifacts.save_with_head(
-        extractor.backbone_id, num_classes, build_model, (kernel, bias), folder, reporter.warning
-    )
+    # the SavedModel is written on first use (artifacts.saved_model_folder), from these
+    outcome.serving = {"backbone_id": extractor.backbone_id, "num_classes": len(dataset.classes)}
     return outcome
 
 
