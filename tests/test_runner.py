@@ -208,6 +208,7 @@ def test_saved_model_predicts_without_the_backbone_cache(tmp_path, tiny_images, 
     registry.write_text(registry_text(str(handle)))
     monkeypatch.setenv("ZOO_REGISTRY", str(registry))
     result = run_tiny(tiny_images, epochs=15, batch_size=8).results[0]
+    serving_model(result)  # written on first use, which needs the backbone (test_lazy_export.py)
     shutil.rmtree(handle)  # the backbone is gone; the saved run model must stand alone
     predictions = predict(get_run(result.run_id), [tiny_images / "test/blue/blue_0.png"], top_k=2)
     top = predictions[0]["top"]

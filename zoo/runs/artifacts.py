@@ -180,12 +180,14 @@ def _same_backbone(record: dict[str, Any], backbone_id: str, what: str) -> Any:
     name = record["backbone"]
     try:
         backbone = load_catalog().get(name)
-        folder = resolve(backbone)
-    except (UsageError, BackboneUnavailable) as error:
-        raise BackboneUnavailable(
-            f"{what} backbone {name}, which is not available here ({error}); "
-            f"`zoo pull {name}` where there is a network, then try again"
+    except UsageError as error:
+        raise UsageError(
+            f"{what} backbone {name}, which is no longer registered: {error}"
         ) from None
+    try:
+        folder = resolve(backbone)
+    except BackboneUnavailable as error:  # its line says how to get it (`zoo pull`, a handle)
+        raise BackboneUnavailable(f"{what} backbone {name}, which is not here: {error}") from None
     if backbone_key(backbone, folder) != backbone_id:
         raise UsageError(
             f"{what} backbone {name}, which has changed since (its SavedModel or "
