@@ -562,7 +562,6 @@ def feature_extraction(
     checkpoint: Path,
     engines: Engines,
 ) -> Outcome:
-
     extractor = _Extractor(backbone, settings, reporter, engines)
     outcome, _ = _frozen_outcome(
         [extractor], dataset, digests, settings, reporter, checkpoint, backbone
