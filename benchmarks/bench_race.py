@@ -13,9 +13,16 @@ and 250 test images per class):
               by `full`), timed, with Kendall tau against the accuracies of `full`;
   round       one round's extraction: a cold `--screen-only` of the 11 (each backbone's first
               1/8 of the training images computed, conversions already cached);
-  memory      `zoo run` of the --memory backbones cold, against each of them alone cold;
+  memory      `zoo run` of the --memory backbones cold, against each of the --memory-singles
+              (default: all of them) alone cold;
   export      the share of a cold tb_lite0_224 run spent writing its serving model.
-Results: a table, and benchmarks/results/<date>-race.json with the load average.
+`--only memory,export` runs just those (each needs no other). Results: a table, and
+benchmarks/results/<date>-race.json with the load average.
+
+Peak memory of one command is its process tree's: zoo extracts each backbone in a child process
+(zoo/extraction/process.py). Each measurement gives the main process's peak RSS (VmHWM), the
+largest child's (getrusage RUSAGE_CHILDREN, exact), and the tree's largest sum of RSS and of PSS
+(sampled every 0.2 s: RSS counts the libraries both processes map twice, PSS shares them out).
 """
 
 from __future__ import annotations
@@ -63,8 +70,12 @@ def child_main(arguments: list[str], report: Path, time_export: bool) -> None:
                 export_seconds.append(time.perf_counter() - started)
 
         artifacts.save_with_head = timed
+    import resource
+
     from zoo.cli import main
 
+    sampler = TreeSampler()
+    sampler.start()
     stdout, started = io.StringIO(), time.perf_counter()
     with contextlib.redirect_stdout(stdout):
         try:
@@ -73,22 +84,60 @@ def child_main(arguments: list[str], report: Path, time_export: bool) -> None:
         except SystemExit as done:
             code = done.code
     seconds = time.perf_counter() - started
+    sampler.stop()
     peak = next(
         int(line.split()[1]) * 1024
         for line in Path("/proc/self/status").read_text().splitlines()
         if line.startswith("VmHWM:")
     )
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     report.write_text(
         json.dumps(
             {
                 "code": code,
                 "seconds": seconds,
                 "peak_rss": peak,
+                "child_peak_rss": child_peak,
+                "process_peak_rss": max(peak, child_peak),
+                "tree_peak_rss_sum": max(sampler.rss_sum, peak),
+                "tree_peak_pss_sum": sampler.pss_sum,
                 "stdout": stdout.getvalue(),
                 "export_seconds": export_seconds,
             }
         )
     )
+
+
+class TreeSampler:
+    """The largest sums of RSS and of PSS over this process and its descendants, sampled."""
+
+    def __init__(self, interval: float = 0.2):
+        import threading
+
+        self.interval, self.rss_sum, self.pss_sum = interval, 0, 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stopped.wait(self.interval):
+            rss = pss = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    info = process.memory_full_info()
+                except psutil.Error:  # ended between the listing and the reading
+                    continue
+                rss, pss = rss + info.rss, pss + info.pss
+            self.rss_sum, self.pss_sum = max(self.rss_sum, rss), max(self.pss_sum, pss)
 
 
 def zoo_child(home: Path, arguments: list[str], time_export: bool = False) -> dict:
@@ -135,7 +184,7 @@ def prepared_home(workdir: Path, name: str, converted: Path | None) -> Path:
     home = workdir / name
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    if converted is not None:
+    if converted is not None and converted.is_dir():
         shutil.copytree(converted, home / "converted")
     return home
 
@@ -152,6 +201,8 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=75)
     parser.add_argument("--test-per-class", type=int, default=250)
     parser.add_argument("--memory", default=MEMORY_DEFAULT)
+    parser.add_argument("--memory-singles", default="", help="default: every --memory backbone")
+    parser.add_argument("--only", default="full,screen,round,memory,export")
     parser.add_argument("--screen-fraction", default="0.125")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench-race")
     options = parser.parse_args()
@@ -165,7 +216,59 @@ def main() -> None:
         "load_before": os.getloadavg(),
     }
 
-    home = prepared_home(workdir, "home-full", None)
+    only = set(options.only.split(","))
+    home = workdir / "home-full"
+    if "full" in only:
+        run_full_and_screens(options, home, data, names, results)
+    if "round" in only:
+        run_round(options, home, data, names, results)
+    members = options.memory.split(",")
+    if not (home / "converted").is_dir():  # the test bed's SavedModels, built once for all homes
+        zoo_child(prepared_home(workdir, home.name, None), ["pull", *names])
+    if "memory" in only:
+        singles = {}
+        for name in options.memory_singles.split(",") if options.memory_singles else members:
+            alone = prepared_home(workdir, f"home-{name}", home / "converted")
+            singles[name] = memory_facts(
+                zoo_child(alone, ["run", name, "--data", str(data), "--json"])
+            )
+        together = prepared_home(workdir, "home-together", home / "converted")
+        facts = zoo_child(together, ["run", *members, "--data", str(data), "--json"])
+        results["memory"] = {
+            "members": members,
+            "single_cold": singles,
+            "together": memory_facts(facts),
+            "together_seconds": facts["seconds"],
+        }
+    if "export" in only:
+        lite0 = prepared_home(workdir, "home-export", home / "converted")
+        exported = zoo_child(lite0, ["run", "tb_lite0_224", "--data", str(data)], time_export=True)
+        results["export"] = {
+            "run_seconds": exported["seconds"],
+            "export_seconds": exported["export_seconds"],
+        }
+    results["load_after"] = os.getloadavg()
+    report(results, members)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d-%H%M")
+    (RESULTS / f"{stamp}-race.json").write_text(json.dumps(results, indent=2))
+
+
+MEMORY_FIGURES = (
+    "peak_rss",
+    "child_peak_rss",
+    "process_peak_rss",
+    "tree_peak_rss_sum",
+    "tree_peak_pss_sum",
+)
+
+
+def memory_facts(facts: dict) -> dict:
+    return {key: facts[key] for key in MEMORY_FIGURES}
+
+
+def run_full_and_screens(options, home: Path, data: Path, names: list[str], results: dict) -> None:
+    home = prepared_home(home.parent, home.name, None)
     full = zoo_child(home, ["run", *names, "--data", str(data), "--epochs", "5", "--json"])
     accuracy = {
         row["backbone"]: row["metrics"]["accuracy"] for row in json.loads(full["stdout"])["runs"]
@@ -198,6 +301,9 @@ def main() -> None:
             "images": facts["images"],
         }
 
+
+def run_round(options, home: Path, data: Path, names: list[str], results: dict) -> None:
+    workdir = home.parent
     cold = prepared_home(workdir, "home-round", home / "converted")
     shutil.rmtree(cold / "engines", ignore_errors=True)
     if (home / "engines").is_dir():
@@ -224,29 +330,28 @@ def main() -> None:
         "computed": sum(row["computed_features"] for row in round_facts["ranking"]),
     }
 
-    members = options.memory.split(",")
-    singles = {}
-    for name in members:
-        alone = prepared_home(workdir, f"home-{name}", home / "converted")
-        singles[name] = zoo_child(alone, ["run", name, "--data", str(data), "--json"])["peak_rss"]
-    together = prepared_home(workdir, "home-together", home / "converted")
-    peak = zoo_child(together, ["run", *members, "--data", str(data), "--json"])["peak_rss"]
-    results["memory"] = {"single_cold_peak_rss": singles, "together_peak_rss": peak}
-
-    lite0 = prepared_home(workdir, "home-export", home / "converted")
-    exported = zoo_child(lite0, ["run", "tb_lite0_224", "--data", str(data)], time_export=True)
-    results["export"] = {
-        "run_seconds": exported["seconds"],
-        "export_seconds": exported["export_seconds"],
-    }
-    results["load_after"] = os.getloadavg()
-    report(results, members)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d-%H%M")
-    (RESULTS / f"{stamp}-race.json").write_text(json.dumps(results, indent=2))
-
 
 def report(results: dict, members: list[str]) -> None:
+    if "full" in results:
+        report_screens(results)
+    if "round" in results:
+        facts = results["round"]
+        print(
+            f"one round's extraction (cold --screen-only, {facts['computed']} vectors): "
+            f"{facts['seconds']:.1f}s (extraction + score {facts['extraction_seconds']:.1f}s)"
+        )
+    if "memory" in results:
+        report_memory(results["memory"])
+    if "export" in results:
+        export = results["export"]
+        print(
+            f"cold tb_lite0_224 run: {export['run_seconds']:.1f}s, of which serving-model export "
+            f"{sum(export['export_seconds']):.1f}s"
+        )
+    print(f"load average before {results['load_before']}, after {results['load_after']}")
+
+
+def report_screens(results: dict) -> None:
     accuracy = results["full"]["accuracy"]
     print(f"full run of {len(accuracy)} backbones: {results['full']['seconds']:.1f}s")
     for method in ("knn", "logme"):
@@ -259,23 +364,25 @@ def report(results: dict, members: list[str]) -> None:
             print(
                 f"  {row['backbone']:22s} {row['score']:+.4f}  acc {accuracy[row['backbone']]:.4f}"
             )
-    facts = results["round"]
-    print(
-        f"one round's extraction (cold --screen-only, {facts['computed']} vectors): "
-        f"{facts['seconds']:.1f}s (extraction + score {facts['extraction_seconds']:.1f}s)"
-    )
-    memory = results["memory"]
-    largest = max(memory["single_cold_peak_rss"].values())
-    print(
-        f"peak RSS: {len(members)} backbones together {memory['together_peak_rss'] / 1e6:.0f} MB; "
-        f"largest alone {largest / 1e6:.0f} MB (target <= {(largest + 300e6) / 1e6:.0f} MB)"
-    )
-    export = results["export"]
-    print(
-        f"cold tb_lite0_224 run: {export['run_seconds']:.1f}s, of which serving-model export "
-        f"{sum(export['export_seconds']):.1f}s"
-    )
-    print(f"load average before {results['load_before']}, after {results['load_after']}")
+
+
+def report_memory(memory: dict) -> None:
+    def line(label: str, facts: dict) -> str:
+        figures = ", ".join(f"{key} {facts[key] / 1e6:.0f}" for key in MEMORY_FIGURES)
+        return f"  {label:22s} MB: {figures}"
+
+    print(f"peak memory, {len(memory['members'])} backbones in one `zoo run` and each alone:")
+    print(line("together", memory["together"]))
+    for name, facts in memory["single_cold"].items():
+        print(line(name, facts))
+    for key in ("process_peak_rss", "tree_peak_rss_sum", "tree_peak_pss_sum"):
+        largest = max(facts[key] for facts in memory["single_cold"].values())
+        together = memory["together"][key]
+        verdict = "met" if together <= largest + 300e6 else "missed"
+        print(
+            f"  {key}: together {together / 1e6:.0f} MB, largest alone {largest / 1e6:.0f} MB, "
+            f"target <= {(largest + 300e6) / 1e6:.0f} MB: {verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """MLflow tracking: each stored zoo run becomes an MLflow run (the `zoo[mlflow]` extra).
 
 Params (settings, backbone, data), per-epoch metrics, test metrics, the confusion matrix and the
-run's SavedModel go to $MLFLOW_TRACKING_URI, or by default to ZOO_HOME/mlflow.db with artifacts
+run's SavedModel where the run wrote one (a feature-extraction run writes its model on first
+`zoo export`/`zoo predict`: the tag `zoo.model` says so) go to $MLFLOW_TRACKING_URI, or by default to ZOO_HOME/mlflow.db with artifacts
 under ZOO_HOME/mlruns/ (MLflow's own default would write both into the current folder). Runs
 logged to a SQLite store take turns (a lock file beside it): three zoo processes creating the
 store at once lost two runs to its migrations racing. Without MLflow installed this plugin implements no hook: it
@@ -195,6 +196,8 @@ def _log_artifacts(client: Any, run_id: str, run: dict[str, Any]) -> None:
     model = run["artifacts"].get("model")
     if model and Path(model).is_dir():
         client.log_artifacts(run_id, model, "model")
+    elif model:  # a frozen run's model is written on first use, not here (zoo/runs/artifacts.py)
+        client.set_tag(run_id, "zoo.model", "written on first `zoo export` or `zoo predict`")
 
 
 def _close_quietly(client: Any, run_id: str) -> None:

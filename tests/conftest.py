@@ -51,7 +51,20 @@ def zoo_home(tmp_path, monkeypatch) -> Path:
     # never to an mlflow.db in the folder pytest was started from.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    # Engines run in this process (a child per backbone starts a fresh TensorFlow: seconds a
+    # run); tests/test_extraction_process.py takes the child path, as `zoo run` does.
+    monkeypatch.setenv("ZOO_EXTRACT_HERE", os.environ.get("ZOO_TEST_EXTRACT_HERE", "1"))
     return home
+
+
+def serving_model(run) -> Path:
+    """A stored run's SavedModel folder (a RunResult or a record), written now if this is its
+    first use, as `zoo export` and `zoo predict` write it."""
+    from zoo.runs.artifacts import saved_model_folder
+    from zoo.runs.store import get_run
+
+    run_id = run.run_id if hasattr(run, "run_id") else run.id  # a RunResult, or a RunRecord
+    return saved_model_folder(get_run(run_id), "export")
 
 
 def export_tiny_savedmodel(folder: Path, feature_dim: int = TINY_FEATURES, seed: int = 0) -> Path:

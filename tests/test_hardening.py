@@ -21,7 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_FEATURES, TINY_INPUT, registry_text, write_image_folders
+from conftest import (
+    TINY_FEATURES,
+    TINY_INPUT,
+    registry_text,
+    serving_model,
+    write_image_folders,
+)
 from PIL import Image
 from test_bad_input import cli, one_line
 
@@ -86,7 +92,7 @@ def test_a_run_finished_while_the_store_is_locked_is_kept_and_stored_by_the_next
     assert len(list((zoo_home / "pending-runs").glob("*.json"))) == 1
     (stored,) = list_runs()  # any later command imports the pending record first
     assert stored.status == "ok" and stored.metrics["accuracy"] > 0.5
-    assert Path(stored.artifacts["model"], "saved_model.pb").is_file()
+    assert Path(serving_model(stored), "saved_model.pb").is_file()
     assert list((zoo_home / "pending-runs").glob("*.json")) == []
 
 
@@ -156,17 +162,19 @@ def test_a_serving_template_missing_its_graph_is_rebuilt(
     tiny_registry, tiny_images, zoo_home, capsys
 ):
     assert run_cli(tiny_images, capsys, "--json")[0] == 0
+    serving_model(list_runs()[0])  # its first use exports the template
     (template,) = (zoo_home / "serving").iterdir()
     (template / "saved_model.pb").unlink()
     code, _, err = run_cli(tiny_images, capsys)
     assert code == 0, err
-    (line,) = warnings_in(err)
-    assert "serving template" in line and "saved_model.pb" in line
     newest = list_runs()[0]
-    assert Path(newest.artifacts["model"], "saved_model.pb").is_file()
     image = tiny_images / "test" / "red" / "red_0.png"
+    # the newest run's model is written on this first use, from the template built afresh
     code, out, err = cli(["predict", str(image), "--run", str(newest.id)], capsys)
     assert code == 0 and out.startswith(str(image)), err
+    (line,) = warnings_in(err)
+    assert "serving template" in line and "saved_model.pb" in line
+    assert Path(newest.artifacts["model"], "saved_model.pb").is_file()
 
 
 # --- 3. paths are not patterns; outside values are not markup ---------------------------------
@@ -492,6 +500,7 @@ def test_a_bad_json_cell_marks_its_run_damaged_and_the_rest_still_list(capsys):
 def stored_run(tiny_registry, tiny_images, capsys) -> dict:
     code, _, err = run_cli(tiny_images, capsys, "--json")
     assert code == 0, err
+    serving_model(list_runs()[0])  # its model, written on first use
     return list_runs()[0]
 
 

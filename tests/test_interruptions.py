@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_FEATURES, registry_text
+from conftest import TINY_FEATURES, registry_text, serving_model
 
 import zoo
 import zoo.extraction.extract
@@ -163,7 +163,7 @@ def test_cache_reads_only_whole_shards(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "delete"])
 def test_damaged_serving_template_is_built_afresh(tiny_registry, tiny_images, zoo_home, damage):
-    run_tiny(tiny_images)
+    serving_model(run_tiny(tiny_images).results[0])  # its first use exports the template
     (template,) = (zoo_home / "serving").iterdir()
     data = next(template.glob("variables/variables.data-*"))
     if damage == "truncate":
@@ -172,7 +172,7 @@ def test_damaged_serving_template_is_built_afresh(tiny_registry, tiny_images, zo
         data.unlink()
     result = run_tiny(tiny_images).results[0]
     assert result.ok, result.reason
-    assert Path(result.artifacts["model"], "variables", "variables.index").is_file()
+    assert Path(serving_model(result), "variables", "variables.index").is_file()
     assert next(template.glob("variables/variables.data-*")).stat().st_size > 40
 
 
@@ -181,7 +181,7 @@ def test_a_head_of_the_wrong_shape_is_refused_and_the_template_kept(
 ):
     from zoo.runs.artifacts import save_with_head
 
-    run_tiny(tiny_images)
+    serving_model(run_tiny(tiny_images).results[0])  # its first use exports the template
     (template,) = (zoo_home / "serving").iterdir()
     backbone_id = template.name.rsplit("-3classes-", 1)[0]
     wrong_head = (np.zeros((TINY_FEATURES + 1, 3)), np.zeros(3))

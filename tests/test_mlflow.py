@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import serving_model
 from test_tracking import Warnings, run_tiny
 
 from zoo.runs.store import get_run, list_runs
@@ -58,7 +59,9 @@ def test_a_run_is_logged_to_an_mlflow_file_store(tiny_registry, tiny_images, tmp
     confusion = json.loads((downloaded / "confusion_matrix.json").read_text())
     assert confusion["rows_true_columns_predicted"] == record.metrics["confusion_matrix"]
     assert confusion["classes"] == ["blue", "green", "red"]
-    assert (downloaded / "model" / "saved_model.pb").is_file()
+    # a frozen run's SavedModel is written on first use, after the run is logged: tagged so
+    assert not (downloaded / "model").exists()
+    assert found.data.tags["zoo.model"] == "written on first `zoo export` or `zoo predict`"
 
 
 def free_port() -> int:
@@ -76,7 +79,7 @@ def test_a_tracking_server_that_is_down_is_one_warning(tiny_registry, tiny_image
     assert "mlflow_tracker" in warning and "run_finished" in warning
     (stored,) = list_runs()
     assert stored.id == result.run_id and stored.status == "ok"
-    assert Path(stored.artifacts["model"], "saved_model.pb").is_file()
+    assert Path(serving_model(stored), "saved_model.pb").is_file()
 
 
 @pytest.mark.skipif(

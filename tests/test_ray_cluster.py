@@ -91,6 +91,17 @@ def test_cluster_features_equal_in_process_ones(ray_cluster, tiny_registry, tiny
     assert np.abs(cluster - in_process_features(resolved, paths)).max() <= 1e-5
 
 
+def unpacked_copies(resolved: ResolvedBackbone) -> list[Path]:
+    """The workers' unpacked copies of this model in the nodes' temp folder (this machine's)."""
+    import hashlib
+    import tempfile
+
+    from zoo.extraction.cluster import UNPACKED_PREFIX, _archive
+
+    digest = hashlib.sha256(_archive(resolved.folder)).hexdigest()[:24]
+    return list(Path(tempfile.gettempdir()).glob(f"{UNPACKED_PREFIX}{digest}*"))
+
+
 def test_a_killed_worker_has_its_batches_retried(ray_cluster, tiny_registry, tmp_path):
     from zoo.extraction.cluster import ClusterCompute
 
@@ -98,6 +109,7 @@ def test_a_killed_worker_has_its_batches_retried(ray_cluster, tiny_registry, tmp
     resolved = tiny_backbone()
     paths = sorted(data.rglob("*.png"))
     with ClusterCompute(resolved, "tensorflow", "fp32", 2, print) as pool:
+        assert unpacked_copies(resolved) == []  # each removed once its engine started
         victim = pool.worker_pids()[0]
         batches = pool.compute(paths, [str(p) for p in paths])
         first = next(batches)
@@ -106,6 +118,7 @@ def test_a_killed_worker_has_its_batches_retried(ray_cluster, tiny_registry, tmp
         cluster, seen = in_order([first, *batches], len(paths))
         assert victim not in pool.worker_pids()  # Ray restarted the worker
     assert sorted(seen) == list(range(len(paths)))  # no row missing, none twice
+    assert unpacked_copies(resolved) == []  # the restarted worker's copy too
     assert np.abs(cluster - in_process_features(resolved, paths)).max() <= 1e-5
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_INPUT, registry_text
+from conftest import TINY_INPUT, registry_text, serving_model
 
 import zoo
 from zoo.data.folders import scan_folder, stratified_split
@@ -45,7 +45,7 @@ def test_run_trains_evaluates_stores_and_writes_artifacts(tiny_registry, tiny_im
     assert set(result.metrics["per_class_accuracy"]) == {"blue", "green", "red"}
     assert np.array(result.metrics["confusion_matrix"]).sum() == 15
     assert result.computed_features == 45 and result.images_per_second > 0
-    assert Path(result.artifacts["model"], "saved_model.pb").is_file()
+    assert Path(serving_model(result), "saved_model.pb").is_file()
     tensorboard = Path(result.artifacts["tensorboard"])
     assert tensorboard.parent == tmp_path / "tb" / "tiny"
     assert list(tensorboard.rglob("events.out.tfevents.*"))
@@ -88,8 +88,10 @@ def test_warm_run_saves_its_own_head_without_loading_the_backbone(
     loads, load = [], models.feature_layer
     monkeypatch.setattr(models, "feature_layer", lambda *a, **k: loads.append(1) or load(*a, **k))
     first = run_tiny(tiny_images).results[0]
+    serving_model(first)  # its first use exports the template
     loads.clear()
     second = run_tiny(tiny_images, lr=0.01, seed=7).results[0]
+    serving_model(second)
     assert loads == []  # the model was saved from the template, the backbone never loaded
     pixels = np.stack(
         [
@@ -99,7 +101,7 @@ def test_warm_run_saves_its_own_head_without_loading_the_backbone(
     ).astype("float32")
     served = []
     for result in (first, second):
-        serve = tf.saved_model.load(result.artifacts["model"]).signatures["serving_default"]
+        serve = tf.saved_model.load(str(serving_model(result))).signatures["serving_default"]
         served.append(serve(pixels=tf.constant(pixels))["probabilities"].numpy())
         expected = zoo.create_model("tiny", num_classes=3)
         with np.load(result.artifacts["head"]) as head:
@@ -207,6 +209,7 @@ def test_saved_model_predicts_without_the_backbone_cache(tmp_path, tiny_images, 
     registry.write_text(registry_text(str(handle)))
     monkeypatch.setenv("ZOO_REGISTRY", str(registry))
     result = run_tiny(tiny_images, epochs=15, batch_size=8).results[0]
+    serving_model(result)  # written on first use, which needs the backbone (test_lazy_export.py)
     shutil.rmtree(handle)  # the backbone is gone; the saved run model must stand alone
     predictions = predict(get_run(result.run_id), [tiny_images / "test/blue/blue_0.png"], top_k=2)
     top = predictions[0]["top"]

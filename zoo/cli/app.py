@@ -864,9 +864,11 @@ def predict(
 
     if top_k < 1:
         raise UsageError("--top-k must be at least 1")
+    from zoo.cli.progress import RichReporter
+
     record = get_run(run_id)
     load_tensorflow()
-    predictions = predict_images(record, images, top_k)
+    predictions = predict_images(record, images, top_k, RichReporter(err).warning)
     if as_json:
         print_json(predictions)
         return

@@ -40,6 +40,7 @@ from zoo.extraction.extract import Batch
 INSTALL_HINT = "pip install 'zoo[ray]' on this machine and on every node of the cluster"
 BATCHES_IN_FLIGHT = 2  # per worker: one decoding while the other runs the backbone
 CONNECT_TIMEOUT_SECONDS = 5
+UNPACKED_PREFIX = "zoo-ray-model-"  # a worker's copy of the model, in its node's temp folder
 
 
 class ClusterUnavailable(UsageError):
@@ -135,13 +136,16 @@ class FeatureWorker:
         from zoo.catalog.plugins import load_plugins
         from zoo.extraction.engines import load_engines
 
-        self.folder = unpacked_model(model_archive)
-        local = replace(backbone, handle=str(self.folder), fallback_handles=())
-        resolved = ResolvedBackbone(local, self.folder)
-        engines = load_engines(load_plugins())
-        self.warnings: list[str] = []
-        planned = engines.build(engine_name, resolved, precision)
-        self.engine = engines.start(planned, resolved, self.warnings.append)
+        folder = unpacked_model(model_archive)
+        try:
+            local = replace(backbone, handle=str(folder), fallback_handles=())
+            resolved = ResolvedBackbone(local, folder)
+            engines = load_engines(load_plugins())
+            self.warnings: list[str] = []
+            planned = engines.build(engine_name, resolved, precision)
+            self.engine = engines.start(planned, resolved, self.warnings.append)
+        finally:  # the started engine holds what it needs; a restarted actor unpacks afresh
+            shutil.rmtree(folder, ignore_errors=True)
         self.preprocessing = local.preprocessing
         self.lock = threading.Lock()
 
@@ -277,25 +281,17 @@ def _read_files(paths: list[Path], chunk: list[int]) -> tuple[list[tuple[int, by
 
 
 def unpacked_model(model_archive: bytes) -> Path:
-    """The model unpacked into this node's temp folder, once per model (named by its digest).
-
-    A restarted actor, a second worker on the node or the next run of the backbone reuse it: a
-    killed actor runs no clean-up, so copies per actor would pile up in the node's temp folder.
-    """
+    """The model unpacked into a folder of this actor's own in the node's temp folder, named
+    `zoo-ray-model-<digest>-*`; the actor removes it once its engine has started, so neither a
+    restarted actor nor the next run leaves a copy behind."""
     digest = hashlib.sha256(model_archive).hexdigest()[:24]
-    folder = Path(tempfile.gettempdir()) / f"zoo-ray-model-{digest}"
-    if folder.is_dir():
-        return folder
-    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    folder = Path(tempfile.mkdtemp(prefix=f"{UNPACKED_PREFIX}{digest}-"))
     try:
         with tarfile.open(fileobj=io.BytesIO(model_archive)) as archive:
-            archive.extractall(scratch, filter="data")
-        os.rename(scratch, folder)  # whole or not at all
-    except OSError:
-        if not folder.is_dir():  # not an actor on this node that unpacked it first
-            raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+            archive.extractall(folder, filter="data")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return folder
 
 

@@ -98,10 +98,10 @@ def export_run(
     """
     check_options(fmt, quantize)
     _check_classes(record)
-    model_dir = saved_model_folder(record, "export")
+    reporter = reporter or Reporter()
+    model_dir = saved_model_folder(record, "export", reporter.warning)  # written on first use
     if out.exists():
         raise UsageError(f"{out} already exists; remove it or give another --out")
-    reporter = reporter or Reporter()
     preprocessing = _geometry(record)
     if fmt == "tflite":
         train, test = run_images(record, data, reporter)

@@ -36,9 +36,11 @@ from zoo.data.augment import Augmentation
 from zoo.data.decoded import DecodedImages, decode_to_disk
 from zoo.data.folders import Dataset, ImageSet, check_readable, stratified_split
 from zoo.errors import BackboneUnavailable, UsageError
+from zoo.extraction import process as extraction_process
 from zoo.extraction.cache import FeatureCache, backbone_key, features_key
 from zoo.extraction.engines import Engines, ResolvedBackbone
 from zoo.extraction.extract import Compute, Extraction, extract, local_compute
+from zoo.extraction.process import ChildEngine
 from zoo.home import tensorboard_root
 from zoo.reporting import Reporter
 from zoo.runs import artifacts
@@ -81,6 +83,8 @@ class Outcome:
     )  # settings the record keeps (augmentation, members)
     # --seeds N: test probabilities of the N - 1 heads trained beside the saved one
     other_seeds: list[np.ndarray] = field(default_factory=list)
+    # a frozen run: what its SavedModel is written from on first use (artifacts.SERVING_RECIPE)
+    serving: dict | None = None
 
 
 @dataclass
@@ -263,8 +267,9 @@ def _predict_features(head: Any, features: np.ndarray) -> np.ndarray:
 
 class _Extractor:
     """One frozen backbone's features: through its planned engine, cached under its key (plus a
-    view's suffix for augmented views). The engine starts only when some vector is missing: here,
-    or as workers on the Ray cluster (--ray), which `close()` stops."""
+    view's suffix for augmented views). The engine starts only when some vector is missing: in a
+    child process of its own (zoo.extraction.process), here (ZOO_EXTRACT_HERE=1), or as workers
+    on the Ray cluster (--ray); `close()` stops the child or the workers."""
 
     def __init__(
         self, backbone: Backbone, settings: RunSettings, reporter: Reporter, engines: Engines
@@ -278,6 +283,7 @@ class _Extractor:
         )
         self.started, self.computed, self.seconds = False, 0, 0.0
         self.cluster = None  # the Ray workers, once started
+        self.child: ChildEngine | None = None  # the engine's own process, once started
         self.workers = contextlib.ExitStack()
 
     def features(
@@ -296,6 +302,8 @@ class _Extractor:
 
     def close(self) -> None:
         self.workers.close()
+        if self.child is not None:  # its memory is gone with it; a later call starts another
+            self.child, self.started = None, False
 
     def _start(self) -> None:
         if self.settings.ray:
@@ -311,6 +319,16 @@ class _Extractor:
                 )
             )
             self.engine = self.cluster.engine
+        elif extraction_process.wanted(self.engines, self.backbone):
+            self.child = ChildEngine(
+                self.resolved,
+                self.engine.name,
+                self.engine.precision,
+                INFERENCE_BATCH,
+                self.reporter.warning,
+            )
+            self.workers.callback(self.child.close)
+            self.engine = self.child.facts
         else:
             self.engine = self.engines.start(self.engine, self.resolved, self.reporter.warning)
         self.started = True
@@ -318,6 +336,8 @@ class _Extractor:
     def _compute(self, transform) -> Compute:
         if self.cluster is not None:  # RunSettings refuses --augment with --ray
             return self.cluster.compute
+        if self.child is not None:
+            return functools.partial(self.child.compute, transform=transform)
         steps = self.backbone.preprocessing
         return local_compute(steps, self.engine, INFERENCE_BATCH, transform)
 
@@ -342,6 +362,8 @@ class _Extractor:
             return int(self.resolved.uint8_function()(blank).shape[-1])
         if not self.started:
             self._start()
+        if self.child is not None:  # the child asked its engine when it started
+            return self.engine.width
         return int(self.engine(blank).shape[-1])
 
 
@@ -534,25 +556,13 @@ def _frozen_outcome(
 
 
 def feature_extraction(backbone: Backbone, job: Job) -> Outcome:
-    from zoo.training.models import create_model
-
     extractor = _Extractor(backbone, job.settings, job.reporter, job.engines)
-    outcome, (kernel, bias) = _frozen_outcome([extractor], backbone, job)
-    num_classes = len(job.dataset.classes)
-
-    def build_model():  # only for a new template; loads the backbone if extraction did not
-        model = create_model(backbone, num_classes, layer=extractor.resolved.loaded_layer)
-        head_layer(model).set_weights([kernel, bias])
-        return model
-
-    outcome.save_model = lambda folder: artifacts.save_with_head(
-        extractor.backbone_id,
-        num_classes,
-        build_model,
-        (kernel, bias),
-        folder,
-        job.reporter.warning,
-    )
+    outcome, _ = _frozen_outcome([extractor], backbone, job)
+    # the SavedModel is written on first use (artifacts.saved_model_folder), from these
+    outcome.serving = {
+        "backbone_id": extractor.backbone_id,
+        "num_classes": len(job.dataset.classes),
+    }
     return outcome
 
 

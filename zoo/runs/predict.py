@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,17 @@ from zoo.errors import DataError
 from zoo.runs.artifacts import load_serving
 
 
-def predict(record: RunRecord, images: list[Path], top_k: int = 3) -> list[dict[str, Any]]:
-    """For each image: the top-k classes with probabilities."""
+def predict(
+    record: RunRecord,
+    images: list[Path],
+    top_k: int = 3,
+    warn: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """For each image: the top-k classes with probabilities. A run's model written on this
+    first use (artifacts.saved_model_folder) may rebuild a serving template, said to `warn`."""
     import tensorflow as tf
 
-    serve = load_serving(record, "predict with")
+    serve = load_serving(record, "predict with", warn)
     preprocessing = _geometry(record, serve)
     classes = record.classes
     results = []
