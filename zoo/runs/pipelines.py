@@ -854,3 +854,59 @@ def _start_from_head(model: Any, run_id: int) -> None:
         head_layer(model).set_weights([kernel, bias])
     except ValueError:
         raise UsageError(f"run {run_id}'s head does not fit this backbone and data") from None
+
+
+@dataclass
+class Extracted:
+    """What gathering a frozen backbone's features cost: vectors computed, seconds, engine."""
+
+    computed: int
+    seconds: float
+    engine: str
+
+
+def frozen_parts(
+    backbone: Backbone | Combination,
+    dataset: Dataset,
+    digests: dict[Path, str],
+    settings: RunSettings,
+    reporter: Reporter,
+    engines: Engines,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[tuple[Path, str]], Extracted]:
+    """(parts, skipped, cost) of a frozen backbone (or a+b, its members side by side) on this
+    dataset: train, validation and test features as a frozen run gathers them, through the
+    same extractors and cache, without augmented views. The engines are stopped before return."""
+    members = backbone.members if isinstance(backbone, Combination) else (backbone,)
+    extractors = [_Extractor(member, settings, reporter, engines) for member in members]
+    try:
+        parts, skipped, _ = _frozen_parts(
+            extractors, dataset, digests, replace(settings, augment=0)
+        )
+    finally:
+        for extractor in extractors:
+            extractor.close()
+    cost = Extracted(
+        sum(x.computed for x in extractors),
+        sum(x.seconds for x in extractors),
+        " + ".join(x.engine.label for x in extractors),
+    )
+    return parts, skipped, cost
+
+
+def plain_head_probabilities(parts: dict, num_classes: int, settings: RunSettings) -> np.ndarray:
+    """The test probabilities of a plain softmax head (a frozen run's recipe, no --tune, one
+    seed) fitted on `parts`' train part watching validation; it keeps no checkpoint nor logs."""
+    from zoo.training.models import classifier_head
+
+    head = classifier_head(num_classes, parts["train"][0].shape[1])
+    fit(
+        head,
+        parts["train"],
+        parts["validation"],
+        num_classes,
+        _fit_settings(settings, "feature-extraction"),
+        checkpoint=None,
+        log_dir=None,
+        eval_batch_size=FEATURE_BATCH,
+    )
+    return _predict_features(head, parts["test"][0])

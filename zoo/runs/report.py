@@ -39,7 +39,8 @@ def write_report(record: dict[str, Any], folder: Path | None = None) -> list[Pat
     if record["status"] != "ok":
         from zoo.errors import UsageError
 
-        state = "is damaged in the store" if record["status"] == "damaged" else "failed"
+        states = {"damaged": "is damaged in the store", "raced-out": "was raced out"}
+        state = states.get(record["status"], "failed")
         raise UsageError(f"run {record['id']} {state} ({record['reason']}); it has nothing to plot")
     from zoo.runs.artifacts import refuse_ensemble
 

@@ -82,7 +82,7 @@ def _check_head_from(run_id: int) -> None:
 @dataclass
 class RunResult:
     backbone: str
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed", or "raced-out" (zoo.runs.race)
     mode: str
     reason: str | None = None
     run_id: int | None = None
@@ -125,12 +125,15 @@ class RunSummary:
     results: list[RunResult]
     data: str
     skipped: list[tuple[Path, str]]
+    race: dict[str, Any] | None = None  # --race: its rounds (zoo.runs.race.Race.facts)
 
     @property
     def exit_code(self) -> int:
-        """0 when every run is ok, saved its model and was stored; 1 otherwise."""
+        """0 when every run is ok (or raced out), saved its model and was stored; 1 otherwise."""
         whole = all(
-            result.ok and "error" not in result.artifacts and result.pending is None
+            (result.ok or result.status == "raced-out")
+            and "error" not in result.artifacts
+            and result.pending is None
             for result in self.results
         )
         return 0 if whole else 1
@@ -142,8 +145,12 @@ def run(
     settings: RunSettings,
     reporter: Reporter | None = None,
     engines: Engines | None = None,
+    race: Any = None,
 ) -> RunSummary:
-    """Train and evaluate each backbone on the same splits; a failing backbone becomes a failed row."""
+    """Train and evaluate each backbone on the same splits; a failing backbone becomes a failed row.
+
+    With `race` (zoo.runs.race.RaceSettings) the frozen backbones race first, and only the
+    survivors get full runs."""
     if engines is None:
         engines = load_engines(load_plugins())
     if not backbones:
@@ -166,8 +173,18 @@ def run(
     )
     context.folders = layout.folders
     with _cluster(settings):
+        if race is not None:
+            return _raced(backbones, context, race)
         results = [_run_and_store(backbone, context) for backbone in backbones]
     return RunSummary(results, data, context.skipped)
+
+
+def _raced(backbones: list[Backbone | Combination], context: _Context, options) -> RunSummary:
+    from zoo.runs.race import race
+
+    results, facts = race(backbones, context, options)
+    final = sum(r.computed_features or 0 for r in results if r.status != "raced-out")
+    return RunSummary(results, context.data, context.skipped, race=facts.facts(final))
 
 
 def _cluster(settings: RunSettings):

@@ -59,8 +59,9 @@ COLUMNS = (
     "versions",
 )
 REQUIRED_COLUMNS = ("created_at", "backbone", "mode", "status", *JSON_COLUMNS)
-# What a run's status can be: ok and failed are written; damaged is read (a cell zoo cannot decode).
-STATUSES = ("ok", "failed", "damaged")
+# What a run's status can be: ok, failed and raced-out (`zoo run --race`) are written; damaged is
+# read (a cell zoo cannot decode).
+STATUSES = ("ok", "failed", "raced-out", "damaged")
 # How long a write waits for another process's write transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
 IMPORT_BUSY_TIMEOUT_S = 1.0  # importing pending records is retried by the next command
