@@ -18,8 +18,8 @@ and 250 test images per class):
   race        `zoo run --race` of the 11 against `zoo run` of the 11, each on a home holding
               only the conversions (converted/, engines/): whether the race's best is in the
               full comparison's tied-for-best group, the vectors each computed, the wall clock.
-`--only race` measures the race alone (a warm-up `--screen-only` on 1% first makes the
-conversions). Results: a table, and benchmarks/results/<date>-race.json with the load average.
+`--only race` measures the race alone (with `--conversions HOME`, copying that home's
+conversions; else a warm-up `--screen-only` on 1% makes them). Results: a table, and benchmarks/results/<date>-race.json with the load average.
 """
 
 from __future__ import annotations
@@ -159,6 +159,9 @@ def main() -> None:
     parser.add_argument("--screen-fraction", default="0.125")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench-race")
     parser.add_argument("--only", choices=("all", "race"), default="all")
+    parser.add_argument(
+        "--conversions", type=Path, help="--only race: a zoo home whose conversions to copy"
+    )
     options = parser.parse_args()
     workdir = options.workdir
     data = demo_slice(workdir, options.train_per_class, options.test_per_class)
@@ -170,7 +173,7 @@ def main() -> None:
         "load_before": os.getloadavg(),
     }
     if options.only == "race":
-        results["race"] = measure_race(workdir, data, names)
+        results["race"] = measure_race(workdir, data, names, options.conversions)
         results["load_after"] = os.getloadavg()
         report_race(results)
         save(results)

@@ -158,3 +158,18 @@ def test_race_usage_errors_answer_before_tensorflow_is_imported(race_registry, r
     assert done.returncode == 0, done.stderr
     assert "--race needs at least 2 frozen backbones to race (got 1)" in done.stderr
     assert "--keep-top drops backbones after the race's first round: add --race" in done.stderr
+
+
+def test_python_api_races_and_refuses_what_the_cli_refuses(race_registry, race_images):
+    import zoo
+    from zoo.errors import UsageError
+
+    with pytest.raises(UsageError, match="--keep-top drops backbones"):
+        zoo.run(["colour_a", "grey"], data=race_images, keep_top=2)
+    with pytest.raises(UsageError, match="at least 2 frozen backbones"):
+        zoo.run(["colour_a", "scratch_cnn"], data=race_images, race=True)
+    summary = zoo.run(
+        ["colour_a", "grey"], data=race_images, race=True, epochs=30, lr=0.05, alpha=0.05
+    )
+    assert [r.status for r in summary.results] == ["ok", "raced-out"]
+    assert summary.race["finalists"] == ["colour_a"] and summary.exit_code == 0

@@ -172,7 +172,11 @@ def run_backbones(
     if data is None and train is None and test is None and manifest is None:
         data = demo_data_dir()
     layout = find_layout(data, train, test, manifest)
-    return run_all(backbones, layout, settings, reporter, engines, race=race)
+    if race is not None:
+        from zoo.runs.race import run_race
+
+        return run_race(backbones, layout, settings, race, reporter, engines)
+    return run_all(backbones, layout, settings, reporter, engines)
 
 
 def _path(value: str | Path | None) -> Path | None:

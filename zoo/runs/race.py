@@ -146,6 +146,25 @@ class _Entrant:
     engine: str | None = None
 
 
+def run_race(
+    backbones: list[Backbone | Combination],
+    layout: Any,
+    settings: RunSettings,
+    options: RaceSettings,
+    reporter: Any = None,
+    engines: Any = None,
+) -> Any:
+    """`zoo run --race`: the runner's preparation, the race, the finals; a RunSummary whose
+    `race` holds the race's facts."""
+    from zoo.runs import runner
+
+    context = runner.prepare(backbones, layout, settings, reporter, engines)
+    with runner._cluster(settings):
+        results, facts = race(backbones, context, options)
+    final = sum(r.computed_features or 0 for r in results if r.status != RACED_OUT)
+    return runner.RunSummary(results, context.data, context.skipped, race=facts.facts(final))
+
+
 def race(
     backbones: list[Backbone | Combination], context: Any, options: RaceSettings
 ) -> tuple[list, Race]:

@@ -145,12 +145,23 @@ def run(
     settings: RunSettings,
     reporter: Reporter | None = None,
     engines: Engines | None = None,
-    race: Any = None,
 ) -> RunSummary:
-    """Train and evaluate each backbone on the same splits; a failing backbone becomes a failed row.
+    """Train and evaluate each backbone on the same splits; a failing backbone becomes a failed row."""
+    context = prepare(backbones, layout, settings, reporter, engines)
+    with _cluster(settings):
+        results = [_run_and_store(backbone, context) for backbone in backbones]
+    return RunSummary(results, context.data, context.skipped)
 
-    With `race` (zoo.runs.race.RaceSettings) the frozen backbones race first, and only the
-    survivors get full runs."""
+
+def prepare(
+    backbones: list[Backbone | Combination],
+    layout: Layout,
+    settings: RunSettings,
+    reporter: Reporter | None = None,
+    engines: Engines | None = None,
+) -> _Context:
+    """What every backbone's run shares, made before the first: the hashed, checked dataset and
+    its splits (said once), on a run folder tidied of killed runs' leftovers."""
     if engines is None:
         engines = load_engines(load_plugins())
     if not backbones:
@@ -172,19 +183,7 @@ def run(
         dataset, digests, fingerprint(dataset, digests), data, settings, reporter, engines
     )
     context.folders = layout.folders
-    with _cluster(settings):
-        if race is not None:
-            return _raced(backbones, context, race)
-        results = [_run_and_store(backbone, context) for backbone in backbones]
-    return RunSummary(results, data, context.skipped)
-
-
-def _raced(backbones: list[Backbone | Combination], context: _Context, options) -> RunSummary:
-    from zoo.runs.race import race
-
-    results, facts = race(backbones, context, options)
-    final = sum(r.computed_features or 0 for r in results if r.status != "raced-out")
-    return RunSummary(results, context.data, context.skipped, race=facts.facts(final))
+    return context
 
 
 def _cluster(settings: RunSettings):
