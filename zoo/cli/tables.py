@@ -400,7 +400,9 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             _plain(run["created_at"]),
             _plain(run["backbone"]),
             _plain(run["mode"] + (", augmented" if _augmentation(run) else "") + _engine_part(run)),
-            accuracy_text(run["metrics"]),
+            _race_accuracy(run["metrics"])
+            if run["status"] == "raced-out"
+            else accuracy_text(run["metrics"]),
             _fmt(run["metrics"].get("epochs_run")),
             _plain(_data(run)),
             _plain(
