@@ -14,7 +14,10 @@ its two-sided p-value is <= alpha / ((R - 1)(m - 1)). For the true best to be dr
 one of the m - 1 others must beat it at that level; by the union bound this has probability at
 most alpha / (R - 1) in a round, whoever the (data-dependent) leader is, so at most alpha over
 the race. Holm within a round would not do: its ordering presumes fixed hypotheses, and the
-leader is chosen from the same data. The survivors of the last elimination round are trained
+leader is chosen from the same data. Two caveats, both on the safe side or checked: m and the
+survivors come from earlier rounds on the same (nested) images, so the bound is argued round by
+round; and the drop needs the best to be *below* the other, half of a two-sided test's level.
+tests/test_race.py checks the rate on simulated races. The survivors of the last elimination round are trained
 on all the images and judged by the ordinary verdict.
 """
 
