@@ -168,8 +168,10 @@ def test_python_api_races_and_refuses_what_the_cli_refuses(race_registry, race_i
         zoo.run(["colour_a", "grey"], data=race_images, keep_top=2)
     with pytest.raises(UsageError, match="at least 2 frozen backbones"):
         zoo.run(["colour_a", "scratch_cnn"], data=race_images, race=True)
-    summary = zoo.run(
-        ["colour_a", "grey"], data=race_images, race=True, epochs=30, lr=0.05, alpha=0.05
-    )
-    assert [r.status for r in summary.results] == ["ok", "raced-out"]
-    assert summary.race["finalists"] == ["colour_a"] and summary.exit_code == 0
+    names = ["colour_a", "grey", "colour_a+grey"]  # a+b races on its members' features
+    summary = zoo.run(names, data=race_images, race=True, epochs=30, lr=0.05, alpha=0.05)
+    status = {r.backbone: r.status for r in summary.results}
+    assert status == {"colour_a": "ok", "colour_a+grey": "ok", "grey": "raced-out"}
+    assert summary.race["finalists"] == ["colour_a", "colour_a+grey"] and summary.exit_code == 0
+    # its members' vectors of round 1 were in the cache, computed by colour_a and grey
+    assert summary.race["rounds"][0]["computed_features"]["colour_a+grey"] == 0
