@@ -15,9 +15,13 @@ and 250 test images per class):
               1/8 of the training images computed, conversions already cached);
   memory      `zoo run` of the --memory backbones cold, against each of the --memory-singles
               (default: all of them) alone cold;
-  export      the share of a cold tb_lite0_224 run spent writing its serving model.
-`--only memory,export` runs just those (each needs no other). Results: a table, and
-benchmarks/results/<date>-race.json with the load average.
+  export      the share of a cold tb_lite0_224 run spent writing its serving model;
+  race        `zoo run --race` of the 11 against `zoo run` of the 11, each on a home holding
+              only the conversions (converted/, engines/): whether the race's best is in the
+              full comparison's tied-for-best group, the vectors each computed, the wall clock.
+`--only memory,export` (or `--only race`, with `--conversions HOME` to copy that home's
+conversions) runs just those. Results: a table, and benchmarks/results/<date>-race.json with
+the load average.
 
 Peak memory of one command is its process tree's: zoo extracts each backbone in a child process
 (zoo/extraction/process.py). Each measurement gives the main process's peak RSS (VmHWM), the
@@ -202,9 +206,12 @@ def main() -> None:
     parser.add_argument("--test-per-class", type=int, default=250)
     parser.add_argument("--memory", default=MEMORY_DEFAULT)
     parser.add_argument("--memory-singles", default="", help="default: every --memory backbone")
-    parser.add_argument("--only", default="full,screen,round,memory,export")
+    parser.add_argument("--only", default="full,screen,round,memory,export,race")
     parser.add_argument("--screen-fraction", default="0.125")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench-race")
+    parser.add_argument(
+        "--conversions", type=Path, help="--only race: a zoo home whose conversions to copy"
+    )
     options = parser.parse_args()
     workdir = options.workdir
     data = demo_slice(workdir, options.train_per_class, options.test_per_class)
@@ -215,7 +222,6 @@ def main() -> None:
         "screen_fraction": options.screen_fraction,
         "load_before": os.getloadavg(),
     }
-
     only = set(options.only.split(","))
     home = workdir / "home-full"
     if "full" in only:
@@ -247,11 +253,13 @@ def main() -> None:
             "run_seconds": exported["seconds"],
             "export_seconds": exported["export_seconds"],
         }
+    if "race" in only:
+        results["race"] = measure_race(workdir, data, names, options.conversions or home)
     results["load_after"] = os.getloadavg()
     report(results, members)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d-%H%M")
-    (RESULTS / f"{stamp}-race.json").write_text(json.dumps(results, indent=2))
+    if "race" in results:
+        report_race(results)
+    save(results)
 
 
 MEMORY_FIGURES = (
@@ -329,6 +337,97 @@ def run_round(options, home: Path, data: Path, names: list[str], results: dict) 
         "extraction_seconds": sum(row["seconds"] for row in round_facts["ranking"]),
         "computed": sum(row["computed_features"] for row in round_facts["ranking"]),
     }
+
+
+def save(results: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d-%H%M")
+    (RESULTS / f"{stamp}-race.json").write_text(json.dumps(results, indent=2))
+
+
+def conversions_home(workdir: Path, data: Path, names: list[str]) -> Path:
+    """A home whose converted/ and engines/ hold every backbone's conversion: a `--screen-only`
+    on 1% of the training images (its few features stay in that home only)."""
+    home = prepared_home(workdir, "home-conversions", None)
+    zoo_child(
+        home,
+        [
+            "run",
+            *names,
+            "--data",
+            str(data),
+            "--screen-only",
+            "--screen-fraction",
+            "0.01",
+            "--json",
+        ],
+    )
+    return home
+
+
+def converted_home(workdir: Path, name: str, source: Path) -> Path:
+    """An empty home holding `source`'s conversions (models, OpenVINO IR) but no features."""
+    home = prepared_home(workdir, name, source / "converted")
+    if (source / "engines").is_dir():
+        shutil.copytree(source / "engines", home / "engines")
+    return home
+
+
+def measure_race(workdir: Path, data: Path, names: list[str], source: Path | None = None) -> dict:
+    """The race against the full comparison, both from homes with the conversions only."""
+    source = source or conversions_home(workdir, data, names)
+    arguments = ["run", *names, "--data", str(data), "--epochs", "5", "--json"]
+    full = zoo_child(converted_home(workdir, "home-full-warm", source), arguments)
+    raced = zoo_child(converted_home(workdir, "home-race", source), [*arguments, "--race"])
+    full_facts, race_facts = json.loads(full["stdout"]), json.loads(raced["stdout"])
+    named = {row["run_id"]: row["backbone"] for row in full_facts["runs"]}
+    verdict = full_facts["verdict"]
+    tied_for_best = sorted({named[verdict["best"]], *(named[run] for run in verdict["tied"])})
+    race_named = {row["run_id"]: row["backbone"] for row in race_facts["runs"]}
+    race_verdict = race_facts["verdict"] or {}
+    finalists = race_facts["race"]["finalists"]
+    race_best = race_named[race_verdict["best"]] if "best" in race_verdict else finalists[0]
+    full_computed = sum(row["metrics"]["computed_features"] or 0 for row in full_facts["runs"])
+    race_computed = race_facts["race"]["computed_features"]["total"]
+    return {
+        "full_seconds": full["seconds"],
+        "race_seconds": raced["seconds"],
+        "full_computed": full_computed,
+        "race_computed": race_computed,
+        "tied_for_best": tied_for_best,
+        "full_accuracy": {
+            row["backbone"]: row["metrics"]["accuracy"] for row in full_facts["runs"]
+        },
+        "race_best": race_best,
+        "race_best_in_tied_group": race_best in tied_for_best,
+        "finalists": finalists,
+        "rounds": [
+            {key: r[key] for key in ("round", "images", "survivors", "leader", "threshold", "out")}
+            for r in race_facts["race"]["rounds"]
+        ],
+    }
+
+
+def report_race(results: dict) -> None:
+    race = results["race"]
+    share = race["race_computed"] / race["full_computed"]
+    print(
+        f"race: best {race['race_best']} "
+        f"({'in' if race['race_best_in_tied_group'] else 'NOT in'} the full comparison's "
+        f"tied-for-best group {race['tied_for_best']}); finalists {race['finalists']}"
+    )
+    print(
+        f"race: {race['race_computed']} vectors vs {race['full_computed']} for the full "
+        f"comparison ({share:.1%}; target <= 40%); wall clock {race['race_seconds']:.1f}s vs "
+        f"{race['full_seconds']:.1f}s ({race['race_seconds'] / race['full_seconds']:.2f}x)"
+    )
+    for facts in race["rounds"]:
+        print(
+            f"  round {facts['round']} {facts['images']}: {len(facts['survivors'])} in, "
+            f"leader {facts['leader']}, out at p <= {facts['threshold']:.2g}: {facts['out']}"
+        )
+    if "load_after" in results:
+        print(f"load average before {results['load_before']}, after {results['load_after']}")
 
 
 def report(results: dict, members: list[str]) -> None:

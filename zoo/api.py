@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.filters import Filters, select_rows
 from zoo.catalog.plugins import Catalog, load_catalog
+from zoo.errors import UsageError
 from zoo.reporting import Reporter
 
 if TYPE_CHECKING:  # imported where used: `zoo list` must not pay for NumPy and the runner
     from zoo.extraction.engines import Engines
     from zoo.runs.deploy import DeployedRunSummary
+    from zoo.runs.race import RaceSettings
     from zoo.runs.runner import RunSummary
     from zoo.runs.settings import RunSettings
     from zoo.runs.targets import DeployTarget
@@ -105,17 +107,27 @@ def run(
     deploy: str | list[str] | None = None,
     budget_ms: float | None = None,
     budget_mb: float | None = None,
+    race: bool = False,
+    alpha: float = 0.05,
+    screen: str | None = None,
+    keep_top: int | None = None,
     **settings: Any,
 ) -> RunSummary | DeployedRunSummary:
     """Train, evaluate and store runs; settings as on the command line (epochs=5, ...).
 
     `data` is a folder of train/ and test/ (val/ too), of train/ alone, or of class folders;
-    `manifest` a CSV of path,label[,split] rows. `deploy` ("tflite-int8", or a list) exports
-    and measures each run as `--deploy` does: each result's `metrics["deploy"][target]`, and
-    the summary's `budget`, the deployed models within `budget_ms` and `budget_mb`."""
+    `manifest` a CSV of path,label[,split] rows. `race=True` races the frozen backbones first
+    (`zoo run --race`: `alpha`, `screen`, `keep_top` as there); only the survivors run in full.
+    `deploy` ("tflite-int8", or a list) exports and measures each run as `--deploy` does: each
+    result's `metrics["deploy"][target]`, and the summary's `budget`, the deployed models
+    within `budget_ms` and `budget_mb`."""
+    from zoo.runs.race import RaceSettings
     from zoo.runs.settings import RunSettings
 
     run_settings = RunSettings(**settings)  # usage errors first
+    if not race and keep_top is not None:
+        raise UsageError("--keep-top drops backbones after the race's first round: add --race")
+    race_settings = RaceSettings(alpha, screen, keep_top) if race else None
     catalog = load_catalog(_path(registry))
     reporter = reporter or Reporter()
     for problem in catalog.problems:  # a broken plugin is reported in a notebook too
@@ -135,6 +147,7 @@ def run(
         settings=run_settings,
         catalog=catalog,
         reporter=reporter,
+        race=race_settings,
     )
     if not targets:
         return summary
@@ -176,6 +189,7 @@ def run_backbones(
     reporter: Reporter | None = None,
     engines: Engines | None = None,
     manifest: Path | None = None,
+    race: RaceSettings | None = None,
 ) -> RunSummary:
     from zoo.data.demo import demo_data_dir
     from zoo.data.layouts import find_layout
@@ -190,9 +204,17 @@ def run_backbones(
     preflight(settings, engines)  # what this machine has, before the selection and the data
     backbones = catalog.select(names, all_backbones, combine=True)
     settings.check_selection(backbones, all_backbones)
+    if race is not None:
+        from zoo.runs.race import check_race
+
+        check_race(backbones, settings)
     if data is None and train is None and test is None and manifest is None:
         data = demo_data_dir()
     layout = find_layout(data, train, test, manifest)
+    if race is not None:
+        from zoo.runs.race import run_race
+
+        return run_race(backbones, layout, settings, race, reporter, engines)
     return run_all(backbones, layout, settings, reporter, engines)
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 # The runs table's versions: 1 the table as zoo first made it, 2 its `data` column.
 SCHEMA_VERSION = 2
-OK, FAILED, DAMAGED = "ok", "failed", "damaged"
-WRITTEN_STATUSES = (OK, FAILED)  # what a writer stores
+OK, FAILED, RACED_OUT, DAMAGED = "ok", "failed", "raced-out", "damaged"
+WRITTEN_STATUSES = (OK, FAILED, RACED_OUT)  # what a writer stores (raced-out: `zoo run --race`)
 # What a reader may see: damaged is never written; it is a row whose cells zoo cannot decode.
 STATUSES = (*WRITTEN_STATUSES, DAMAGED)
 JSON_COLUMNS = ("settings", "metrics", "history", "artifacts", "versions")
@@ -55,9 +55,9 @@ class RunRecord:
     """One stored run. Writers build it and hand it to `store.save_run` (or `keep_pending`);
     readers use its fields and accessors, never the JSON form's string keys.
 
-    A new status (e.g. `raced-out`, a run a race stopped early): add it to WRITTEN_STATUSES and
-    write `RunRecord(status="raced-out", reason="...", metrics=..., ...)` through `save_run`
-    like any run; `zoo runs --status` takes it at once, and readers that need a finished model
+    A new status (as `raced-out`, a run a race stopped early): add it to WRITTEN_STATUSES and
+    write `RunRecord(status=..., reason="...", metrics=..., ...)` through `save_run` like any
+    run; `zoo runs --status` takes it at once, and readers that need a finished model
     keep asking `is_ok`, so they leave it out without a change.
     """
 

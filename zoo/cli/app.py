@@ -38,7 +38,7 @@ err = SafeConsole(stderr=True, soft_wrap=True)
 
 
 # The verdict's options, declared once for `zoo run` and `zoo compare` (docs/verdict.md).
-VERDICT, SCREEN, DEPLOYMENT = "Verdict", "Screen", "Deployment"  # `--help` panels
+VERDICT, RACE, DEPLOYMENT = "Verdict", "Race and screen", "Deployment"  # `--help` panels
 VERDICT_ALPHA = typer.Option(
     0.05,
     "--alpha",
@@ -324,19 +324,31 @@ def run(
         None,
         "--screen",
         help="Order the backbones by a screen of their features: knn or logme.",
-        rich_help_panel=SCREEN,
+        rich_help_panel=RACE,
     ),
     screen_only: bool = typer.Option(
         False,
         "--screen-only",
         help="Print the screen's ranking (--screen, default knn); no training.",
-        rich_help_panel=SCREEN,
+        rich_help_panel=RACE,
     ),
     screen_fraction: float = typer.Option(
         0.125,
         "--screen-fraction",
         help="Share of each class's training images the screen uses.",
-        rich_help_panel=SCREEN,
+        rich_help_panel=RACE,
+    ),
+    race: bool = typer.Option(
+        False,
+        "--race",
+        help="Race the frozen backbones on 1/8, 1/4, 1/2 of the images; only survivors run in full.",
+        rich_help_panel=RACE,
+    ),
+    keep_top: int | None = typer.Option(
+        None,
+        "--keep-top",
+        help="--race --screen: keep only the K best by the screen after round 1.",
+        rich_help_panel=RACE,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
     deploy: list[str] | None = DEPLOY_OPTION,
@@ -353,6 +365,7 @@ def run(
 
     chosen = _filters(family, max_params, min_top1, input_size, pretrained_on, ready, search)
     check_verdict_options(alpha, prefer, metric)
+    race_settings = _race_settings(race, screen_only, alpha, screen_method, keep_top)
     loaded = catalog()  # with the settings above: usage errors answer before TensorFlow loads
     names, all_backbones = _select(loaded, names, all_backbones, chosen, "run")
     targets = _deploy_targets(loaded, deploy, budget_ms, budget_mb, prefer)
@@ -360,6 +373,10 @@ def run(
     engines = load_engines(loaded.plugins)
     preflight(settings, engines)  # the settings against this machine (run_backbones again)
     settings.check_selection(loaded.select(names, all_backbones, combine=True), all_backbones)
+    if race_settings is not None:
+        from zoo.runs.race import check_race
+
+        check_race(loaded.select(names, all_backbones, combine=True), settings)
     if data is not None or train is not None or test is not None or manifest is not None:
         from zoo.data.layouts import find_layout
 
@@ -368,7 +385,7 @@ def run(
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     reporter = WarningsOnly(err) if as_json else RichReporter(err)
     screening = None
-    if screen_only or screen_method is not None:
+    if race_settings is None and (screen_only or screen_method is not None):
         from zoo.runs.screening import check_screen
 
         check_screen(screen_method, screen_fraction)
@@ -403,6 +420,7 @@ def run(
         catalog=loaded,
         reporter=reporter,
         engines=engines,
+        race=race_settings,
     )
     rows = [_result_row(result) for result in summary.results]
     if Settings.debug:  # docs/errors.md: --debug shows where a failed backbone failed
@@ -422,6 +440,7 @@ def run(
                 "report": str(comparison.html) if comparison else None,
                 "verdict": _verdict_facts(judgement),
                 **({"screen": screening.facts()} if screening else {}),
+                **({"race": summary.race} if summary.race else {}),
                 **({"budget": budget.facts()} if budget else {}),
             }
         )
@@ -432,8 +451,12 @@ def run(
             )
         )
         _print_budget(budget, budget_ms, budget_mb, prefer)
+        for line in tables.race_lines(summary.race) if summary.race else []:
+            out.print(escape(line), highlight=False)
         for result in summary.results:
             name = escape(result.backbone)
+            if result.status == "raced-out":
+                continue  # the table and the race's lines say where and why
             if not result.ok:
                 err.print(f"[red]{name} failed:[/] {escape(result.reason or '')}", highlight=False)
             elif "error" in result.artifacts:
@@ -448,6 +471,21 @@ def run(
         if judgement:
             print_judgement(judgement)
     raise typer.Exit(max(summary.exit_code, _deploy_exit_code(deployed, targets)))
+
+
+def _race_settings(race: bool, screen_only: bool, alpha: float, screen, keep_top):
+    """--race's settings (None without it), its usage errors before any work starts."""
+    if not race:
+        if keep_top is not None:
+            raise UsageError("--keep-top drops backbones after the race's first round: add --race")
+        return None
+    if screen_only:
+        raise UsageError(
+            "--screen-only trains nothing and --race trains the survivors: use one of them"
+        )
+    from zoo.runs.race import RaceSettings
+
+    return RaceSettings(alpha, screen, keep_top)
 
 
 def _names(targets) -> list[str]:
@@ -576,7 +614,11 @@ def _judge_after_run(summary, alpha: float, prefer: str, metric: str, budget=Non
 
     if len(summary.results) < 2:
         return None
-    stored = [get_run(result.run_id) for result in summary.results if result.ok and result.run_id]
+    stored = [
+        get_run(result.run_id)
+        for result in summary.results
+        if (result.ok or result.status == "raced-out") and result.run_id
+    ]
     deployed = _deployed_predictions(budget)
     judgement = judge(stored, alpha=alpha, prefer=prefer, metric=metric, deployed=deployed)
     for problem in announce(judgement, stored):  # a tracker that fails is a warning only
@@ -610,8 +652,12 @@ def _compare_after_run(summary, reporter, alpha: float, prefer: str, metric: str
     """The comparison report of a run of several backbones; a failure to draw it is a warning."""
     from zoo.runs.compare_report import compare_runs
 
-    run_ids = [result.run_id for result in summary.results if result.ok]
-    if len(run_ids) < 2:
+    run_ids = [
+        result.run_id
+        for result in summary.results
+        if (result.ok or result.status == "raced-out") and result.run_id is not None
+    ]
+    if sum(result.ok for result in summary.results) < 1 or len(run_ids) < 2:
         return None
     try:
         return compare_runs(run_ids, alpha=alpha, prefer=prefer, metric=metric)
@@ -690,7 +736,7 @@ def runs(
         None, "--data", help="Only runs on this data folder (name, path or fingerprint start)."
     ),
     status: str | None = typer.Option(
-        None, "--status", help="Only runs that are ok, failed or damaged."
+        None, "--status", help="Only runs that are ok, failed, raced-out or damaged."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV (for spreadsheets)."),
@@ -766,7 +812,7 @@ def compare(
         out.print(tables.comparison_table(rows, title="Runs compared", deploy=_names(targets)))
         _print_budget(budget, budget_ms, budget_mb, prefer)
         for record in stored:
-            if not record.is_ok:
+            if record.status not in ("ok", "raced-out"):  # raced-out: the verdict's notes say
                 out.print(
                     escape(f"run {record.id} ({record.backbone}) {record.status}: {record.reason}"),
                     highlight=False,

@@ -137,16 +137,23 @@ def comparison_table(
     captions = [
         text(row)
         for row in rows
-        for text in (_tuned_text, _stages_text, _augmented_text, _joined_text, _seeds_text)
+        for text in (
+            _tuned_text,
+            _stages_text,
+            _augmented_text,
+            _joined_text,
+            _seeds_text,
+            _raced_text,
+        )
     ]
     table.caption = "\n".join(filter(None, captions)) or None
     for row in rows:
         metrics = row["metrics"]
         accuracy = metrics.get("accuracy")
-        shown = accuracy_text(metrics)
+        shown = accuracy_text(metrics) if row["status"] != "raced-out" else _race_accuracy(metrics)
         if accuracy is not None and accuracy == best:
             shown.stylize("bold green", 0, 5)
-        status = "[green]ok[/]" if row["status"] == "ok" else f"[red]{row['status']}[/]"
+        status = _status_cell(row)
         table.add_row(
             _fmt(row.get("run_id")),
             _plain(row["backbone"]),
@@ -166,6 +173,58 @@ def comparison_table(
         )
         _more_deploy_rows(table, metrics, deploy)
     return table
+
+
+def _status_cell(row: dict[str, Any]) -> str:
+    if row["status"] == "ok":
+        return "[green]ok[/]"
+    if row["status"] == "raced-out":
+        return f"[yellow]raced out r{_fmt(row['metrics'].get('race_round'))}[/]"
+    return f"[red]{row['status']}[/]"
+
+
+def _race_accuracy(metrics: dict[str, Any]) -> Text:
+    """A raced-out run's accuracy on its last round's test images (dim: not the full test set)."""
+    accuracy, interval = metrics.get("race_accuracy"), metrics.get("race_accuracy_ci")
+    shown = _fmt(accuracy, ".3f")
+    if isinstance(interval, list) and len(interval) == 2:
+        shown.append(f" ±{(interval[1] - interval[0]) / 2:.3f}")
+    shown.stylize("dim")
+    return shown
+
+
+def _raced_text(row: dict[str, Any]) -> str | None:
+    if row["status"] != "raced-out":
+        return None
+    return f"{printable(row['backbone'])} raced out, {printable(str(row.get('reason')))}"
+
+
+def race_lines(race: dict[str, Any]) -> list[str]:
+    """The race in words, a line per round: who led, the threshold, who went out."""
+    lines = []
+    for facts in race["rounds"]:
+        images = facts["images"]
+        head = (
+            f"race round {facts['round']} ({facts['fraction']:.3g} of the images: "
+            f"{images['train']} train, {images['test']} test; {len(facts['survivors'])} in)"
+        )
+        parts = []
+        if facts["screened_out"]:
+            parts.append(f"outside --keep-top by the screen: {', '.join(facts['screened_out'])}")
+        if facts["leader"] is not None:
+            parts.append(
+                f"leader {facts['leader']} {facts['leader_accuracy']:.3f}; raced out at "
+                f"p <= {facts['threshold']:.2g}: {', '.join(facts['out']) or 'none'}"
+            )
+        if facts["failed"]:
+            parts.append(f"failed: {', '.join(facts['failed'])}")
+        lines.append(f"{head}: {'; '.join(parts) or 'no comparison'}")
+    computed = race["computed_features"]
+    lines.append(
+        f"race: {', '.join(race['finalists'])} ran in full; feature vectors computed: "
+        f"{computed['rounds']} in the rounds, {computed['final_runs']} in the full runs"
+    )
+    return lines
 
 
 def _add_deploy_columns(table: Table, deploy: list[str]) -> None:
@@ -349,7 +408,9 @@ def runs_table(runs: list[RunRecord]) -> Table:
             _plain(run.created_at),
             _plain(run.backbone),
             _plain(run.mode + augmented + _engine_label(run.engine)),
-            accuracy_text(run.metrics),
+            _race_accuracy(run.metrics)
+            if run.status == "raced-out"
+            else accuracy_text(run.metrics),
             _fmt(run.metrics.get("epochs_run")),
             _plain(_data(run)),
             _plain(run.status if run.is_ok else f"{run.status}: {_short(run.reason)}"),

@@ -20,7 +20,7 @@ from zoo.analysis.budget import LATENCY_KEY, pareto_front
 from zoo.analysis.record import RunRecord
 from zoo.errors import UsageError
 from zoo.home import atomic_write_bytes, reports_dir
-from zoo.runs.comparison import Judgement, judge
+from zoo.runs.comparison import Judgement, judge, raced_out_line
 from zoo.runs.report import pyplot, tight_layout
 from zoo.runs.speeds import SpeedKey, measured_speeds, speed_of
 from zoo.runs.store import get_run, list_runs
@@ -37,7 +37,7 @@ from zoo.runs.verdict_report import (
 class Comparison:
     html: Path
     pictures: list[Path]
-    left_out: list[str] = field(default_factory=list)  # failed runs, one line each
+    left_out: list[str] = field(default_factory=list)  # failed and raced-out runs, a line each
 
 
 def compare_runs(
@@ -80,7 +80,9 @@ def write_comparison(
     """
     ok = [record for record in records if record.is_ok]
     left_out = [
-        f"run {record.id} ({record.backbone}) failed: {record.reason}"
+        raced_out_line(record)
+        if record.status == "raced-out"
+        else f"run {record.id} ({record.backbone}) failed: {record.reason}"
         for record in records
         if not record.is_ok
     ]

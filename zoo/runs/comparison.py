@@ -48,7 +48,12 @@ def judge(
     labels_seen: np.ndarray | None = None
     first: RunRecord | None = None
     speeds = _speeds(records)
+    raced_out = 0
     for record in records:
+        if record.status == "raced-out":  # no predictions on the full test set: left out
+            raced_out += 1
+            judgement.left_out.append(raced_out_line(record))
+            continue
         if not record.is_ok:  # failed rows say so in every table; they have no predictions
             continue
         if deployed is not None and record.id not in deployed:
@@ -79,6 +84,12 @@ def judge(
             + f" (got {len(candidates)})"
         )
         return judgement
+    if len(candidates) == 1 and raced_out:
+        judgement.refused = (
+            f"no verdict needed: {candidates[0].name} (run {candidates[0].run_id}) is the one "
+            "backbone the race left; the others were raced out"
+        )
+        return judgement
     if len(candidates) < 2:
         judgement.refused = (
             "no verdict: it needs two or more finished runs on the same test images"
@@ -88,6 +99,15 @@ def judge(
     judgement.verdict = decide(candidates, alpha=alpha, prefer=prefer, metric=metric)
     judgement.names = {candidate.run_id: candidate.name for candidate in candidates}
     return judgement
+
+
+def raced_out_line(record: RunRecord) -> str:
+    """One line for a run raced out by `zoo run --race`: where, and why."""
+    round_number = record.metrics.get("race_round")
+    return (
+        f"run {record.id} ({record.backbone}) was raced out in round {round_number} "
+        f"({record.reason}): not in the verdict"
+    )
 
 
 def _predictions(

@@ -97,8 +97,10 @@ class Job:
     settings: RunSettings
     reporter: Reporter
     engines: Engines
-    checkpoint: Path  # TF format: hub layers repeat weight names, which HDF5 refuses
-    scratch: Path  # end to end: the decoded images, deleted after training
+    # TF format: hub layers repeat weight names, which HDF5 refuses. None for a race round's
+    # features (`frozen_splits`), which trains nothing that is kept.
+    checkpoint: Path | None = None
+    scratch: Path | None = None  # end to end: the decoded images, deleted after training
 
 
 Part = tuple[Any, np.ndarray]  # (inputs, labels): features, or decoded images on disk
@@ -846,3 +848,54 @@ def way(backbone: Backbone | Combination, mode: str, settings: RunSettings) -> s
     if mode == "fine-tune" and settings.unfreeze is not None:
         return "staged-fine-tune"
     return mode
+
+
+@dataclass
+class Extracted:
+    """What gathering a frozen backbone's features cost: vectors computed, seconds, engine."""
+
+    computed: int
+    seconds: float
+    engine: str
+
+
+def frozen_splits(
+    backbone: Backbone | Combination, job: Job
+) -> tuple[Splits, list[tuple[Path, str]], Extracted]:
+    """(splits, skipped, cost) of a frozen backbone (or a+b, its members side by side) on the
+    job's dataset: train, validation and test features as a frozen run gathers them, through
+    the same extractors and cache, without augmented views. The engines are stopped before
+    return (`zoo run --race`'s rounds)."""
+    members = backbone.members if isinstance(backbone, Combination) else (backbone,)
+    extractors = [_Extractor(member, job.settings, job.reporter, job.engines) for member in members]
+    try:
+        plain = replace(job, settings=replace(job.settings, augment=0))
+        splits, skipped, _ = _frozen_splits(extractors, plain)
+    finally:
+        for extractor in extractors:
+            extractor.close()
+    cost = Extracted(
+        sum(x.computed for x in extractors),
+        sum(x.seconds for x in extractors),
+        " + ".join(x.engine.label for x in extractors),
+    )
+    return splits, skipped, cost
+
+
+def plain_head_probabilities(splits: Splits, num_classes: int, settings: RunSettings) -> np.ndarray:
+    """The test probabilities of a plain softmax head (a frozen run's recipe, no --tune, one
+    seed) fitted on the train split watching validation; it keeps no checkpoint nor logs."""
+    from zoo.training.models import classifier_head
+
+    head = classifier_head(num_classes, splits.train[0].shape[1])
+    fit(
+        head,
+        splits.train,
+        splits.validation,
+        num_classes,
+        _fit_settings(settings, "feature-extraction"),
+        checkpoint=None,
+        log_dir=None,
+        eval_batch_size=FEATURE_BATCH,
+    )
+    return _predict_features(head, splits.test[0])

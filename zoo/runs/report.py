@@ -40,7 +40,8 @@ def write_report(record: RunRecord, folder: Path | None = None) -> list[Path]:
     if not record.is_ok:
         from zoo.errors import UsageError
 
-        state = "is damaged in the store" if record.status == "damaged" else "failed"
+        states = {"damaged": "is damaged in the store", "raced-out": "was raced out"}
+        state = states.get(record.status, "failed")
         raise UsageError(f"run {record.id} {state} ({record.reason}); it has nothing to plot")
     from zoo.runs.artifacts import refuse_ensemble
 

@@ -83,7 +83,7 @@ def _check_head_from(run_id: int) -> None:
 @dataclass
 class RunResult:
     backbone: str
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed", or "raced-out" (zoo.runs.race)
     mode: str
     reason: str | None = None
     run_id: int | None = None
@@ -126,12 +126,15 @@ class RunSummary:
     results: list[RunResult]
     data: str
     skipped: list[tuple[Path, str]]
+    race: dict[str, Any] | None = None  # --race: its rounds (zoo.runs.race.Race.facts)
 
     @property
     def exit_code(self) -> int:
-        """0 when every run is ok, saved its model and was stored; 1 otherwise."""
+        """0 when every run is ok (or raced out), saved its model and was stored; 1 otherwise."""
         whole = all(
-            result.ok and "error" not in result.artifacts and result.pending is None
+            (result.ok or result.status == "raced-out")
+            and "error" not in result.artifacts
+            and result.pending is None
             for result in self.results
         )
         return 0 if whole else 1
@@ -145,6 +148,21 @@ def run(
     engines: Engines | None = None,
 ) -> RunSummary:
     """Train and evaluate each backbone on the same splits; a failing backbone becomes a failed row."""
+    context = prepare(backbones, layout, settings, reporter, engines)
+    with _cluster(settings):
+        results = [_run_and_store(backbone, context) for backbone in backbones]
+    return RunSummary(results, context.data, context.skipped)
+
+
+def prepare(
+    backbones: list[Backbone | Combination],
+    layout: Layout,
+    settings: RunSettings,
+    reporter: Reporter | None = None,
+    engines: Engines | None = None,
+) -> _Context:
+    """What every backbone's run shares, made before the first: the hashed, checked dataset and
+    its splits (said once), on a run folder tidied of killed runs' leftovers."""
     if engines is None:
         engines = load_engines(load_plugins())
     if not backbones:
@@ -166,9 +184,7 @@ def run(
         dataset, digests, fingerprint(dataset, digests), data, settings, reporter, engines
     )
     context.folders = layout.folders
-    with _cluster(settings):
-        results = [_run_and_store(backbone, context) for backbone in backbones]
-    return RunSummary(results, data, context.skipped)
+    return context
 
 
 def _cluster(settings: RunSettings):
