@@ -6,7 +6,6 @@ The plain tf.Module here has a variable and a `__call__` and nothing else: no `v
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import TINY_FEATURES, registry_text
 from hub_server import HubServer, hub_archive
@@ -62,23 +61,35 @@ def test_plain_module_from_a_loopback_hub_runs_and_predicts(
     assert '"class": "red"' in out
 
 
-def test_a_failed_export_still_stores_the_evaluated_run(
-    tiny_registry, tiny_images, monkeypatch, capsys
+def test_a_failed_model_write_leaves_the_stored_run_as_it_was(
+    tiny_registry, tiny_images, monkeypatch, capsys, tmp_path
 ):
+    """A frozen run's model is written on its first export: a failure there is one line, the
+    run stays stored as it was, no half-written model is kept, and the next export writes it."""
     from zoo.runs import artifacts
     from zoo.runs.store import get_run
+
+    with pytest.raises(SystemExit) as done:
+        main(["run", "tiny", "--data", str(tiny_images), "--epochs", "1"])
+    assert done.value.code == 0
+    before = get_run(1)
+    save_with_head = artifacts.save_with_head
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk says no\nsecond line")
 
     monkeypatch.setattr(artifacts, "save_with_head", explode)
+    capsys.readouterr()
     with pytest.raises(SystemExit) as done:
-        main(["run", "tiny", "--data", str(tiny_images), "--epochs", "1"])
-    assert done.value.code == 1  # the run is there, its model is not: worth a non-zero exit
+        main(["export", "1", "--out", str(tmp_path / "first")])
+    assert done.value.code == 1
     err = capsys.readouterr().err
-    assert "model was not saved" in err and "disk says no" in err and "Traceback" not in err
-    record = get_run(1)
-    assert record.status == "ok" and record.metrics["test_images"] == 15
-    assert record.artifacts["error"] == "RuntimeError: disk says no"
-    assert "model" not in record.artifacts
-    assert np.isfinite(record.metrics["accuracy"])
+    assert err.strip() == (
+        "error: run 1's model could not be written (RuntimeError: disk says no)"
+    ), err
+    assert get_run(1) == before and not Path(before.artifacts["model"]).exists()
+    monkeypatch.setattr(artifacts, "save_with_head", save_with_head)
+    with pytest.raises(SystemExit) as done:
+        main(["export", "1", "--out", str(tmp_path / "again")])
+    assert done.value.code in (0, None)
+    assert Path(before.artifacts["model"], "saved_model.pb").is_file()

@@ -116,8 +116,15 @@ class Entry:
         return self.fields["plugin"]
 
 
+# The command line's `zoo --registry F`, set for each command: every catalogue the command loads
+# reads F, also one loaded deep inside it (a run's model written on its first `zoo predict`).
+command_registry: Path | None = None
+
+
 def default_registry_path() -> Path:
-    """$ZOO_REGISTRY if set, else the registry.toml that ships with zoo."""
+    """`zoo --registry F` or $ZOO_REGISTRY if set, else the registry.toml that ships with zoo."""
+    if command_registry is not None:
+        return command_registry
     configured = os.environ.get("ZOO_REGISTRY")
     if configured:
         return Path(configured).expanduser()
@@ -138,7 +145,7 @@ def load_registry(path: Path | None = None) -> Registry:
     zoo's own registry comes with the generated TF Hub catalogue; a registry given with
     --registry or ZOO_REGISTRY stands alone.
     """
-    if path is not None or os.environ.get("ZOO_REGISTRY"):
+    if path is not None or command_registry is not None or os.environ.get("ZOO_REGISTRY"):
         return load_registry_file(path or default_registry_path())
     hand_kept = load_registry_file(default_registry_path())
     return with_catalogue(hand_kept, load_registry_file(catalogue_path(), default_plugin="hub"))

@@ -100,7 +100,9 @@ def _global_options(
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
-    Settings.registry = registry
+    from zoo.catalog import registry as registries
+
+    Settings.registry = registries.command_registry = registry  # reset by every command
     Settings.debug = debug
 
 
@@ -1018,6 +1020,10 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(UsageError.exit_code)
             _fail(message, UsageError.exit_code)
         raise
+    finally:  # main() may be called again in this process (tests, a notebook): start afresh
+        from zoo.catalog import registry as registries
+
+        registries.command_registry = None
 
 
 def console_main() -> None:

@@ -165,8 +165,14 @@ def write_serving_model(
         head_layer(model).set_weights([kernel, bias])
         return model
 
-    with atomic_dir(folder) as scratch:
-        save_with_head(backbone_id, num_classes, build_model, (kernel, bias), scratch, warn)
+    try:
+        with atomic_dir(folder) as scratch:
+            save_with_head(backbone_id, num_classes, build_model, (kernel, bias), scratch, warn)
+    except (ZooError, OSError):
+        raise
+    except Exception as error:  # TensorFlow's saving failed: the run stays as it was stored
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        raise ZooError(f"run {record.id}'s model could not be written ({reason})") from error
 
 
 def _same_backbone(record: RunRecord, backbone_id: str, what: str) -> Any:
