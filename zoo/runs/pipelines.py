@@ -500,26 +500,40 @@ def _other_seeds(splits: Splits, job: Job) -> list[np.ndarray]:
     """--seeds N: the test probabilities of N - 1 more heads trained on the same features with
     seeds seed+1, seed+2...; they measure how much the head's training varies. The run keeps and
     saves its first head; these heads are not saved and write no logs."""
-    from zoo.training.models import classifier_head
 
     settings, num_classes = job.settings, len(job.dataset.classes)
     splits = splits.with_views()
     first = _fit_settings(settings, "feature-extraction")
-    probabilities = []
-    for offset in range(1, settings.seeds):
-        head = classifier_head(num_classes, splits.train[0].shape[1])
-        fit(
-            head,
-            splits.train,
-            splits.validation,
+    return [
+        _unsaved_head_probabilities(
+            splits,
             num_classes,
             replace(first, seed=settings.seed + offset),
-            checkpoint=job.checkpoint.with_name(f"seed-{offset}"),
-            log_dir=None,
-            eval_batch_size=FEATURE_BATCH,
+            job.checkpoint.with_name(f"seed-{offset}"),
         )
-        probabilities.append(_predict_features(head, splits.test[0]))
-    return probabilities
+        for offset in range(1, settings.seeds)
+    ]
+
+
+def _unsaved_head_probabilities(
+    splits: Splits, num_classes: int, fit_settings: FitSettings, checkpoint: Path | None
+) -> np.ndarray:
+    """The test probabilities of a new softmax head fitted on the train split watching
+    validation, with no logs; the head itself is not kept (--seeds, a race's rounds)."""
+    from zoo.training.models import classifier_head
+
+    head = classifier_head(num_classes, splits.train[0].shape[1])
+    fit(
+        head,
+        splits.train,
+        splits.validation,
+        num_classes,
+        fit_settings,
+        checkpoint=checkpoint,
+        log_dir=None,
+        eval_batch_size=FEATURE_BATCH,
+    )
+    return _predict_features(head, splits.test[0])
 
 
 def _frozen_outcome(
@@ -885,17 +899,5 @@ def frozen_splits(
 def plain_head_probabilities(splits: Splits, num_classes: int, settings: RunSettings) -> np.ndarray:
     """The test probabilities of a plain softmax head (a frozen run's recipe, no --tune, one
     seed) fitted on the train split watching validation; it keeps no checkpoint nor logs."""
-    from zoo.training.models import classifier_head
-
-    head = classifier_head(num_classes, splits.train[0].shape[1])
-    fit(
-        head,
-        splits.train,
-        splits.validation,
-        num_classes,
-        _fit_settings(settings, "feature-extraction"),
-        checkpoint=None,
-        log_dir=None,
-        eval_batch_size=FEATURE_BATCH,
-    )
-    return _predict_features(head, splits.test[0])
+    fit_settings = _fit_settings(settings, "feature-extraction")
+    return _unsaved_head_probabilities(splits, num_classes, fit_settings, None)
