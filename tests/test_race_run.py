@@ -175,3 +175,22 @@ def test_python_api_races_and_refuses_what_the_cli_refuses(race_registry, race_i
     assert summary.race["finalists"] == ["colour_a", "colour_a+grey"] and summary.exit_code == 0
     # its members' vectors of round 1 were in the cache, computed by colour_a and grey
     assert summary.race["rounds"][0]["computed_features"]["colour_a+grey"] == 0
+
+
+@pytest.mark.parametrize("status", ["raced-out", "failed"])
+@pytest.mark.parametrize("command", ["export", "deploy"])
+def test_a_run_without_a_model_is_refused_in_one_line(status, command, capsys):
+    """A raced-out (or failed) run keeps no run folder: export and deploy say so in one line."""
+    from test_bad_input import cli, one_line
+    from test_hardening import record
+
+    from zoo.runs.store import save_run
+
+    run_id = save_run(record(status=status, reason="round 1: 0.2 vs 0.9"))
+    args = ["export", str(run_id)] if command == "export" else ["compare", str(run_id)]
+    args += ["--deploy", "tflite-int8"] if command == "deploy" else []
+    code, _, err = cli(args, capsys)
+    assert code == 2
+    assert one_line(err) == (
+        f"error: run {run_id} has no saved model; pick a successful run (`zoo runs`)"
+    )

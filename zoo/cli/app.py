@@ -961,13 +961,13 @@ def export(
     """Export a run's model and labels; a TFLite file is checked against the SavedModel."""
     from zoo.cli.progress import RichReporter
     from zoo.data.layouts import find_layout
-    from zoo.runs.artifacts import refuse_ensemble
+    from zoo.runs.artifacts import check_saved_model
     from zoo.runs.export import check_options, export_run
     from zoo.runs.store import get_run
 
     check_options(fmt, quantize)
     record = get_run(run_id)
-    refuse_ensemble(record, "export")
+    check_saved_model(record, "export")  # before TensorFlow: failed, raced out, ensemble, a+b
     folders = find_layout(data).folders if data else None  # any layout `zoo run` reads
     folder = out_dir or record.run_folder / f"export-{fmt}-{quantize}"
     load_tensorflow()

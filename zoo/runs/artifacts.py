@@ -125,16 +125,27 @@ def saved_model_folder(
 ) -> Path:
     """The stored run's SavedModel folder, written now if this is its first use; a one-line
     usage error when it has none to `verb`. `warn` hears of a serving template rebuilt."""
+    model_dir = check_saved_model(record, verb)
+    if not model_dir.is_dir():
+        write_serving_model(record, _recipe(record), model_dir, warn or _warning)
+    return model_dir
+
+
+def check_saved_model(record: RunRecord, verb: str) -> Path:
+    """The run's SavedModel folder, there or due on first use (not written here: no TensorFlow);
+    a one-line usage error when the run has none to `verb` (failed, raced out, ensemble, a+b)."""
     refuse_ensemble(record, verb)
     refuse_combined(record, verb)
     model_dir = record.artifacts.get("model")
-    if record.is_ok and model_dir and not Path(model_dir).is_dir():
-        recipe = Path(record.artifacts["run_folder"]) / SERVING_RECIPE
-        if recipe.is_file():
-            write_serving_model(record, recipe, Path(model_dir), warn or _warning)
-    if not record.is_ok or not model_dir or not Path(model_dir).is_dir():
+    due = model_dir and _recipe(record) is not None and _recipe(record).is_file()
+    if not record.is_ok or not model_dir or not (Path(model_dir).is_dir() or due):
         raise UsageError(f"run {record.id} has no saved model; pick a successful run (`zoo runs`)")
     return Path(model_dir)
+
+
+def _recipe(record: RunRecord) -> Path | None:
+    """Where a frozen run keeps what its SavedModel is written from on first use."""
+    return record.run_folder / SERVING_RECIPE if record.run_folder else None
 
 
 def _warning(text: str) -> None:

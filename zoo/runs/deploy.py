@@ -37,7 +37,8 @@ from zoo.data.decode import decoded_batches
 from zoo.errors import UsageError
 from zoo.home import atomic_dir, atomic_write_bytes
 from zoo.reporting import Reporter
-from zoo.runs.export import geometry_of, run_images, saved_model_of, size_on_disk
+from zoo.runs.artifacts import check_saved_model
+from zoo.runs.export import geometry_of, run_images, size_on_disk
 from zoo.runs.runner import RunSummary
 from zoo.runs.store import get_run, update_run
 from zoo.runs.targets import DeployTarget
@@ -55,7 +56,7 @@ def check_deployable(record: RunRecord) -> None:
             f"run {record.id} is an ensemble of runs {record.members}: it "
             "has no single model to deploy; deploy its members' runs"
         )
-    saved_model_of(record)  # failed, combined a+b or model not saved: refused with the reason
+    check_saved_model(record, "deploy")  # failed, raced out, a+b, no model: refused, said why
     if not {"test", "root", "manifest"} & set(record.settings.get("data", {})):
         raise UsageError(f"run {record.id} does not record its test images; run it again")
     geometry_of(record)

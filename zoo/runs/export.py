@@ -275,11 +275,6 @@ def _library_notes_hidden() -> Iterator[None]:
 
 # The steps above, for deployment targets (zoo.runs.deploy and the target plugins): one
 # conversion, one calibration sample and one geometry for `zoo export` and `--deploy`.
-def saved_model_of(record: RunRecord) -> Path:
-    """The run's SavedModel folder; a usage error for a run without one (failed, ensemble, a+b)."""
-    return saved_model_folder(record, "deploy")
-
-
 def geometry_of(record: RunRecord) -> Preprocessing:
     """The resize and crop the run's images went through (the value scaling is in the model)."""
     return _geometry(record)
