@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_INPUT, registry_text
+from conftest import TINY_INPUT, besides_near_copies, registry_text
 
 import zoo
 from zoo.catalog.plugins import load_catalog, load_plugins
@@ -56,7 +56,7 @@ def run_tiny(data: Path, **settings):
     summary = zoo.run(["tiny"], data=data, reporter=reporter, epochs=2, lr=0.05, **settings)
     (result,) = summary.results
     assert result.ok, result.reason
-    return result, reporter.lines
+    return result, besides_near_copies(reporter.lines)
 
 
 def resolved_tiny() -> ResolvedBackbone:

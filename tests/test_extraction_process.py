@@ -132,7 +132,7 @@ def test_a_child_that_dies_is_a_failed_row_not_a_hang(tiny_registry, tiny_images
     assert result.status == "failed"
     assert result.reason.startswith("tiny: its extraction process stopped (killed by SIGKILL")
     assert_all_ended(in_child)
-    assert list_runs()[0]["status"] == "failed"
+    assert list_runs()[0].status == "failed"
 
 
 def test_ctrl_c_during_extraction_ends_the_child_and_keeps_only_whole_shards(

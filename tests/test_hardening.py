@@ -24,6 +24,7 @@ import pytest
 from conftest import (
     TINY_FEATURES,
     TINY_INPUT,
+    besides_near_copies,
     registry_text,
     serving_model,
     write_image_folders,
@@ -65,7 +66,7 @@ def run_cli(data: Path, capsys, *extra: str) -> tuple[int, str, str]:
 
 
 def warnings_in(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("warning:")]
+    return besides_near_copies([line for line in err.splitlines() if line.startswith("warning:")])
 
 
 # --- 1. the store write at the end of a run ----------------------------------------------------

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_FEATURES, export_tiny_savedmodel, registry_text, write_image_folders
+from conftest import (
+    TINY_FEATURES,
+    besides_near_copies,
+    export_tiny_savedmodel,
+    registry_text,
+    write_image_folders,
+)
 from test_bad_input import cli, one_line
 from test_hardening import record
 
@@ -218,7 +224,7 @@ def shards_of(zoo_home: Path, backbone: str) -> list[Path]:
 
 
 def warnings_in(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("warning:")]
+    return besides_near_copies([line for line in err.splitlines() if line.startswith("warning:")])
 
 
 @pytest.fixture

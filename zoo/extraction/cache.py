@@ -71,11 +71,15 @@ class FeatureCache:
     that fails the check (damaged, written under another key, holding NaN) is removed, its
     vectors computed again, and the reason kept in `discarded` for the caller to report. A sound
     shard of another width is only left out, in `other_width`: the caller removes those with
-    `discard_other_width()` once the model has shown the expected width is right.
+    `discard_other_width()` once the model has shown the expected width is right. A cache only
+    read (`removes=False`: `zoo inspect`, `zoo run`'s near-copy check) leaves such shards in
+    place for the extraction to remove and report.
     """
 
-    def __init__(self, key: str, root: Path | None = None, width: int | None = None):
-        self.key = key
+    def __init__(
+        self, key: str, root: Path | None = None, width: int | None = None, removes: bool = True
+    ):
+        self.key, self.removes = key, removes
         self.folder = (root or features_dir()) / key
         self.width = width  # None: the first whole shard decides
         self.shards: list[Path] = []
@@ -97,8 +101,9 @@ class FeatureCache:
 
     def _discard(self, shard: Path, why: str) -> None:
         self.discarded.append(f"{shard.name}: {why}")
-        with contextlib.suppress(OSError):
-            shard.unlink()
+        if self.removes:
+            with contextlib.suppress(OSError):
+                shard.unlink()
 
     def __contains__(self, digest: str) -> bool:
         return digest in self.rows

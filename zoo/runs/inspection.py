@@ -123,7 +123,7 @@ def _fullest_cache(backbone: str, wanted: set[str]) -> FeatureCache | None:
     for folder in folders:
         if "-aug-" in folder.name:  # augmented views, not the images themselves
             continue
-        cache = FeatureCache(folder.name)
+        cache = FeatureCache(folder.name, removes=False)  # a run reports what it removes
         count = sum(1 for digest in wanted if digest in cache)
         if count > covered:
             best, covered = cache, count
