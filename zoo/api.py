@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.filters import Filters, select_rows
 from zoo.catalog.plugins import Catalog, load_catalog
-from zoo.errors import UsageError
 from zoo.reporting import Reporter
 
 if TYPE_CHECKING:  # imported where used: `zoo list` must not pay for NumPy and the runner
@@ -121,13 +120,11 @@ def run(
     `deploy` ("tflite-int8", or a list) exports and measures each run as `--deploy` does: each
     result's `metrics["deploy"][target]`, and the summary's `budget`, the deployed models
     within `budget_ms` and `budget_mb`."""
-    from zoo.runs.race import RaceSettings
+    from zoo.runs.race import race_settings as check_race_settings
     from zoo.runs.settings import RunSettings
 
     run_settings = RunSettings(**settings)  # usage errors first
-    if not race and keep_top is not None:
-        raise UsageError("--keep-top drops backbones after the race's first round: add --race")
-    race_settings = RaceSettings(alpha, screen, keep_top) if race else None
+    race_settings = check_race_settings(race, alpha, screen, keep_top)
     catalog = load_catalog(_path(registry))
     reporter = reporter or Reporter()
     for problem in catalog.problems:  # a broken plugin is reported in a notebook too

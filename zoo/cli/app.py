@@ -86,7 +86,6 @@ PREFER_OPTION = typer.Option(
 class Settings:
     """Options given before the command (`zoo --registry F list`)."""
 
-    registry: Path | None = None
     debug: bool = False
 
 
@@ -102,7 +101,7 @@ def _global_options(
 ) -> None:
     from zoo.catalog import registry as registries
 
-    Settings.registry = registries.command_registry = registry  # reset by every command
+    registries.command_registry = registry  # every catalogue this command loads reads it
     Settings.debug = debug
 
 
@@ -127,7 +126,7 @@ def load_tensorflow() -> None:
 
 def catalog() -> Catalog:
     """The backbones, with any plugin or registry problems printed as warnings."""
-    loaded = load_catalog(Settings.registry)
+    loaded = load_catalog()  # `zoo --registry F` is read there (registry.command_registry)
     for problem in loaded.problems:
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     return loaded
@@ -477,17 +476,13 @@ def run(
 
 def _race_settings(race: bool, screen_only: bool, alpha: float, screen, keep_top):
     """--race's settings (None without it), its usage errors before any work starts."""
-    if not race:
-        if keep_top is not None:
-            raise UsageError("--keep-top drops backbones after the race's first round: add --race")
-        return None
-    if screen_only:
+    from zoo.runs.race import race_settings
+
+    if race and screen_only:
         raise UsageError(
             "--screen-only trains nothing and --race trains the survivors: use one of them"
         )
-    from zoo.runs.race import RaceSettings
-
-    return RaceSettings(alpha, screen, keep_top)
+    return race_settings(race, alpha, screen, keep_top)
 
 
 def _names(targets) -> list[str]:

@@ -137,7 +137,8 @@ def check_saved_model(record: RunRecord, verb: str) -> Path:
     refuse_ensemble(record, verb)
     refuse_combined(record, verb)
     model_dir = record.artifacts.get("model")
-    due = model_dir and _recipe(record) is not None and _recipe(record).is_file()
+    recipe = _recipe(record)
+    due = model_dir and recipe is not None and recipe.is_file()
     if not record.is_ok or not model_dir or not (Path(model_dir).is_dir() or due):
         raise UsageError(f"run {record.id} has no saved model; pick a successful run (`zoo runs`)")
     return Path(model_dir)

@@ -57,6 +57,17 @@ class RaceSettings:
             raise UsageError("--keep-top must be at least 1")
 
 
+def race_settings(
+    race: bool, alpha: float, screen: str | None, keep_top: int | None
+) -> RaceSettings | None:
+    """--race's settings, None without it (where --keep-top is a usage error)."""
+    if not race:
+        if keep_top is not None:
+            raise UsageError("--keep-top drops backbones after the race's first round: add --race")
+        return None
+    return RaceSettings(alpha, screen, keep_top)
+
+
 def is_raced(backbone: Backbone | Combination, settings: RunSettings) -> bool:
     """Frozen backbones (and a+b) race; those trained end to end cannot be fed subsets cheaply."""
     return not backbone.trains_end_to_end and settings.mode_for(backbone) == "feature-extraction"
