@@ -31,13 +31,22 @@ def export_grey_savedmodel(folder, seed: int = 0):
     return folder
 
 
+@pytest.fixture(scope="session")
+def race_models(tmp_path_factory, tiny_savedmodel) -> dict:
+    """The race's SavedModels, exported once: every test only reads them."""
+    folder = tmp_path_factory.mktemp("race-models")
+    return {
+        "colour_a": tiny_savedmodel,  # export_tiny_savedmodel(seed=0), as conftest exports it
+        "colour_b": export_tiny_savedmodel(folder / "b", seed=1),
+        "grey": export_grey_savedmodel(folder / "grey"),
+    }
+
+
 @pytest.fixture
-def race_registry(tmp_path, monkeypatch):
+def race_registry(tmp_path, race_models, monkeypatch):
     """colour_a and colour_b (good, tied) and grey (near chance), plus scratch_cnn."""
     entries = [
-        registry_text(str(export_tiny_savedmodel(tmp_path / "a", seed=0)), name="colour_a"),
-        registry_text(str(export_tiny_savedmodel(tmp_path / "b", seed=1)), name="colour_b"),
-        registry_text(str(export_grey_savedmodel(tmp_path / "grey")), name="grey"),
+        *(registry_text(str(model), name=name) for name, model in race_models.items()),
         registry_text(
             "zoo:scratch_cnn",
             name="scratch_cnn",
