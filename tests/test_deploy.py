@@ -461,6 +461,12 @@ def test_a_measurement_in_its_own_process_reports_and_survives_the_childs_death(
         right = (kept["probabilities"].argmax(1) == kept["labels"]).mean()
     assert figures["accuracy"] == pytest.approx(right)
     assert psutil.Process().children() == []
+    # What the user waited for: the child's start and stop are a stage of the cost.
+    process = figures["cost"]["process"]
+    assert process["wall_s"] > 0 and process["cpu_s"] > 0
+    assert figures["seconds"] == pytest.approx(
+        sum(s["wall_s"] for s in figures["cost"].values()), abs=0.5
+    )
 
 
 def test_two_processes_adding_to_one_run_lose_nothing(zoo_home):

@@ -394,32 +394,51 @@ def _measured(
 def _measure_in_child(
     record: RunRecord, target: DeployTarget, reporter: Reporter
 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """`measure` in a child; its figures count the child's start and stop too (stage
+    `process`: a fresh Python importing TensorFlow), as the user waits for them."""
     from zoo.catalog import registry
 
+    wall, cpu = time.perf_counter(), os.times()
     process, connection = spawn("zoo.runs.deploy:serve_measurement")
-    busy = True  # until the child sends its figures: ended at once if we stop reading
     try:
         connection.send((record, target.name, registry.command_registry))
-        with contextlib.ExitStack() as open_tasks:
-            tasks: list[tuple[contextlib.ExitStack, Callable[[int], None]]] = []
-            while True:
-                kind, *facts = _next_message(process, connection, target.name)
-                if kind == "warning":
-                    reporter.warning(facts[0])
-                elif kind == "task":
-                    task = open_tasks.enter_context(contextlib.ExitStack())
-                    tasks.append((task, task.enter_context(reporter.task(*facts))))
-                elif kind == "advance":
-                    tasks[-1][1](facts[0])
-                elif kind == "task_end":
-                    tasks.pop()[0].close()
-                elif kind == "failed":
-                    raise rebuilt(*facts)
-                elif kind == "done":
-                    busy = False
-                    return facts[0], facts[1]
-    finally:
-        stop(process, connection, busy)
+        figures, paths = _relay(process, connection, reporter, target.name)
+    except BaseException:
+        stop(process, connection, busy=True)
+        raise
+    stop(process, connection, busy=False)
+    after, seconds = os.times(), time.perf_counter() - wall
+    child_cpu = (
+        after.children_user + after.children_system - cpu.children_user - cpu.children_system
+    )
+    figures["cost"]["process"] = {
+        "wall_s": seconds - figures["seconds"],
+        "cpu_s": max(0.0, child_cpu - sum(stage["cpu_s"] for stage in figures["cost"].values())),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    figures["seconds"] = seconds
+    return figures, paths
+
+
+def _relay(process, connection: Duplex, reporter: Reporter, target_name: str) -> tuple:
+    """The child's progress and warnings, shown here, until it sends (figures, paths)."""
+    with contextlib.ExitStack() as open_tasks:
+        tasks: list[tuple[contextlib.ExitStack, Callable[[int], None]]] = []
+        while True:
+            kind, *facts = _next_message(process, connection, target_name)
+            if kind == "warning":
+                reporter.warning(facts[0])
+            elif kind == "task":
+                task = open_tasks.enter_context(contextlib.ExitStack())
+                tasks.append((task, task.enter_context(reporter.task(*facts))))
+            elif kind == "advance":
+                tasks[-1][1](facts[0])
+            elif kind == "task_end":
+                tasks.pop()[0].close()
+            elif kind == "failed":
+                raise rebuilt(*facts)
+            elif kind == "done":
+                return facts[0], facts[1]
 
 
 def _next_message(process, connection, target_name: str) -> tuple:
