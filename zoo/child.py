@@ -41,8 +41,8 @@ def spawn(entry: str) -> tuple[subprocess.Popen, Duplex]:
     parent_reads, child_writes = os.pipe()
     child_ends = (child_reads, child_writes)
     program = (
-        f"import sys; from zoo.child import serve; from {module} import {function}; "
-        f"serve({function}, *map(int, sys.argv[1:]))"
+        f"import sys, zoo.child; from {module} import {function} as work; "
+        "zoo.child.serve(work, *map(int, sys.argv[1:]))"
     )
     try:
         process = subprocess.Popen(
