@@ -388,6 +388,9 @@ def measure_race(workdir: Path, data: Path, names: list[str], source: Path | Non
     finalists = race_facts["race"]["finalists"]
     race_best = race_named[race_verdict["best"]] if "best" in race_verdict else finalists[0]
     full_computed = sum(row["metrics"]["computed_features"] or 0 for row in full_facts["runs"])
+    computed = {
+        row["backbone"]: row["metrics"]["computed_features"] or 0 for row in full_facts["runs"]
+    }
     race_computed = race_facts["race"]["computed_features"]["total"]
     return {
         "full_seconds": full["seconds"],
@@ -395,6 +398,9 @@ def measure_race(workdir: Path, data: Path, names: list[str], source: Path | Non
         "full_computed": full_computed,
         "race_computed": race_computed,
         "tied_for_best": tied_for_best,
+        # What the tied group's full runs alone cost: a race that keeps its alpha cannot drop
+        # them reliably, so it computes at least about this share.
+        "tied_share": sum(computed[name] for name in tied_for_best) / full_computed,
         "full_accuracy": {
             row["backbone"]: row["metrics"]["accuracy"] for row in full_facts["runs"]
         },
@@ -421,6 +427,11 @@ def report_race(results: dict) -> None:
         f"comparison ({share:.1%}; target <= 40%); wall clock {race['race_seconds']:.1f}s vs "
         f"{race['full_seconds']:.1f}s ({race['race_seconds'] / race['full_seconds']:.2f}x)"
     )
+    if "tied_share" in race:
+        print(
+            f"race: the tied group's full runs alone are {race['tied_share']:.1%} of the full "
+            "comparison's vectors (a race keeping its alpha cannot reliably go below that)"
+        )
     for facts in race["rounds"]:
         print(
             f"  round {facts['round']} {facts['images']}: {len(facts['survivors'])} in, "

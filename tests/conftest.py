@@ -54,6 +54,8 @@ def zoo_home(tmp_path, monkeypatch) -> Path:
     # Engines run in this process (a child per backbone starts a fresh TensorFlow: seconds a
     # run); tests/test_extraction_process.py takes the child path, as `zoo run` does.
     monkeypatch.setenv("ZOO_EXTRACT_HERE", os.environ.get("ZOO_TEST_EXTRACT_HERE", "1"))
+    # So are deployment measurements (tests/test_deploy.py takes the child path once).
+    monkeypatch.setenv("ZOO_DEPLOY_HERE", "1")
     return home
 
 

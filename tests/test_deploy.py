@@ -3,6 +3,7 @@ on constructed measurements, the CLI's bad inputs, and one real Lite0 run in int
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from conftest import run_main
 
@@ -18,6 +20,7 @@ from zoo.analysis.budget import check_budget, pareto_front, within_budget
 from zoo.analysis.record import RunRecord
 from zoo.catalog.plugins import load_plugins
 from zoo.errors import UsageError
+from zoo.reporting import Reporter
 from zoo.runs.deploy import (
     deploy_runs,
     latency_figures,
@@ -402,6 +405,7 @@ def test_real_lite0_run_deployed_to_tflite_int8(zoo_home, capsys, monkeypatch):
     from conftest import plant_demo_slice
 
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("ZOO_DEPLOY_HERE")  # measured in a child process, as `zoo run` does
     plant_demo_slice(zoo_home, train_per_class=6, test_per_class=2)
     args = ["run", "efficientnet_lite0", "--deploy", "tflite-int8", "--json"]
     code, out, err = run_main(args, capsys)
@@ -419,6 +423,50 @@ def test_real_lite0_run_deployed_to_tflite_int8(zoo_home, capsys, monkeypatch):
     interpreter = tf.lite.Interpreter(model_path=path)
     assert np.int8 in {detail["dtype"] for detail in interpreter.get_tensor_details()}
     assert figures["latency"]["1_thread"]["median_ms"] > 0
+
+
+class _KillsTheChild(Reporter):
+    """Kills the measurement's child process when it starts its test pass, once."""
+
+    def __init__(self):
+        self.tasks, self.advanced, self.killed = [], 0, False
+
+    @contextlib.contextmanager
+    def task(self, description, total):
+        self.tasks.append((description, total))
+        if not self.killed:
+            self.killed = True
+            (child,) = psutil.Process().children()
+            child.kill()
+        yield self.advance
+
+    def advance(self, steps):
+        self.advanced += steps
+
+
+def test_a_measurement_in_its_own_process_reports_and_survives_the_childs_death(
+    tiny_run, monkeypatch
+):
+    monkeypatch.delenv("ZOO_DEPLOY_HERE")
+    target, reporter = _target("tflite-float16"), _KillsTheChild()
+    (killed,) = deploy_runs([tiny_run], [target], reporter)[tiny_run.id].values()
+    assert "its measurement process stopped (killed by SIGKILL" in killed["error"]
+    assert get_run(tiny_run.id).metrics["deploy"]["tflite-float16"] == killed
+    assert psutil.Process().children() == []  # ended, not left behind
+
+    (figures,) = deploy_runs([get_run(tiny_run.id)], [target], reporter)[tiny_run.id].values()
+    assert "error" not in figures and figures["test_images"] == 15
+    assert reporter.tasks[-1] == ("tflite-float16: test images", 15) and reporter.advanced == 15
+    with np.load(get_run(tiny_run.id).artifacts["deploy_tflite-float16_probabilities"]) as kept:
+        right = (kept["probabilities"].argmax(1) == kept["labels"]).mean()
+    assert figures["accuracy"] == pytest.approx(right)
+    assert psutil.Process().children() == []
+    # What the user waited for: the child's start and stop are a stage of the cost.
+    process = figures["cost"]["process"]
+    assert process["wall_s"] > 0 and process["cpu_s"] > 0
+    assert figures["seconds"] == pytest.approx(
+        sum(s["wall_s"] for s in figures["cost"].values()), abs=0.5
+    )
 
 
 def test_two_processes_adding_to_one_run_lose_nothing(zoo_home):

@@ -16,6 +16,7 @@ import pytest
 from conftest import TINY_FEATURES, registry_text
 
 import zoo
+from zoo import child as child_processes
 from zoo.catalog.plugins import load_catalog, load_plugins
 from zoo.errors import BackboneUnavailable
 from zoo.extraction import process
@@ -165,12 +166,14 @@ def test_ctrl_c_during_extraction_ends_the_child_and_keeps_only_whole_shards(
 
 
 def test_an_error_in_the_child_comes_back_as_itself():
-    error = process._rebuilt(
-        process._pickled(BackboneUnavailable("tiny: gone")), "tiny: gone", "Traceback ..."
+    error = child_processes.rebuilt(
+        child_processes.pickled(BackboneUnavailable("tiny: gone")), "tiny: gone", "Traceback ..."
     )
     assert isinstance(error, BackboneUnavailable) and str(error) == "tiny: gone"
-    other = process._rebuilt(process._pickled(ValueError("x")), "ValueError: x", "Traceback")
-    assert isinstance(other, process.ExtractionFailed) and str(other) == "ValueError: x"
+    other = child_processes.rebuilt(
+        child_processes.pickled(ValueError("x")), "ValueError: x", "Traceback"
+    )
+    assert isinstance(other, child_processes.ChildFailed) and str(other) == "ValueError: x"
 
 
 def test_engines_the_child_cannot_rebuild_stay_in_this_process(tiny_registry, monkeypatch):

@@ -22,7 +22,6 @@ if TYPE_CHECKING:  # imported where used: `zoo list` must not pay for NumPy and 
     from zoo.runs.race import RaceSettings
     from zoo.runs.runner import RunSummary
     from zoo.runs.settings import RunSettings
-    from zoo.runs.targets import DeployTarget
 
 
 def list_backbones(
@@ -122,6 +121,7 @@ def run(
     within `budget_ms` and `budget_mb`."""
     from zoo.runs.race import race_settings as check_race_settings
     from zoo.runs.settings import RunSettings
+    from zoo.runs.targets import choose_targets
 
     run_settings = RunSettings(**settings)  # usage errors first
     race_settings = check_race_settings(race, alpha, screen, keep_top)
@@ -129,7 +129,10 @@ def run(
     reporter = reporter or Reporter()
     for problem in catalog.problems:  # a broken plugin is reported in a notebook too
         reporter.warning(problem)
-    targets = deploy_targets(catalog, deploy, budget_ms, budget_mb, reporter)
+    deploy_names = [deploy] if isinstance(deploy, str) else deploy
+    targets = choose_targets(
+        deploy_names, budget_ms, budget_mb, "speed", lambda: catalog.plugins, reporter.warning
+    )
     if targets:
         from zoo.runs.deploy import refuse_combined_selection
 
@@ -151,27 +154,6 @@ def run(
     from zoo.runs.deploy import deploy_summary
 
     return deploy_summary(summary, targets, budget_ms, budget_mb, reporter)
-
-
-def deploy_targets(
-    catalog: Catalog,
-    deploy: str | list[str] | None,
-    budget_ms: float | None = None,
-    budget_mb: float | None = None,
-    reporter: Reporter | None = None,
-) -> list[DeployTarget]:
-    """The named deployment targets, checked with the budget before any work starts."""
-    from zoo.analysis.budget import check_budget
-    from zoo.runs.targets import load_targets, parse_target_names
-
-    names = parse_target_names([deploy] if isinstance(deploy, str) else deploy)
-    check_budget(budget_ms, budget_mb, "speed", names)
-    if not names:
-        return []
-    found = load_targets(catalog.plugins)
-    for problem in found.problems:
-        (reporter or Reporter()).warning(problem)
-    return found.chosen(names)
 
 
 def run_backbones(

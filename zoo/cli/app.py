@@ -491,17 +491,15 @@ def _names(targets) -> list[str]:
 
 def _deploy_targets(loaded, deploy, budget_ms, budget_mb, prefer) -> list:
     """The --deploy targets, checked with the budget flags before any work starts."""
-    from zoo.analysis.budget import check_budget
-    from zoo.runs.targets import load_targets, parse_target_names
+    from zoo.runs.targets import choose_targets
 
-    names = parse_target_names(deploy)
-    check_budget(budget_ms, budget_mb, prefer, names)
-    if not names:
-        return []
-    found = load_targets(loaded.plugins if loaded else catalog().plugins)
-    for problem in found.problems:
+    def warn(problem: str) -> None:
         err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
-    return found.chosen(names)
+
+    def plugins():  # `zoo compare` loads the catalogue only when a target is named
+        return (loaded or catalog()).plugins
+
+    return choose_targets(deploy, budget_ms, budget_mb, prefer, plugins, warn)
 
 
 def _refuse_combined_deploy(selection, targets) -> None:

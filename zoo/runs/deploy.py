@@ -33,6 +33,8 @@ from zoo.analysis.evaluation import evaluate
 from zoo.analysis.record import RunRecord
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.combination import Combination
+from zoo.catalog.plugins import load_plugins
+from zoo.child import Duplex, how_it_ended, rebuilt, spawn, stop
 from zoo.data.decode import decoded_batches
 from zoo.errors import UsageError
 from zoo.home import atomic_dir, atomic_write_bytes
@@ -41,8 +43,10 @@ from zoo.runs.artifacts import check_saved_model
 from zoo.runs.export import geometry_of, run_images, size_on_disk
 from zoo.runs.runner import RunSummary
 from zoo.runs.store import get_run, update_run
-from zoo.runs.targets import DeployTarget
+from zoo.runs.targets import DeployTarget, load_targets
 
+IN_PROCESS_VARIABLE = "ZOO_DEPLOY_HERE"  # 1: measure in this process (tests, a debugger)
+POLL_SECONDS = 0.5  # how often a parent waiting on a measurement checks that its child lives
 TIMED_CALLS = 50
 WARMUP_CALLS = 5
 DECODE_BATCH = 32  # test images decoded ahead of the accuracy pass
@@ -357,7 +361,7 @@ def _measure_and_store(
     record: RunRecord, target: DeployTarget, reporter: Reporter
 ) -> dict[str, Any]:
     try:
-        figures, paths = measure(record, target, reporter)
+        figures, paths = _measured(record, target, reporter)
     except UsageError:
         raise
     except Exception as error:  # a conversion or runtime failure: this target only
@@ -371,6 +375,113 @@ def _measure_and_store(
 
     update_run(record.id, change)
     return figures
+
+
+def _measured(
+    record: RunRecord, target: DeployTarget, reporter: Reporter
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`measure` in a child process of its own: writing the run's SavedModel, converting it and
+    loading the runtime leave hundreds of MB in a process (zoo.child), so a `--deploy` over many
+    runs would grow with their number. Here instead when the user asks (ZOO_DEPLOY_HERE=1) or
+    the child, which loads the plugins afresh, would find another target by that name."""
+    if os.environ.get(IN_PROCESS_VARIABLE, "") not in ("", "0"):
+        return measure(record, target, reporter)
+    if type(load_targets(load_plugins()).targets.get(target.name)) is not type(target):
+        return measure(record, target, reporter)
+    return _measure_in_child(record, target, reporter)
+
+
+def _measure_in_child(
+    record: RunRecord, target: DeployTarget, reporter: Reporter
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`measure` in a child; its figures count the child's start and stop too (stage
+    `process`: a fresh Python importing TensorFlow), as the user waits for them."""
+    from zoo.catalog import registry
+
+    wall, cpu = time.perf_counter(), os.times()
+    process, connection = spawn("zoo.runs.deploy:serve_measurement")
+    try:
+        connection.send((record, target.name, registry.command_registry))
+        figures, paths = _relay(process, connection, reporter, target.name)
+    except BaseException:
+        stop(process, connection, busy=True)
+        raise
+    stop(process, connection, busy=False)
+    after, seconds = os.times(), time.perf_counter() - wall
+    child_cpu = (
+        after.children_user + after.children_system - cpu.children_user - cpu.children_system
+    )
+    figures["cost"]["process"] = {
+        "wall_s": seconds - figures["seconds"],
+        "cpu_s": max(0.0, child_cpu - sum(stage["cpu_s"] for stage in figures["cost"].values())),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    figures["seconds"] = seconds
+    return figures, paths
+
+
+def _relay(process, connection: Duplex, reporter: Reporter, target_name: str) -> tuple:
+    """The child's progress and warnings, shown here, until it sends (figures, paths)."""
+    with contextlib.ExitStack() as open_tasks:
+        tasks: list[tuple[contextlib.ExitStack, Callable[[int], None]]] = []
+        while True:
+            kind, *facts = _next_message(process, connection, target_name)
+            if kind == "warning":
+                reporter.warning(facts[0])
+            elif kind == "task":
+                task = open_tasks.enter_context(contextlib.ExitStack())
+                tasks.append((task, task.enter_context(reporter.task(*facts))))
+            elif kind == "advance":
+                tasks[-1][1](facts[0])
+            elif kind == "task_end":
+                tasks.pop()[0].close()
+            elif kind == "failed":
+                raise rebuilt(*facts)
+            elif kind == "done":
+                return facts[0], facts[1]
+
+
+def _next_message(process, connection, target_name: str) -> tuple:
+    """The child's next message; its death an error naming how it ended, never a hang."""
+    while not connection.poll(POLL_SECONDS):
+        if process.poll() is not None and not connection.poll(0):
+            break
+    else:
+        with contextlib.suppress(EOFError, OSError):
+            return connection.recv()
+    raise RuntimeError(
+        f"its measurement process stopped ({how_it_ended(process)}) before it finished; run "
+        f"again to measure it (or set {IN_PROCESS_VARIABLE}=1 to measure in the main process)"
+    )
+
+
+def serve_measurement(connection: Duplex) -> None:
+    """The child's side (zoo.child.serve calls it): measure one run on one target."""
+    from zoo.catalog import registry
+
+    record, target_name, registry.command_registry = connection.recv()
+    target = load_targets(load_plugins()).targets[target_name]
+    figures, paths = measure(record, target, _ForwardingReporter(connection))
+    connection.send(("done", figures, paths))
+
+
+class _ForwardingReporter(Reporter):
+    """The child's progress and warnings, sent to the parent's reporter."""
+
+    def __init__(self, connection: Duplex):
+        self.connection = connection
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        self.connection.send(("task", description, total))
+        try:
+            yield lambda advance: self.connection.send(("advance", advance))
+        finally:
+            with contextlib.suppress(OSError):
+                self.connection.send(("task_end",))
+
+    def warning(self, text: str) -> None:
+        self.connection.send(("warning", text))
 
 
 @dataclass

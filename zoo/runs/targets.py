@@ -89,6 +89,29 @@ def parse_target_names(values: list[str] | None) -> list[str]:
     return names
 
 
+def choose_targets(
+    deploy: list[str] | None,
+    budget_ms: float | None,
+    budget_mb: float | None,
+    prefer: str,
+    plugins: Callable[[], PluginSet],
+    warn: Callable[[str], None],
+) -> list[DeployTarget]:
+    """The `--deploy` targets, checked with the budget flags before any work starts: a usage
+    error is one line. `plugins` is called only when a target is named (the CLI's compare loads
+    no catalogue otherwise); each broken plugin's problem goes to `warn`."""
+    from zoo.analysis.budget import check_budget
+
+    names = parse_target_names(deploy)
+    check_budget(budget_ms, budget_mb, prefer, names)
+    if not names:
+        return []
+    found = load_targets(plugins())
+    for problem in found.problems:
+        warn(problem)
+    return found.chosen(names)
+
+
 def load_targets(plugins: PluginSet) -> DeployTargets:
     """Every target the plugins register through `register_deploy_targets(register)`; a plugin
     whose hook raises is reported by name and skipped."""
