@@ -16,12 +16,14 @@ import pickle
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from zoo.errors import ZooError
 
 STOP_SECONDS = 10.0  # how long a child is given to exit on its own before it is ended
+POLL_SECONDS = 0.5  # how often a parent waiting for a message checks that its child still lives
 
 
 class ChildFailed(ZooError):
@@ -97,6 +99,23 @@ class Duplex:
     def close(self) -> None:
         self._reader.close()
         self._writer.close()
+
+
+def receive(
+    process: subprocess.Popen, connection: Duplex, died: Callable[[], BaseException]
+) -> tuple:
+    """The child's next message; its error raised here as itself (`rebuilt`); `died()` raised
+    when the child is gone before it sent one: never a hang."""
+    while not connection.poll(POLL_SECONDS):
+        if process.poll() is not None and not connection.poll(0):
+            raise died()
+    try:
+        message = connection.recv()
+    except (EOFError, OSError):
+        raise died() from None
+    if message[0] == "failed":
+        raise rebuilt(*message[1:])
+    return message
 
 
 def stop(process: subprocess.Popen, connection: Duplex, busy: bool) -> None:

@@ -25,13 +25,12 @@ import numpy as np
 
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.plugins import load_plugins
-from zoo.child import Duplex, how_it_ended, rebuilt, spawn, stop
+from zoo.child import Duplex, how_it_ended, receive, spawn, stop
 from zoo.errors import BackboneUnavailable
 from zoo.extraction.engines import Engines, ResolvedBackbone, load_engines
 from zoo.extraction.extract import Batch, Transform, local_compute
 
 IN_PROCESS_VARIABLE = "ZOO_EXTRACT_HERE"
-POLL_SECONDS = 0.5  # how often a parent waiting for a batch checks that its child still lives
 
 
 def wanted(engines: Engines, backbone: Backbone) -> bool:
@@ -122,17 +121,9 @@ class ChildEngine:
         """The child's next message of one of `kinds`; its warnings said on the way; its error
         raised here; its death a BackboneUnavailable naming the backbone."""
         while True:
-            while not self._connection.poll(POLL_SECONDS):
-                if self._process.poll() is not None and not self._connection.poll(0):
-                    raise self._died()
-            try:
-                message = self._connection.recv()
-            except (EOFError, OSError):
-                raise self._died() from None
+            message = receive(self._process, self._connection, self._died)
             if message[0] == "warning":
                 self.warn(message[1])
-            elif message[0] == "failed":
-                raise rebuilt(*message[1:])
             elif message[0] in kinds:
                 return message
 

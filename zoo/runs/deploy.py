@@ -34,7 +34,7 @@ from zoo.analysis.record import RunRecord
 from zoo.catalog.backbone import Backbone
 from zoo.catalog.combination import Combination
 from zoo.catalog.plugins import load_plugins
-from zoo.child import Duplex, how_it_ended, rebuilt, spawn, stop
+from zoo.child import Duplex, how_it_ended, receive, spawn, stop
 from zoo.data.decode import decoded_batches
 from zoo.errors import UsageError
 from zoo.home import atomic_dir, atomic_write_bytes
@@ -46,7 +46,6 @@ from zoo.runs.store import get_run, update_run
 from zoo.runs.targets import DeployTarget, load_targets
 
 IN_PROCESS_VARIABLE = "ZOO_DEPLOY_HERE"  # 1: measure in this process (tests, a debugger)
-POLL_SECONDS = 0.5  # how often a parent waiting on a measurement checks that its child lives
 TIMED_CALLS = 50
 WARMUP_CALLS = 5
 DECODE_BATCH = 32  # test images decoded ahead of the accuracy pass
@@ -335,12 +334,13 @@ def deploy_runs(
     reporter = reporter or Reporter()
     for record in records:
         check_deployable(record)
+    here = _measured_here(targets)
     measured: dict[int, dict[str, dict[str, Any]]] = {}
     for record in records:
         mine = measured.setdefault(record.id, {})
         for target in targets:
             mine[target.name] = _reusable(record, target) or _measure_and_store(
-                record, target, reporter
+                record, target, reporter, target.name in here
             )
     return measured
 
@@ -358,10 +358,11 @@ def _reusable(record: RunRecord, target: DeployTarget) -> dict[str, Any] | None:
 
 
 def _measure_and_store(
-    record: RunRecord, target: DeployTarget, reporter: Reporter
+    record: RunRecord, target: DeployTarget, reporter: Reporter, here: bool
 ) -> dict[str, Any]:
     try:
-        figures, paths = _measured(record, target, reporter)
+        measured = measure if here else _measure_in_child
+        figures, paths = measured(record, target, reporter)
     except UsageError:
         raise
     except Exception as error:  # a conversion or runtime failure: this target only
@@ -377,18 +378,17 @@ def _measure_and_store(
     return figures
 
 
-def _measured(
-    record: RunRecord, target: DeployTarget, reporter: Reporter
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """`measure` in a child process of its own: writing the run's SavedModel, converting it and
-    loading the runtime leave hundreds of MB in a process (zoo.child), so a `--deploy` over many
-    runs would grow with their number. Here instead when the user asks (ZOO_DEPLOY_HERE=1) or
-    the child, which loads the plugins afresh, would find another target by that name."""
+def _measured_here(targets: list[DeployTarget]) -> set[str]:
+    """The targets measured in this process rather than each in a child of its own.
+
+    A child (zoo.child) because writing a run's SavedModel, converting it and loading the
+    runtime leave hundreds of MB in a process, so a `--deploy` over many runs would grow with
+    their number. Here when the user asks (ZOO_DEPLOY_HERE=1) or where the child, which loads the
+    plugins afresh, would find another target by that name."""
     if os.environ.get(IN_PROCESS_VARIABLE, "") not in ("", "0"):
-        return measure(record, target, reporter)
-    if type(load_targets(load_plugins()).targets.get(target.name)) is not type(target):
-        return measure(record, target, reporter)
-    return _measure_in_child(record, target, reporter)
+        return {target.name for target in targets}
+    found = load_targets(load_plugins()).targets
+    return {target.name for target in targets if type(found.get(target.name)) is not type(target)}
 
 
 def _measure_in_child(
@@ -425,7 +425,7 @@ def _relay(process, connection: Duplex, reporter: Reporter, target_name: str) ->
     with contextlib.ExitStack() as open_tasks:
         tasks: list[tuple[contextlib.ExitStack, Callable[[int], None]]] = []
         while True:
-            kind, *facts = _next_message(process, connection, target_name)
+            kind, *facts = receive(process, connection, partial(_died, process, target_name))
             if kind == "warning":
                 reporter.warning(facts[0])
             elif kind == "task":
@@ -435,21 +435,12 @@ def _relay(process, connection: Duplex, reporter: Reporter, target_name: str) ->
                 tasks[-1][1](facts[0])
             elif kind == "task_end":
                 tasks.pop()[0].close()
-            elif kind == "failed":
-                raise rebuilt(*facts)
             elif kind == "done":
                 return facts[0], facts[1]
 
 
-def _next_message(process, connection, target_name: str) -> tuple:
-    """The child's next message; its death an error naming how it ended, never a hang."""
-    while not connection.poll(POLL_SECONDS):
-        if process.poll() is not None and not connection.poll(0):
-            break
-    else:
-        with contextlib.suppress(EOFError, OSError):
-            return connection.recv()
-    raise RuntimeError(
+def _died(process, target_name: str) -> RuntimeError:
+    return RuntimeError(
         f"its measurement process stopped ({how_it_ended(process)}) before it finished; run "
         f"again to measure it (or set {IN_PROCESS_VARIABLE}=1 to measure in the main process)"
     )
