@@ -158,6 +158,39 @@ def tiny_images(tmp_path) -> Path:
     return write_image_folders(tmp_path / "data", {"train": 10, "test": 5})
 
 
+@pytest.fixture(scope="session")
+def _home_with_lite0(tmp_path_factory) -> Path:
+    """A zoo home where one run has built EfficientNet-Lite0 from its packaged weights and
+    converted it for the engine `auto` picks: 20-25 s, paid once a session."""
+    import zoo
+
+    home = tmp_path_factory.mktemp("home-with-lite0")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_HOME", str(home))
+        patch.setenv("MLFLOW_TRACKING_URI", (home / "mlruns").as_uri())
+        patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+        patch.setenv("ZOO_EXTRACT_HERE", "1")
+        for variable in ("TFHUB_CACHE_DIR", "ZOO_REGISTRY", "ZOO_PLUGINS"):
+            patch.delenv(variable, raising=False)
+        demo = plant_demo_slice(home, train_per_class=1, test_per_class=1)
+        (result,) = zoo.run(["efficientnet_lite0"], data=demo, epochs=1).results
+        assert result.ok, result.reason
+    return home
+
+
+@pytest.fixture
+def lite0_built(zoo_home, _home_with_lite0) -> Path:
+    """This test's home starts as a user's second run finds it: Lite0 built and converted, no
+    features cached, no runs stored. (Building it is tested in test_efficientnet_lite.py and by
+    the notebook example, which starts cold.)"""
+    import shutil
+
+    for part in ("converted", "engines"):  # engines/: absent where OpenVINO is not installed
+        if (_home_with_lite0 / part).is_dir():
+            shutil.copytree(_home_with_lite0 / part, zoo_home / part)
+    return zoo_home
+
+
 def plant_demo_slice(zoo_home: Path, train_per_class: int, test_per_class: int) -> Path:
     """The real demo images, fewer of them, where zoo looks for the demo."""
     import shutil

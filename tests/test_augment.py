@@ -128,7 +128,7 @@ def test_the_table_says_the_augmentation(tiny_registry, tiny_images, capsys, mon
     assert "2 cached views of each training image (crop 0.7-1 of the area, color)" in out
 
 
-def test_real_lite0_with_augmented_views(zoo_home, capsys, monkeypatch):
+def test_real_lite0_with_augmented_views(zoo_home, lite0_built, capsys, monkeypatch):
     """The real path: EfficientNet-Lite0 features of a demo slice and one view of its fit images."""
     monkeypatch.setenv("COLUMNS", "200")
     demo = plant_demo_slice(zoo_home, train_per_class=4, test_per_class=1)

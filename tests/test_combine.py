@@ -125,7 +125,9 @@ def test_all_never_adds_combinations():
     assert selected and not any(isinstance(b, Combination) for b in selected)
 
 
-def test_real_lite0_features_joined_with_another_backbone(zoo_home, tmp_path, monkeypatch):
+def test_real_lite0_features_joined_with_another_backbone(
+    zoo_home, lite0_built, tmp_path, monkeypatch
+):
     """The real path: EfficientNet-Lite0 (converted offline) beside a tiny backbone, on a demo
     slice; Lite1 would be the natural partner, but its conversion doubles the test's time."""
     shipped = (Path(__file__).parents[1] / "registry.toml").read_text()

@@ -399,7 +399,7 @@ def test_the_comparison_report_draws_deployed_accuracy_against_latency(
     assert len(pictures) == 5 and "deployed_accuracy_vs_latency" in pictures  # + the verdict's
 
 
-def test_real_lite0_run_deployed_to_tflite_int8(zoo_home, capsys, monkeypatch):
+def test_real_lite0_run_deployed_to_tflite_int8(zoo_home, lite0_built, capsys, monkeypatch):
     """The real path: EfficientNet-Lite0 on a demo slice, `zoo run --deploy tflite-int8`."""
     import tensorflow as tf
     from conftest import plant_demo_slice

@@ -54,7 +54,9 @@ def test_export_cli_savedmodel_and_bad_options(tiny_run, tmp_path, capsys):
     assert code == 2 and "no run with id 999" in err
 
 
-def test_real_lite0_runs_ensembled_and_exported_to_tflite(zoo_home, capsys, monkeypatch):
+def test_real_lite0_runs_ensembled_and_exported_to_tflite(
+    zoo_home, lite0_built, capsys, monkeypatch
+):
     """The real path: two EfficientNet-Lite0 runs on a demo slice, their ensemble through the
     CLI, and one run as float16 TFLite checked by the interpreter on its test images."""
     from conftest import plant_demo_slice

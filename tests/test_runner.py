@@ -265,7 +265,7 @@ def test_list_backbones_api(tiny_registry):
     assert facts["name"] == "tiny" and facts["ready"] is True
 
 
-def test_fine_tune_real_hub_backbone_from_its_head(zoo_home):
+def test_fine_tune_real_hub_backbone_from_its_head(zoo_home, lite0_built):
     """EfficientNet-Lite0 with its hub layer trainable: BatchNorm in training mode, checkpoints."""
     from conftest import plant_demo_slice
 

@@ -184,7 +184,7 @@ def test_tune_needs_a_validation_split_and_a_frozen_backbone(
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_tune_on_real_lite0_features_says_what_it_chose(zoo_home, capsys, monkeypatch):
+def test_tune_on_real_lite0_features_says_what_it_chose(zoo_home, lite0_built, capsys, monkeypatch):
     """The real path: EfficientNet-Lite0 features of a demo slice, tuned through the CLI."""
     monkeypatch.setenv("COLUMNS", "200")
     plant_demo_slice(zoo_home, train_per_class=6, test_per_class=2)

@@ -307,7 +307,7 @@ def test_unfreeze_on_a_backbone_without_pretrained_weights_is_usage(capsys):
 # ---- the real backbone ---------------------------------------------------------------------------
 
 
-def test_efficientnet_lite0_top_layers_train_and_the_rest_stays(zoo_home):
+def test_efficientnet_lite0_top_layers_train_and_the_rest_stays(zoo_home, lite0_built):
     """Lite0 offline: 49 layers in data-flow order (stem first, head last), a staged run on a
     few demo images, and a training step that moves only the chosen variables."""
     import tensorflow as tf
