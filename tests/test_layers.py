@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "zoo"
 # Stages in data-flow order. A module may import its own stage and the stages before it.
 STAGES = [
-    ("zoo.errors", "zoo.home", "zoo.reporting", "zoo.child"),
+    ("zoo.errors", "zoo.home", "zoo.reporting", "zoo.quiet", "zoo.child"),
     ("zoo.catalog",),
     ("zoo.sources",),
     ("zoo.data", "zoo.demo_data"),

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from zoo import quiet
 from zoo.catalog.plugins import Catalog, load_catalog
 from zoo.cli import tables
 from zoo.cli.options import with_settings
@@ -106,22 +107,9 @@ def _global_options(
 
 
 def load_tensorflow() -> None:
-    """Import TensorFlow with its C++ start-up chatter (printed before logging is set up) hidden."""
-    if Settings.debug or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-            import tf_keras  # noqa: F401
-
-            tensorflow.config.list_physical_devices()  # device probing logs here too
-            tensorflow.get_logger().setLevel("ERROR")
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    """Import TensorFlow with its C++ start-up chatter hidden (shown under --debug)."""
+    if not Settings.debug:
+        quiet.import_tensorflow()
 
 
 def catalog() -> Catalog:

@@ -38,6 +38,7 @@ from zoo.child import Duplex, how_it_ended, receive, spawn, stop
 from zoo.data.decode import decoded_batches
 from zoo.errors import UsageError
 from zoo.home import atomic_dir, atomic_write_bytes
+from zoo.quiet import import_tensorflow, stderr_hidden
 from zoo.reporting import Reporter
 from zoo.runs.artifacts import check_saved_model
 from zoo.runs.export import geometry_of, run_images, size_on_disk
@@ -174,17 +175,9 @@ def converters_quiet() -> Iterator[None]:
     lines (`fully_quantize: 0, ...`, `INFO: Created TensorFlow Lite XNNPACK delegate`) on the
     process's stderr, NNCF's progress bars on stdout (which `--json` keeps for JSON). Their
     errors still arrive as exceptions."""
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(io.StringIO()):
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+    sys.stdout.flush()
+    with stderr_hidden(), contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 def export_folder(record: RunRecord, target: DeployTarget) -> Path:
@@ -451,6 +444,7 @@ def serve_measurement(connection: Duplex) -> None:
     from zoo.catalog import registry
 
     record, target_name, registry.command_registry = connection.recv()
+    import_tensorflow()  # every target's converter needs it: its start-up lines hidden
     target = load_targets(load_plugins()).targets[target_name]
     figures, paths = measure(record, target, _ForwardingReporter(connection))
     connection.send(("done", figures, paths))

@@ -14,10 +14,8 @@ test images: the share of images where both give the same top-1 class is reporte
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import shutil
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from zoo.data.folders import ImageSet, control_characters, scan_folder
 from zoo.data.layouts import recorded_layout
 from zoo.errors import DataError, UsageError
 from zoo.home import atomic_dir
+from zoo.quiet import stderr_hidden
 from zoo.reporting import Reporter
 from zoo.runs.artifacts import load_serving, readable_saved_model, saved_model_folder
 from zoo.runs.runner import prepared
@@ -259,18 +258,10 @@ def top1_agreement(
 @contextlib.contextmanager
 def _library_notes_hidden() -> Iterator[None]:
     """Hide what TFLite prints on every export: the Python interpreter's 6-line deprecation
-    warning and its C++ `INFO: Created TensorFlow Lite XNNPACK delegate` line (written to file
-    descriptor 2 directly, past Python's streams). Errors still raise as exceptions."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    warning and its C++ `INFO: Created TensorFlow Lite XNNPACK delegate` line."""
+    with warnings.catch_warnings(), stderr_hidden():
+        warnings.simplefilter("ignore")
+        yield
 
 
 # The steps above, for deployment targets (zoo.runs.deploy and the target plugins): one

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from zoo.catalog.backbone import Backbone
 from zoo.errors import ZooError
+from zoo.quiet import import_tensorflow
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,6 +43,7 @@ class ResolvedBackbone:
         from zoo.extraction.layers import feature_layer
 
         if self.loaded_layer is None:
+            import_tensorflow()  # a child's first import of it: its start-up lines hidden
             self.loaded_layer = feature_layer(self.backbone)
         return self.loaded_layer
 
@@ -53,6 +55,7 @@ class ResolvedBackbone:
 
     def uint8_function(self) -> Any:
         """The extractor behind a uint8 `tf.function`: what every engine computes."""
+        import_tensorflow()  # a child's first import of it: its start-up lines hidden
         import tensorflow as tf
 
         extractor = self.extractor()
