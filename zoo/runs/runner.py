@@ -89,7 +89,7 @@ class RunResult:
     run_id: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list[float]] = field(default_factory=dict)
-    epochs_run: int = 0
+    epochs_run: int | None = None  # None: no head trained to the end (failed, raced out)
     seconds: float = 0.0
     extract_seconds: float | None = None
     images_per_second: float | None = None
