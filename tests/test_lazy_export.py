@@ -103,3 +103,28 @@ def test_an_interrupted_first_export_leaves_no_model_that_reads_as_whole(
     assert not model.exists() and not list(model.parent.glob(".tmp-*"))
     monkeypatch.setattr(artifacts, "save_with_head", original)
     assert (artifacts.saved_model_folder(record, "export") / "saved_model.pb").is_file()
+
+
+def test_the_written_model_holds_only_what_its_signature_reads(tmp_path, tiny_images, monkeypatch):
+    """A hub model keeps functions serving never calls (its training-mode call, a fit step):
+    each one costs every later load, and the TFLite converter loads the folder twice."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    folder = export_tiny_savedmodel(tmp_path / "tiny")
+    loaded = tf.saved_model.load(str(folder))
+    loaded.never_served = tf.function(lambda x: tf.linalg.inv(x) * 2.0).get_concrete_function(
+        tf.TensorSpec([3, 3], tf.float32)
+    )
+    tf.saved_model.save(loaded, str(tmp_path / "with-extra"))
+    registry = tmp_path / "registry.toml"
+    registry.write_text(registry_text(str(tmp_path / "with-extra")))
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+
+    model_dir = artifacts.saved_model_folder(fresh_run(tiny_images), "export")
+    graph = saved_model_pb2.SavedModel.FromString((model_dir / "saved_model.pb").read_bytes())
+    ops = {node.op for f in graph.meta_graphs[0].graph_def.library.function for node in f.node_def}
+    assert "MatMul" in ops and "MatrixInverse" not in ops
+    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    probabilities = serve(pixels=tf.zeros([2, 32, 32, 3]))["probabilities"].numpy()
+    assert probabilities.shape == (2, 3)
