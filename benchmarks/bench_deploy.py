@@ -19,9 +19,11 @@ Writes benchmarks/results/<date>-deploy.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +36,17 @@ LITES = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"
 
 def loadavg() -> str:
     return Path("/proc/loadavg").read_text().strip()
+
+
+def cpu() -> str:
+    """The host's CPU model and core count: latency figures are facts of the machine."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} logical CPUs"
 
 
 def one_command(backbones: list[str], target: str, home: str) -> tuple[dict, float]:
@@ -103,7 +116,8 @@ def main() -> None:
     os.environ["ZOO_HOME"] = home  # get_run below reads the benchmark's store
     from zoo.runs.store import get_run
 
-    out = {"target": args.target, "home": home, "load_before": loadavg(), "commands": []}
+    out = {"target": args.target, "home": home, "cpu": cpu(), "load_before": loadavg()}
+    out["commands"] = []
     per_backbone: dict[str, list[dict]] = {name: [] for name in backbones}
     for repeat in range(args.repeats):
         report, wall = one_command(backbones, args.target, home)
