@@ -408,7 +408,11 @@ def measure_race(workdir: Path, data: Path, names: list[str], source: Path | Non
         "race_best_in_tied_group": race_best in tied_for_best,
         "finalists": finalists,
         "rounds": [
-            {key: r[key] for key in ("round", "images", "survivors", "leader", "threshold", "out")}
+            {
+                **{key: r[key] for key in ("round", "images", "survivors", "leader", "threshold")},
+                "out": r["out"],
+                "p_values": {c["backbone"]: c["p_value"] for c in r["comparisons"]},
+            }
             for r in race_facts["race"]["rounds"]
         ],
     }
@@ -437,6 +441,9 @@ def report_race(results: dict) -> None:
             f"  round {facts['round']} {facts['images']}: {len(facts['survivors'])} in, "
             f"leader {facts['leader']}, out at p <= {facts['threshold']:.2g}: {facts['out']}"
         )
+        kept = {n: p for n, p in facts.get("p_values", {}).items() if n not in facts["out"]}
+        if kept:
+            print("    kept, p: " + ", ".join(f"{n} {p:.2g}" for n, p in sorted(kept.items())))
     if "load_after" in results:
         print(f"load average before {results['load_before']}, after {results['load_after']}")
 

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from zoo.analysis.race import (
     FRACTIONS,
@@ -15,7 +16,7 @@ from zoo.analysis.race import (
     round_subset,
     subset_ranks,
 )
-from zoo.analysis.statistics import wilson_interval
+from zoo.analysis.statistics import mcnemar_exact, mcnemar_one_sided, wilson_interval
 
 
 def digests_of(count: int, start: int = 0) -> list[str]:
@@ -63,6 +64,30 @@ def test_adding_images_does_not_reshuffle_the_others():
         # at most one old image a new image can displace, and only from a round's tail
         assert len(before - after) <= 4
         assert len(after & before) >= len(before) - 4
+
+
+@pytest.mark.parametrize(
+    "b,c", [(0, 0), (1, 0), (0, 1), (5, 5), (120, 95), (95, 120), (731, 12), (4900, 5100)]
+)
+def test_the_one_sided_mcnemar_test_is_scipys_greater_binomial_test(b, c):
+    expected = stats.binomtest(b, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
+    assert mcnemar_one_sided(b, c) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+    if b > c:  # the race spends its level on the one direction that can drop a survivor
+        assert mcnemar_one_sided(b, c) == pytest.approx(mcnemar_exact(b, c) / 2, rel=1e-9)
+
+
+def test_a_survivor_is_raced_out_at_the_one_sided_level():
+    """26 images only the leader gets right, 8 only the other: one-sided p 1.5e-3, under the
+    threshold of 10 survivors (0.05 / 27 = 1.9e-3), where the two-sided p (2.9e-3) is not."""
+    leader = np.array([True] * 26 + [False] * 8 + [True] * 50)
+    other = np.array([False] * 26 + [True] * 8 + [True] * 50)
+    others = {f"same{i}": leader.copy() for i in range(8)}
+    decision = decide_round({"leader": leader, **others, "other": other}, 0.05, 3)
+    duel = decision.duels["other"]
+    assert duel.p_value == pytest.approx(stats.binomtest(26, 34, alternative="greater").pvalue)
+    assert decision.threshold == pytest.approx(0.05 / 27)
+    assert mcnemar_exact(26, 8) > decision.threshold >= duel.p_value
+    assert decision.out == ["other"]
 
 
 def test_threshold_is_bonferroni_over_rounds_and_comparisons():

@@ -8,17 +8,19 @@ never reshuffles the others (a new image only takes its own place in the order).
 
 After each round but the last, every survivor is compared with the round's leader (the highest
 subset accuracy; ties go to the earlier candidate) by the exact McNemar test on the round's test
-images. The correction is Bonferroni over the R - 1 elimination rounds and over the m - 1
-comparisons of a round: with m survivors a backbone is raced out when it is below the leader and
-its two-sided p-value is <= alpha / ((R - 1)(m - 1)). For the true best to be dropped in a round,
-one of the m - 1 others must beat it at that level; by the union bound this has probability at
-most alpha / (R - 1) in a round, whoever the (data-dependent) leader is, so at most alpha over
-the race. Holm within a round would not do: its ordering presumes fixed hypotheses, and the
-leader is chosen from the same data. Two caveats, both on the safe side or checked: m and the
-survivors come from earlier rounds on the same (nested) images, so the bound is argued round by
-round; and the drop needs the best to be *below* the other, half of a two-sided test's level.
-tests/test_race.py checks the rate on simulated races. The survivors of the last elimination round are trained
-on all the images and judged by the ordinary verdict.
+images, one-sided (the alternative: the leader is the better). The correction is Bonferroni over
+the R - 1 elimination rounds and over the m - 1 comparisons of a round: with m survivors a
+backbone is raced out when it is below the leader and its one-sided p-value is
+<= alpha / ((R - 1)(m - 1)). For the true best to be dropped in a round, one of the m - 1 others
+must beat it at that level in a one-sided test whose null (the other is not better) holds; by
+the union bound this has probability at most alpha / (R - 1) in a round, whoever the
+(data-dependent) leader is, so at most alpha over the race. A two-sided test would spend half of
+that level on a direction that cannot drop anyone (the survivor above the leader). Holm within a
+round would not do: its ordering presumes fixed hypotheses, and the leader is chosen from the
+same data. m and the survivors come from earlier rounds on the same (nested) images, so the
+bound is argued round by round, and tests/test_race.py checks the rate on simulated races. The
+survivors of the last elimination round are trained on all the images and judged by the
+ordinary verdict.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from zoo.analysis.statistics import mcnemar_exact, wilson_interval
+from zoo.analysis.statistics import mcnemar_one_sided, wilson_interval
 
 FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1.0)
 
@@ -135,7 +137,7 @@ def decide_round(
             continue
         mine = vectors[name]
         only_leader, only_this = int((best & ~mine).sum()), int((mine & ~best).sum())
-        p_value = mcnemar_exact(only_leader, only_this)
+        p_value = mcnemar_one_sided(only_leader, only_this)  # the leader is better
         below = int(mine.sum()) < int(best.sum())
         decision.duels[name] = Duel(
             name,

@@ -39,6 +39,23 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * tail / 2**pairs)
 
 
+def mcnemar_one_sided(b: int, c: int) -> float:
+    """One-sided exact McNemar p-value that the first model is the better one: the chance of b or
+    more of the b + c discordant pairs going its way were each a fair coin, P(X >= b) for
+    X ~ Binomial(b + c, 1/2) (by symmetry P(X <= c), summed in exact integers). Half the
+    two-sided value when b > c."""
+    if b < 0 or c < 0:
+        raise ValueError("discordant counts cannot be negative")
+    pairs = b + c
+    if pairs == 0:
+        return 1.0
+    term = tail = 1  # C(pairs, 0)
+    for k in range(1, c + 1):
+        term = term * (pairs - k + 1) // k
+        tail += term
+    return min(1.0, tail / 2**pairs)
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjustment: reject where adjusted p < alpha keeps the family-wise error."""
     count = len(p_values)

@@ -5,7 +5,8 @@ images (zoo.analysis.race.FRACTIONS: 1/8, 1/4, 1/2). In a round each survivor's 
 round's images come through the same extractors and feature cache as a frozen run (so a round
 computes only the images new to it, and the final runs reuse every vector), a plain head trains
 on the round's training images (validation carved from them as usual) and predicts the round's
-test images, and each survivor is compared with the round's leader by the exact McNemar test.
+test images, and each survivor is compared with the round's leader by the exact McNemar test
+(one-sided: only a survivor below the leader can be dropped).
 
 The correction is Bonferroni over the R - 1 = 3 elimination rounds and the m - 1 comparisons of
 a round of m survivors: a survivor below the leader is raced out when p <= alpha / (3 (m - 1)),
@@ -430,7 +431,7 @@ def _duel_metrics(duel: Duel, leader: str, leader_accuracy: float, record: Round
 def _test_reason(duel: Duel, leader: str, leader_accuracy: float, record: RoundFacts) -> str:
     return (
         f"round {record.number}: {duel.accuracy:.3f} vs {leader} {leader_accuracy:.3f} on "
-        f"{duel.images} test images, p={duel.p_value:.2g} <= {record.threshold:.2g}"
+        f"{duel.images} test images, one-sided p={duel.p_value:.2g} <= {record.threshold:.2g}"
     )
 
 
