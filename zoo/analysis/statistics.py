@@ -29,14 +29,10 @@ def mcnemar_exact(b: int, c: int) -> float:
     """
     if b < 0 or c < 0:
         raise ValueError("discordant counts cannot be negative")
-    pairs, fewer = b + c, min(b, c)
+    pairs = b + c
     if pairs == 0 or b == c:
         return 1.0
-    term = tail = 1  # C(pairs, 0)
-    for k in range(1, fewer + 1):
-        term = term * (pairs - k + 1) // k
-        tail += term
-    return min(1.0, 2 * tail / 2**pairs)
+    return min(1.0, 2 * _lower_tail(pairs, min(b, c)) / 2**pairs)
 
 
 def mcnemar_one_sided(b: int, c: int) -> float:
@@ -49,11 +45,16 @@ def mcnemar_one_sided(b: int, c: int) -> float:
     pairs = b + c
     if pairs == 0:
         return 1.0
+    return min(1.0, _lower_tail(pairs, c) / 2**pairs)
+
+
+def _lower_tail(pairs: int, upto: int) -> int:
+    """C(pairs, 0) + ... + C(pairs, upto), in exact integers."""
     term = tail = 1  # C(pairs, 0)
-    for k in range(1, c + 1):
+    for k in range(1, upto + 1):
         term = term * (pairs - k + 1) // k
         tail += term
-    return min(1.0, tail / 2**pairs)
+    return tail
 
 
 def holm(p_values: list[float]) -> list[float]:
