@@ -116,8 +116,13 @@ def main() -> None:
     os.environ["ZOO_HOME"] = home  # get_run below reads the benchmark's store
     from zoo.runs.store import get_run
 
-    out = {"target": args.target, "home": home, "cpu": cpu(), "load_before": loadavg()}
-    out["commands"] = []
+    out = {
+        "target": args.target,
+        "home": home,
+        "cpu": cpu(),
+        "load_before": loadavg(),
+        "commands": [],
+    }
     per_backbone: dict[str, list[dict]] = {name: [] for name in backbones}
     for repeat in range(args.repeats):
         report, wall = one_command(backbones, args.target, home)

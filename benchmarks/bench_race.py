@@ -409,8 +409,7 @@ def measure_race(workdir: Path, data: Path, names: list[str], source: Path | Non
         "finalists": finalists,
         "rounds": [
             {
-                **{key: r[key] for key in ("round", "images", "survivors", "leader", "threshold")},
-                "out": r["out"],
+                **{k: r[k] for k in ("round", "images", "survivors", "leader", "threshold", "out")},
                 "p_values": {c["backbone"]: c["p_value"] for c in r["comparisons"]},
             }
             for r in race_facts["race"]["rounds"]
